@@ -1,0 +1,53 @@
+"""The API gateway: builds its clients in the lifespan so tests can build as many apps as they like."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.api import errors
+from services.api.deps import ApiContext
+from services.api.metrics import ApiMetrics
+from services.api.routes import ops, orders, streams
+from shared.event_feed import EventHub
+from shared.settings import Settings
+from shared.store.order_store import OrderStore
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = Redis.from_url(settings.redis_url, health_check_interval=30)
+        db = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        store = OrderStore(redis, retention_s=settings.order_retention_s,
+                           idempotency_ttl_s=settings.idempotency_ttl_s)
+        hub = EventHub(redis)
+        reader = asyncio.create_task(hub.run(), name="event-reader")
+        app.state.context = ApiContext(settings, redis, store, hub, db, ApiMetrics())
+        try:
+            yield
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await redis.aclose()
+            await db.dispose()
+
+    app = FastAPI(
+        title="DEX order execution engine",
+        version="0.1.0",
+        description="Market orders routed to the better of two simulated Solana venues, streamed live.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    errors.install(app)
+    app.include_router(orders.router)
+    app.include_router(streams.router)
+    app.include_router(ops.router)
+    return app

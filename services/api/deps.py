@@ -1,0 +1,32 @@
+"""What route handlers may ask for: built once in the lifespan, injected per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.api.metrics import ApiMetrics
+from shared.event_feed import EventHub
+from shared.settings import Settings
+from shared.store.order_store import OrderStore
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    redis: Redis
+    store: OrderStore
+    hub: EventHub
+    db: AsyncEngine
+    metrics: ApiMetrics
+
+
+def _context(request: Request) -> ApiContext:
+    return request.app.state.context
+
+
+Context = Annotated[ApiContext, Depends(_context)]

@@ -1,0 +1,71 @@
+"""Every error the API returns has the contract's body: never a 500 page, never a stack trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from loguru import logger
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.headers = headers
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"success": False, "error": code, "message": message, "details": details or []}
+
+
+def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    details = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+        details.append({"field": ".".join(location) or None, "code": error.get("type"), "message": error.get("msg")})
+    return details
+
+
+def from_validation(exc: ValidationError | RequestValidationError) -> ApiError:
+    details = validation_details(exc.errors())
+    code = details[0]["code"] if len(details) == 1 and details[0]["code"] else "validation_error"
+    message = "; ".join(
+        f"{d['field']}: {d['message']}" if d["field"] else str(d["message"]) for d in details
+    ) or "invalid request"
+    return ApiError(400, code, message, details)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
+        return ORJSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        error = from_validation(exc)
+        return ORJSONResponse(error_body(error.code, error.message, error.details), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return ORJSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        logger.exception("unhandled error on {} {}", request.method, request.url.path)
+        return ORJSONResponse(error_body("internal_error", "the server could not handle this request"), 500)

@@ -1,0 +1,98 @@
+"""Probes, metrics and the quote cache."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter
+from fastapi.responses import ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from services.api.deps import Context
+from services.api.errors import ApiError
+from shared import redis_keys
+from shared.domain import tokens
+
+router = APIRouter(tags=["operations"])
+
+VENUES = ("RAYDIUM", "METEORA", "BEST")
+PROBE_TIMEOUT_S = 2.0
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok", "service": "api"}
+
+
+@router.get("/ready")
+async def ready(ctx: Context) -> ORJSONResponse:
+    """Readiness: 200 only when both Redis and PostgreSQL answer."""
+
+    async def redis_ok() -> bool:
+        return bool(await ctx.redis.ping())
+
+    async def postgres_ok() -> bool:
+        async with ctx.db.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return True
+
+    checks = {}
+    for name, probe in (("redis", redis_ok), ("postgres", postgres_ok)):
+        try:
+            checks[name] = "ok" if await asyncio.wait_for(probe(), PROBE_TIMEOUT_S) else "down"
+        except Exception as exc:  # any failure to answer means not ready
+            checks[name] = f"down: {type(exc).__name__}"
+    ok = all(value == "ok" for value in checks.values())
+    return ORJSONResponse({"status": "ready" if ok else "not_ready", **checks}, 200 if ok else 503)
+
+
+@router.get("/metrics")
+async def metrics(ctx: Context) -> Response:
+    """Prometheus text format."""
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        pipe.llen(redis_keys.dramatiq_queue())
+        pipe.hlen(f"{redis_keys.dramatiq_delayed()}.msgs")
+        pipe.zcard(redis_keys.dramatiq_dead_letters())
+        ready_depth, delayed_depth, dead_depth = await pipe.execute()
+    ctx.metrics.queue_depth.labels("ready").set(ready_depth)
+    ctx.metrics.queue_depth.labels("delayed").set(delayed_depth)
+    ctx.metrics.queue_depth.labels("dead_letter").set(dead_depth)
+    ctx.metrics.events_delivered.set(ctx.hub.delivered)
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/quotes/{pair}", tags=["quotes"])
+async def quotes(pair: str, ctx: Context) -> ORJSONResponse:
+    """The quote stream's cached per-venue and BEST quotes for `tokenIn-tokenOut`, with their age."""
+    token_in_name, sep, token_out_name = pair.partition("-")
+    if not sep:
+        raise ApiError(400, "invalid_pair", "the pair must look like SOL-USDC")
+    try:
+        token_in, token_out = tokens.resolve(token_in_name), tokens.resolve(token_out_name)
+    except tokens.UnknownToken as exc:
+        raise ApiError(400, "unknown_token", str(exc)) from None
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for venue in VENUES:
+            pipe.hgetall(redis_keys.quotes(token_in.symbol, token_out.symbol, venue))
+        raw = await pipe.execute()
+    now = time.time()
+    venues = {}
+    for venue, fields in zip(VENUES, raw, strict=True):
+        if fields:
+            quote = {k.decode(): v.decode() for k, v in fields.items()}
+            quote["ageMs"] = max(0, round((now - float(quote["ts"])) * 1000))
+            venues[venue.lower()] = quote
+    if not venues:
+        raise ApiError(404, "no_quotes", f"no quotes cached for {token_in.symbol}-{token_out.symbol} yet")
+    return ORJSONResponse(
+        {
+            "pair": f"{token_in.symbol}-{token_out.symbol}",
+            "tokenIn": token_in.symbol,
+            "tokenOut": token_out.symbol,
+            "best": venues.pop("best", None),
+            "venues": venues,
+        }
+    )

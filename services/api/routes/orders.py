@@ -1,0 +1,173 @@
+"""Submitting orders and reading them back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import ORJSONResponse
+from pydantic import ValidationError
+
+from services.api.deps import Context
+from services.api.errors import ApiError, from_validation
+from shared.domain.events import OrderEvent
+from shared.domain.lifecycle import OrderStatus
+from shared.domain.orders import SUPPORTED_TYPES, OrderRequest, OrderType, accept
+from shared.execution.messages import execute_order_message
+from shared.logging import order_logger
+from shared.persistence import history
+from shared.store.order_store import CreateOutcome
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+MAX_BODY_BYTES = 16 * 1024
+#: Seconds a client should wait before resubmitting when the execution backlog is over its bound.
+OVERLOAD_RETRY_AFTER_S = 2
+
+
+async def _read_json(request: Request) -> Any:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the order as Content-Type: application/json")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "body_too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "body_too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
+    try:
+        # parse_float keeps "amount": 1.1 exact: a float would turn it into 1.1000000000000000888.
+        return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
+
+
+def _check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 128 or not key.isprintable() or not key.isascii():
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-128 printable ASCII characters")
+    return key
+
+
+def _body_hash(body: Any) -> str:
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@router.post(
+    "/execute",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": OrderRequest.model_json_schema(by_alias=True)}}}
+    },
+    responses={400: {"description": "invalid order"}, 409: {"description": "Idempotency-Key reused"}},
+)
+async def submit_order(
+    request: Request,
+    ctx: Context,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> ORJSONResponse:
+    """Submit an order. It is durably accepted (in Redis, with its execution message) before the 200."""
+    key = _check_idempotency_key(idempotency_key)
+    body = await _read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    try:
+        order_request = OrderRequest.model_validate(body)
+    except ValidationError as exc:
+        error = from_validation(exc)
+        ctx.metrics.orders_rejected.labels(error.code).inc()
+        raise error from None
+    if order_request.type not in SUPPORTED_TYPES:
+        ctx.metrics.orders_rejected.labels("unsupported_order_type").inc()
+        raise ApiError(400, "unsupported_order_type", f"{order_request.type.value} orders are not enabled here")
+    order = accept(order_request, idempotency_key=key)
+    first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value, client_order_id=order.client_order_id)
+    result = await ctx.store.create(
+        order,
+        first,
+        body_hash=_body_hash(body),
+        message=execute_order_message(order.order_id),
+        max_queue_depth=ctx.settings.max_queue_depth,
+    )
+    if result.outcome is CreateOutcome.OVERLOADED:
+        ctx.metrics.orders_rejected.labels("overloaded").inc()
+        raise ApiError(503, "overloaded", "the execution queue is full; retry later",
+                       headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)})
+    if result.outcome is CreateOutcome.KEY_CONFLICT:
+        raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with a different body")
+    headers = {}
+    status = OrderStatus.PENDING.value
+    if result.outcome is CreateOutcome.REPLAYED:
+        ctx.metrics.idempotent_replays.inc()
+        headers["Idempotent-Replayed"] = "true"
+        state = await ctx.store.load(result.order_id)
+        status = state.status.value if state else status
+    else:
+        ctx.metrics.orders_accepted.labels(order.type.value).inc()
+        order_logger(order.order_id).info(
+            "accepted {} {} {} → {}", order.type.value, order.amount, order.token_in, order.token_out
+        )
+    return ORJSONResponse(
+        {
+            "success": True,
+            "orderId": str(result.order_id),
+            "status": status,
+            "type": order.type.value,  # a replay has the same body, hence the same type
+            "wsUrl": f"/ws/orders/{result.order_id}",
+        },
+        headers=headers,
+    )
+
+
+@router.get("", summary="Order history (PostgreSQL), newest first")
+@router.get("/history", summary="Order history (alias)")
+async def list_orders(
+    ctx: Context,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+    status: OrderStatus | None = None,
+    type: OrderType | None = None,
+    user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
+    token_in: Annotated[str | None, Query(alias="tokenIn", max_length=64)] = None,
+    token_out: Annotated[str | None, Query(alias="tokenOut", max_length=64)] = None,
+) -> ORJSONResponse:
+    try:
+        orders, next_cursor = await history.list_orders(
+            ctx.db,
+            limit=limit,
+            cursor=cursor,
+            status=status.value if status else None,
+            type=type.value if type else None,
+            user_id=user_id,
+            token_in=token_in.upper() if token_in else None,
+            token_out=token_out.upper() if token_out else None,
+        )
+    except ValueError as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    return ORJSONResponse({"orders": orders, "nextCursor": next_cursor, "count": len(orders)})
+
+
+@router.get("/{order_id}")
+async def get_order(order_id: UUID, ctx: Context) -> ORJSONResponse:
+    """The order's current state with every lifecycle event so far, in seq order."""
+    state = await ctx.store.load(order_id)
+    if state is not None:
+        view = state.to_view()
+        view["events"] = [orjson.loads(raw) for raw in await ctx.store.events(order_id)]
+        return ORJSONResponse(view)
+    archived = await history.get_order(ctx.db, order_id)
+    if archived is None:
+        raise ApiError(404, "order_not_found", f"no order {order_id}")
+    return ORJSONResponse(archived)

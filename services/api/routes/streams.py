@@ -1,0 +1,132 @@
+"""WebSockets: one order's lifecycle (two paths, same messages) and every event of one owner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from services.api.deps import ApiContext
+from shared.event_feed import follow_order
+from shared.persistence import history
+
+router = APIRouter(tags=["streams"])
+
+CLOSE_NORMAL = 1000
+CLOSE_BAD_REQUEST = 4400
+CLOSE_NOT_FOUND = 4404
+
+
+def _context(websocket: WebSocket) -> ApiContext:
+    return websocket.app.state.context
+
+
+async def _refuse(websocket: WebSocket, code: int, error: str, message: str) -> None:
+    await websocket.send_bytes(orjson.dumps({"type": "error", "error": error, "message": message}))
+    await websocket.close(code)
+
+
+async def _until_client_leaves(websocket: WebSocket) -> None:
+    """Read (and ignore) whatever the client sends, to notice when it goes away."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+
+async def _race_client(websocket: WebSocket, work) -> bool:
+    """Run `work` until it ends or the client disconnects; True when the work finished."""
+    worker = asyncio.create_task(work)
+    watcher = asyncio.create_task(_until_client_leaves(websocket))
+    done, pending = await asyncio.wait({worker, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await task
+    if worker in done:
+        worker.result()
+        return True
+    return False
+
+
+async def stream_order(websocket: WebSocket, raw_order_id: str | None, raw_after: str | None) -> None:
+    ctx = _context(websocket)
+    await websocket.accept()
+    ctx.metrics.websockets.labels("order").inc()
+    try:
+        try:
+            order_id = UUID(raw_order_id or "")
+        except ValueError:
+            await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_order_id", "orderId must be a UUID")
+            return
+        if raw_after is not None and not (raw_after.isdigit() and len(raw_after) < 10):
+            await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_after", "after must be a non-negative integer")
+            return
+        after = int(raw_after or 0)
+
+        async def follow() -> bool:
+            if await follow_order(ctx.store, ctx.hub, order_id, after, websocket.send_bytes):
+                return True
+            archived = await history.get_order(ctx.db, order_id)
+            if archived is None:
+                return False
+            for event in archived["events"]:
+                if event["seq"] > after:
+                    await websocket.send_bytes(orjson.dumps(event))
+            return True
+
+        worker = asyncio.create_task(follow())
+        if not await _race_client(websocket, worker):
+            return
+        if worker.result():
+            await websocket.close(CLOSE_NORMAL)
+        else:
+            await _refuse(websocket, CLOSE_NOT_FOUND, "order_not_found", f"no order {order_id}")
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        ctx.metrics.websockets.labels("order").dec()
+        if websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close(CLOSE_NORMAL)
+
+
+@router.websocket("/ws/orders/{order_id}")
+async def order_ws(websocket: WebSocket, order_id: str) -> None:
+    await stream_order(websocket, order_id, websocket.query_params.get("after"))
+
+
+@router.websocket("/api/orders/execute")
+async def order_ws_same_endpoint(websocket: WebSocket) -> None:
+    """The "same endpoint upgrades" spelling: GET /api/orders/execute?orderId=... with Upgrade."""
+    await stream_order(websocket, websocket.query_params.get("orderId"), websocket.query_params.get("after"))
+
+
+@router.websocket("/ws")
+async def user_ws(websocket: WebSocket) -> None:
+    """Every event of every order of one owner, live, for as long as the socket is open."""
+    ctx = _context(websocket)
+    await websocket.accept()
+    user_id = websocket.query_params.get("userId") or ""
+    if not 1 <= len(user_id) <= 64:
+        await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_user_id", "userId must be 1-64 characters")
+        return
+    ctx.metrics.websockets.labels("user").inc()
+    try:
+        with ctx.hub.subscribe_user(user_id) as live:
+
+            async def forward() -> None:
+                while True:
+                    await websocket.send_bytes(await live.get())
+
+            await _race_client(websocket, forward())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        ctx.metrics.websockets.labels("user").dec()

@@ -1,0 +1,80 @@
+"""`python -m services.execution_worker`: consumes the execution queue and drives orders to the end.
+
+One process keeps up to WORKER_MAX_IN_FLIGHT orders in flight on one event loop (see
+shared/execution/async_worker.py for how that sits on dramatiq).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from uuid import UUID
+
+import dramatiq
+from loguru import logger
+from redis.asyncio import Redis
+
+from shared.execution.async_worker import AsyncWorker, LoopThread, attempt_of, current_message
+from shared.execution.broker import build_broker
+from shared.execution.executor import OrderExecutor
+from shared.execution.messages import EXECUTE_ORDER
+from shared.logging import setup_logging
+from shared.redis_keys import EXECUTION_QUEUE
+from shared.settings import Settings
+from shared.store.leases import OrderLeases
+from shared.store.order_store import OrderStore
+from shared.venues.base import Dex
+from shared.venues.ledger import RedisLedger
+from shared.venues.simulated import SimulatedVenue, build_swap_transaction, load_sim_config
+
+
+async def build_executor(settings: Settings) -> OrderExecutor:
+    redis = Redis.from_url(settings.redis_url, max_connections=200)
+    sim = await load_sim_config(redis, settings)
+    ledger = RedisLedger(redis)
+    logger.info("simulation seed {}, latency x{}, failure rate {}", sim.seed, sim.latency_scale, sim.failure_rate)
+    return OrderExecutor(
+        OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s),
+        OrderLeases(redis, ttl_ms=settings.order_lease_ms),
+        {dex: SimulatedVenue(dex, sim, ledger) for dex in Dex},
+        build_swap_transaction,
+        max_attempts=settings.max_attempts,
+    )
+
+
+def declare_actor(broker: dramatiq.Broker, executor: OrderExecutor, settings: Settings) -> None:
+    @dramatiq.actor(
+        actor_name=EXECUTE_ORDER,
+        queue_name=EXECUTION_QUEUE,
+        broker=broker,
+        max_retries=settings.max_attempts - 1,
+        min_backoff=settings.retry_min_backoff_ms,
+        max_backoff=settings.retry_max_backoff_ms,
+    )
+    async def execute_order(order_id: str) -> None:
+        await executor.execute(UUID(order_id), attempt_of(current_message.get()))
+
+
+def main() -> None:
+    settings = Settings()
+    setup_logging("execution-worker", settings)
+    broker = build_broker(settings)
+    loop = LoopThread().start()
+    executor = loop.run(build_executor(settings))
+    declare_actor(broker, executor, settings)
+    worker = AsyncWorker(broker, loop=loop.loop, max_in_flight=settings.worker_max_in_flight,
+                         queues={EXECUTION_QUEUE})
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.start()
+    logger.info("consuming {!r} with up to {} orders in flight", EXECUTION_QUEUE, settings.worker_max_in_flight)
+    stop.wait()
+    logger.info("stopping: finishing orders in flight")
+    worker.stop()
+    loop.stop()
+    logger.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

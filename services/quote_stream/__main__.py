@@ -1,0 +1,99 @@
+"""`python -m services.quote_stream`: polls both venues for every configured pair and caches the quotes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from loguru import logger
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.domain import tokens
+from shared.logging import setup_logging
+from shared.quote_cache import PairRound, QuoteCache, reference_amount
+from shared.settings import Settings
+from shared.venues.base import Dex, Quote, VenueUnavailable
+from shared.venues.ledger import RedisLedger
+from shared.venues.simulated import SimulatedVenue, load_sim_config
+
+
+class QuotePoller:
+    def __init__(self, venues: list[SimulatedVenue], cache: QuoteCache, pairs: list[tuple[str, str]],
+                 reference_usd) -> None:
+        self.venues = venues
+        self.cache = cache
+        self.pairs = pairs
+        self.reference_usd = reference_usd
+        self.last_good: dict[tuple[str, str, Dex], Quote] = {}
+
+    async def _pair_round(self, token_in: str, token_out: str) -> PairRound:
+        amount = reference_amount(token_in, self.reference_usd)
+        results = await asyncio.gather(
+            *(venue.quote(token_in, token_out, amount) for venue in self.venues), return_exceptions=True
+        )
+        fresh, stale = [], []
+        for venue, result in zip(self.venues, results, strict=True):
+            if isinstance(result, Quote):
+                fresh.append(result)
+                self.last_good[(token_in, token_out, venue.dex)] = result
+            elif isinstance(result, VenueUnavailable):
+                previous = self.last_good.get((token_in, token_out, venue.dex))
+                if previous is not None:
+                    stale.append(previous)
+            else:
+                raise result
+        return PairRound(token_in, token_out, fresh, stale)
+
+    async def poll_once(self) -> list[PairRound]:
+        rounds = await asyncio.gather(*(self._pair_round(a, b) for a, b in self.pairs))
+        await self.cache.publish(list(rounds))
+        return list(rounds)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    sim = await load_sim_config(redis, settings)
+    ledger = RedisLedger(redis)
+    venues = [SimulatedVenue(dex, sim, ledger) for dex in Dex]
+    pairs = [(a, b) for a, b in settings.pairs if a in tokens.TOKENS and b in tokens.TOKENS and a != b]
+    poller = QuotePoller(venues, QuoteCache(redis), pairs, settings.quote_reference_usd)
+    interval = settings.quote_interval_ms / 1000
+    logger.info("streaming {} pairs every {} ms (seed {})", len(pairs), settings.quote_interval_ms, sim.seed)
+    rounds = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await poller.poll_once()
+            rounds += 1
+            if rounds % 120 == 1:
+                logger.info("round {}: {} pairs cached", rounds, len(pairs))
+        except (RedisError, OSError) as exc:
+            logger.warning("could not write quotes ({}); retrying", exc)
+        remaining = interval - (time.monotonic() - started)
+        if remaining > 0:
+            try:
+                await asyncio.wait_for(stop.wait(), remaining)
+            except TimeoutError:
+                pass
+    await redis.aclose()
+    logger.info("stopped")
+
+
+def main() -> None:
+    settings = Settings()
+    setup_logging("quote-stream", settings)
+
+    async def entry() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(entry())
+
+
+if __name__ == "__main__":
+    main()

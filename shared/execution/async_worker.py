@@ -1,0 +1,165 @@
+"""A dramatiq worker that keeps hundreds of coroutine actors in flight on one event loop.
+
+dramatiq's own `AsyncIO` middleware runs a coroutine actor on an event loop but parks a worker thread
+on it until it ends, so in-flight messages per process = threads. Here one dispatch thread hands each
+message's coroutine to the loop and returns at once; when the coroutine ends, a finisher thread runs
+the usual `after_process_message` middleware (Retries, dead letters) and acks or nacks the message.
+A message therefore stays unacked in Redis for exactly as long as its coroutine runs, which keeps
+dramatiq's crash recovery: a worker that dies mid-order leaves its messages to be re-delivered.
+Sync actors, if any, still run the ordinary way on the dispatch thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+from dramatiq.middleware import SkipMessage
+from dramatiq.worker import WorkerThread
+from loguru import logger
+
+#: The message whose coroutine is running, for actors that need its options (e.g. the retry count).
+current_message: contextvars.ContextVar[MessageProxy] = contextvars.ContextVar("current_message")
+
+#: How long a graceful stop waits for in-flight coroutines before handing their messages back.
+DEFAULT_DRAIN_TIMEOUT_S = 10.0
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread, for code that lives on the loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="event-loop", daemon=True)
+
+    def start(self) -> LoopThread:
+        self._thread.start()
+        return self
+
+    def run(self, coroutine, timeout: float | None = None):
+        """Run a coroutine on the loop from another thread and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+
+def attempt_of(message: MessageProxy) -> int:
+    """1 for the first delivery, +1 for each retry dramatiq scheduled."""
+    return int(message.options.get("retries", 0)) + 1
+
+
+class _DispatchThread(WorkerThread):
+    def __init__(self, *, owner: AsyncWorker, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.owner = owner
+
+    def process_message(self, message: MessageProxy) -> None:
+        actor = self.broker.get_actor(message.actor_name)
+        coroutine_fn = getattr(actor.fn, "__wrapped__", None)
+        if message.failed or not inspect.iscoroutinefunction(coroutine_fn):
+            super().process_message(message)
+            return
+        try:
+            self.broker.emit_before("process_message", message)
+        except SkipMessage:
+            self.broker.emit_after("skip_message", message)
+            self.owner.settle(message)
+            return
+
+        async def run():
+            current_message.set(message)
+            return await coroutine_fn(*message.args, **message.kwargs)
+
+        future = asyncio.run_coroutine_threadsafe(run(), self.owner.loop)
+        self.owner.track(message, future)
+
+
+class AsyncWorker(dramatiq.Worker):
+    def __init__(
+        self,
+        broker: dramatiq.Broker,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        max_in_flight: int,
+        queues: set[str] | None = None,
+        worker_timeout: int = 100,
+    ) -> None:
+        super().__init__(broker, queues=queues, worker_timeout=worker_timeout, worker_threads=1)
+        # Prefetch is what bounds unacked messages, hence orders in flight, for this process.
+        self.queue_prefetch = max_in_flight
+        self.loop = loop
+        self._in_flight: dict[str, tuple[MessageProxy, Future]] = {}
+        self._abandoned: set[str] = set()
+        self._lock = threading.Lock()
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dramatiq-finisher")
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def _add_worker(self) -> None:
+        worker = _DispatchThread(
+            owner=self,
+            broker=self.broker,
+            consumers=self.consumers,
+            work_queue=self.work_queue,
+            worker_timeout=self.worker_timeout,
+        )
+        worker.start()
+        self.workers.append(worker)
+
+    def track(self, message: MessageProxy, future: Future) -> None:
+        with self._lock:
+            self._in_flight[message.message_id] = (message, future)
+        future.add_done_callback(lambda done: self._finisher.submit(self._finish, message, done))
+
+    def _finish(self, message: MessageProxy, future: Future) -> None:
+        with self._lock:
+            self._in_flight.pop(message.message_id, None)
+            if message.message_id in self._abandoned:
+                self._abandoned.discard(message.message_id)
+                return
+        exception = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        if exception is None:
+            self.broker.emit_after("process_message", message, result=future.result())
+        else:
+            message.stuff_exception(exception)
+            try:
+                raise exception  # so middleware that formats the current traceback sees this one
+            except BaseException:
+                self.broker.emit_after("process_message", message, exception=exception)
+        self.settle(message)
+
+    def settle(self, message: MessageProxy) -> None:
+        try:
+            self.consumers[message.queue_name].post_process_message(message)
+        finally:
+            self.work_queue.task_done()
+            message.clear_exception()
+
+    def stop(self, timeout: int = 600_000, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> None:
+        """Stop taking messages, let running orders finish, hand back the rest un-counted."""
+        for consumer in self.consumers.values():
+            consumer.pause()
+        deadline = time.monotonic() + drain_timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            leftovers = list(self._in_flight.values())
+            self._abandoned.update(message.message_id for message, _ in leftovers)
+        if leftovers:
+            logger.warning("handing {} unfinished messages back to the queue", len(leftovers))
+        for message, future in leftovers:
+            future.cancel()
+            self.consumers[message.queue_name].requeue_messages([message])
+            self.work_queue.task_done()
+        super().stop(timeout)
+        self._finisher.shutdown(wait=True)

@@ -1,0 +1,201 @@
+"""Driving one order from pending (or triggered) to a terminal state.
+
+Each stage persists its event before the next side effect, so whoever picks the order up again (a
+retry, a re-delivered message after a crash) continues from the last persisted stage instead of
+starting over:
+
+    pending/triggered → routing (both venues quoted, best chosen) → building (transaction signed)
+    → submitted (sent; txHash) → confirmed | failed
+
+Submitting is idempotent (the transaction hash is derived from order and attempt) and the venue lets
+at most one transaction per order execute, so a stage repeated after a crash cannot execute twice.
+A transient venue failure raises `VenueUnavailable`: dramatiq retries the message with back-off and
+the next attempt re-routes with fresh quotes; the last attempt marks the order failed first and then
+lets the message go to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from shared.domain import tokens
+from shared.domain.events import OrderEvent
+from shared.domain.lifecycle import OrderStatus
+from shared.domain.slippage import min_amount_out
+from shared.logging import order_logger
+from shared.routing import NoQuotes, choose_best
+from shared.store.leases import OrderLeases
+from shared.store.order_store import OrderState, OrderStore, StaleWrite
+from shared.venues.base import Dex, Quote, SwapTransaction, TxStatus, Venue, VenueUnavailable
+
+S = OrderStatus
+
+#: How often a worker waiting for another's lease on the same order looks again.
+LEASE_POLL_S = 0.25
+
+TransactionBuilder = Callable[..., SwapTransaction]
+
+
+class ExecutionFailed(Exception):
+    """The order ended `failed` after its last attempt; raised so dramatiq dead-letters the message."""
+
+
+def next_event(state: OrderState, status: OrderStatus, **fields: Any) -> OrderEvent:
+    return OrderEvent(
+        order_id=state.order.order_id,
+        seq=state.seq + 1,
+        status=status,
+        order_type=state.order.type.value,
+        client_order_id=state.order.client_order_id,
+        **fields,
+    )
+
+
+class OrderExecutor:
+    def __init__(
+        self,
+        store: OrderStore,
+        leases: OrderLeases,
+        venues: Mapping[Dex, Venue],
+        build_transaction: TransactionBuilder,
+        *,
+        max_attempts: int,
+    ) -> None:
+        self.store = store
+        self.leases = leases
+        self.venues = venues
+        self.build_transaction = build_transaction
+        self.max_attempts = max_attempts
+
+    async def execute(self, order_id: UUID, attempt: int) -> None:
+        log = order_logger(order_id)
+        async with self._lease(order_id) as state:
+            if state is None or state.terminal:
+                return
+            attempt = max(attempt, state.attempt)
+            try:
+                await self._drive(state, attempt)
+            except StaleWrite as exc:
+                log.warning("another writer moved the order on ({}); leaving it to them", exc)
+            except (VenueUnavailable, NoQuotes) as exc:
+                await self._after_transient_failure(order_id, attempt, exc)
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, order_id: UUID):
+        """Hold the order's lease while driving it; wait while another live worker holds it."""
+        while not await self.leases.take(order_id):
+            state = await self.store.load(order_id)
+            if state is None or state.terminal:
+                yield state
+                return
+            await asyncio.sleep(LEASE_POLL_S)
+        renewer = asyncio.create_task(self._keep_renewing(order_id))
+        try:
+            yield await self.store.load(order_id)
+        finally:
+            renewer.cancel()
+            await self.leases.release(order_id)
+
+    async def _keep_renewing(self, order_id: UUID) -> None:
+        while True:
+            await asyncio.sleep(self.leases.ttl_ms / 3000)
+            if not await self.leases.renew(order_id):
+                order_logger(order_id).warning("lost the order's lease; the event CAS keeps it safe")
+                return
+
+    async def _drive(self, state: OrderState, attempt: int) -> None:
+        stale_attempt = state.attempt < attempt
+        if state.status in (S.PENDING, S.TRIGGERED) or (stale_attempt and state.status in (S.ROUTING, S.BUILDING)):
+            state = await self._route(state, attempt)
+        if state.status is S.ROUTING:
+            state = await self._build(state)
+        if state.status is S.BUILDING:
+            state = await self._submit(state)
+        if state.status is S.SUBMITTED:
+            await self._confirm(state)
+
+    async def _route(self, state: OrderState, attempt: int) -> OrderState:
+        order = state.order
+        results = await asyncio.gather(
+            *(venue.quote(order.token_in, order.token_out, order.amount) for venue in self.venues.values()),
+            return_exceptions=True,
+        )
+        quotes = [r for r in results if isinstance(r, Quote)]
+        for failure in (r for r in results if isinstance(r, BaseException)):
+            if not isinstance(failure, VenueUnavailable):
+                raise failure
+        decision = choose_best(quotes)
+        best = decision.best
+        order_logger(order.order_id).info(
+            "routing attempt {}: {} → chose {}",
+            attempt,
+            " | ".join(f"{q.dex.value} out={q.amount_out} fee={q.fee}" for q in quotes),
+            best.dex.value,
+        )
+        event = next_event(
+            state, S.ROUTING, attempt=attempt, dex=best.dex.value, quotes=decision.quotes_message(),
+            extra={"venueLatencyMs": max(q.latency_ms for q in quotes)},
+        )
+        return await self.store.append(state, event, remember={"quotedOut": best.amount_out})
+
+    def _transaction(self, state: OrderState, minimum_out: Decimal) -> SwapTransaction:
+        order = state.order
+        return self.build_transaction(
+            order_id=order.order_id,
+            attempt=state.attempt,
+            dex=Dex(state.fields["dex"]),
+            token_in=order.token_in,
+            token_out=order.token_out,
+            amount_in=order.amount,
+            min_amount_out=minimum_out,
+            native_sol_in=order.native_sol_in,
+            native_sol_out=order.native_sol_out,
+        )
+
+    async def _build(self, state: OrderState) -> OrderState:
+        quoted_out = Decimal(state.fields["quotedOut"])
+        decimals = tokens.TOKENS[state.order.token_out].decimals
+        minimum_out = min_amount_out(quoted_out, state.order.slippage_bps, decimals)
+        tx = self._transaction(state, minimum_out)
+        event = next_event(state, S.BUILDING, attempt=state.attempt, dex=tx.dex.value, extra={"transaction": tx.as_dict()})
+        return await self.store.append(state, event, remember={"minOut": minimum_out})
+
+    async def _submit(self, state: OrderState) -> OrderState:
+        tx = self._transaction(state, Decimal(state.fields["minOut"]))
+        tx_hash = await self.venues[tx.dex].submit(tx)
+        event = next_event(state, S.SUBMITTED, attempt=state.attempt, dex=tx.dex.value, tx_hash=tx_hash)
+        return await self.store.append(state, event)
+
+    async def _confirm(self, state: OrderState) -> None:
+        dex = Dex(state.fields["dex"])
+        outcome = await self.venues[dex].confirm(state.fields["txHash"])
+        common = {"attempt": state.attempt, "dex": dex.value, "tx_hash": outcome.tx_hash,
+                  "extra": {"venueLatencyMs": outcome.latency_ms}}
+        if outcome.status is TxStatus.CONFIRMED:
+            event = next_event(state, S.CONFIRMED, executed_price=outcome.executed_price,
+                               amount_out=outcome.amount_out, **common)
+        else:
+            event = next_event(state, S.FAILED, error=outcome.error, error_message=outcome.message, **common)
+        await self.store.append(state, event)
+        order_logger(state.order.order_id).info(
+            "{} on {}: {}", event.status.value, dex.value, outcome.amount_out or outcome.error
+        )
+
+    async def _after_transient_failure(self, order_id: UUID, attempt: int, exc: Exception) -> None:
+        log = order_logger(order_id)
+        if attempt < self.max_attempts:
+            log.warning("attempt {} failed transiently: {}; dramatiq will retry", attempt, exc)
+            raise exc
+        state = await self.store.load(order_id)
+        if state is not None and not state.terminal:
+            message = f"gave up after {attempt} attempts: {exc}"
+            await self.store.append(
+                state, next_event(state, S.FAILED, attempt=attempt, error="venue_unavailable", error_message=message)
+            )
+            log.error("failed: {}", message)
+        raise ExecutionFailed(f"order {order_id} failed after {attempt} attempts") from exc

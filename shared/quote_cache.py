@@ -1,0 +1,84 @@
+"""The quote cache: what the quote stream writes to `quotes:{pair}:{VENUE|BEST}` and the tick it publishes.
+
+Pure functions decide what to write; `QuoteCache.publish` writes one polling round in one round trip.
+A venue that fails keeps its last good quote in the cache, marked stale, so readers see its age grow
+instead of the price vanishing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+from redis.asyncio import Redis
+
+from shared import redis_keys
+from shared.domain import tokens
+from shared.venues.base import Dex, Quote
+
+VENUE_KEYS = {Dex.RAYDIUM: "RAYDIUM", Dex.METEORA: "METEORA"}
+
+
+def reference_amount(symbol: str, usd: Decimal) -> Decimal:
+    """How much of `symbol` is worth `usd` at its listed price: the size every streamed quote prices."""
+    token = tokens.TOKENS[symbol]
+    return (usd / token.usd_price).quantize(Decimal(1).scaleb(-token.decimals), rounding=ROUND_DOWN)
+
+
+def quote_fields(quote: Quote, *, stale: bool = False) -> dict[str, str]:
+    return {
+        "dex": quote.dex.value,
+        "price": str(quote.price),
+        "midPrice": str(quote.mid_price),
+        "fee": str(quote.fee),
+        "liquidity": str(quote.liquidity),
+        "amountIn": str(quote.amount_in),
+        "amountOut": str(quote.amount_out),
+        "priceImpact": str(quote.price_impact),
+        "ts": repr(quote.ts),
+        "stale": "1" if stale else "0",
+    }
+
+
+def best_of(quotes: list[Quote]) -> Quote | None:
+    """The larger net output after fees wins, as the router decides."""
+    return max(quotes, key=lambda q: (q.amount_out, -q.fee), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class PairRound:
+    """One pair's result of one polling round: fresh quotes, and the last good quotes of venues that
+    failed to answer this time (rewritten marked stale, with their original `ts`)."""
+
+    token_in: str
+    token_out: str
+    fresh: list[Quote]
+    stale: list[Quote]
+
+
+class QuoteCache:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def publish(self, rounds: list[PairRound]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for result in rounds:
+                for quote in result.fresh:
+                    key = redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex])
+                    pipe.hset(key, mapping=quote_fields(quote))
+                for quote in result.stale:
+                    key = redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex])
+                    pipe.hset(key, mapping=quote_fields(quote, stale=True))
+                best = best_of(result.fresh)
+                if best is None:
+                    continue
+                best_key = redis_keys.quotes(result.token_in, result.token_out, "BEST")
+                pipe.hset(best_key, mapping=quote_fields(best))
+                pipe.xadd(
+                    redis_keys.TICKS_STREAM,
+                    {"pair": f"{result.token_in}-{result.token_out}", "price": str(best.price),
+                     "dex": best.dex.value, "ts": repr(best.ts)},
+                    maxlen=redis_keys.TICKS_MAXLEN,
+                    approximate=True,
+                )
+            await pipe.execute()

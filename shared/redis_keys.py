@@ -1,0 +1,76 @@
+"""Every Redis key and stream the services share, in one place.
+
+The `quotes:*` names are part of the public contract; the rest are ours to change (together).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+#: dramatiq's key namespace (its default) and the queue the execution worker consumes.
+DRAMATIQ_NAMESPACE = "dramatiq"
+EXECUTION_QUEUE = "execution"
+
+#: Every lifecycle event of every order, in commit order. db-sync consumes it with a consumer group and
+#: trims what it has persisted; each API process tails it once to fan events out to its WebSockets.
+EVENTS_STREAM = "stream:events"
+DBSYNC_GROUP = "db-sync"
+
+#: BEST price ticks published by the quote stream for services that react to prices.
+TICKS_STREAM = "stream:ticks"
+TICKS_MAXLEN = 10_000
+
+#: Shared simulation parameters, so that every process sees the same seeded market.
+SIM_SEED = "sim:seed"
+SIM_EPOCH = "sim:epoch"
+
+
+def order(order_id: UUID | str) -> str:
+    """Hash: the order's accepted request, current status, last seq and results."""
+    return f"order:{order_id}"
+
+
+def order_events(order_id: UUID | str) -> str:
+    """List: the order's event messages (JSON), index = seq - 1."""
+    return f"order:{order_id}:events"
+
+
+def order_lease(order_id: UUID | str) -> str:
+    """String: the execution worker currently driving this order (token), with a TTL."""
+    return f"lease:order:{order_id}"
+
+
+def idempotency(key: str) -> str:
+    """String: `<orderId> <bodyHash>` for an Idempotency-Key, 24 h."""
+    return f"idem:{key}"
+
+
+def quotes(token_in: str, token_out: str, venue: str) -> str:
+    """Hash: the latest quote of one venue (RAYDIUM, METEORA) or the BEST of both for a pair."""
+    return f"quotes:{token_in}-{token_out}:{venue}"
+
+
+def dramatiq_queue(queue: str = EXECUTION_QUEUE) -> str:
+    return f"{DRAMATIQ_NAMESPACE}:{queue}"
+
+
+def dramatiq_messages(queue: str = EXECUTION_QUEUE) -> str:
+    return f"{DRAMATIQ_NAMESPACE}:{queue}.msgs"
+
+
+def dramatiq_delayed(queue: str = EXECUTION_QUEUE) -> str:
+    return f"{DRAMATIQ_NAMESPACE}:{queue}.DQ"
+
+
+def dramatiq_dead_letters(queue: str = EXECUTION_QUEUE) -> str:
+    return f"{DRAMATIQ_NAMESPACE}:{queue}.XQ"
+
+
+def venue_transaction(tx_hash: str) -> str:
+    """Hash: a swap transaction as the simulated chain recorded it (submitted, landed, outcome)."""
+    return f"sim:tx:{tx_hash}"
+
+
+def venue_nonce(order_id: UUID | str) -> str:
+    """String: the one transaction allowed to execute for an order (a durable nonce, in Solana terms)."""
+    return f"sim:nonce:{order_id}"

@@ -1,0 +1,231 @@
+"""Live orders in Redis: the accepted request, the current state, and the event log.
+
+Every change goes through one Lua script, so the hash, the per-order event list and the global event
+stream never disagree. Writers name the seq they last saw; a stale writer changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import orjson
+from redis.asyncio import Redis
+
+from shared import redis_keys
+from shared.domain.events import OrderEvent, iso_utc
+from shared.domain.lifecycle import OrderStatus, check_transition, is_terminal
+from shared.domain.orders import Order
+
+_LUA = Path(__file__).parent / "lua"
+
+
+class CreateOutcome(StrEnum):
+    CREATED = "created"
+    REPLAYED = "replayed"
+    KEY_CONFLICT = "key_conflict"
+    OVERLOADED = "overloaded"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    outcome: CreateOutcome
+    order_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A dramatiq message to enqueue atomically with the order (id, encoded bytes)."""
+
+    redis_message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    order: Order
+    status: OrderStatus
+    seq: int
+    attempt: int
+    fields: dict[str, str]
+
+    @property
+    def terminal(self) -> bool:
+        return is_terminal(self.status)
+
+    def json_field(self, name: str) -> Any:
+        raw = self.fields.get(name)
+        return orjson.loads(raw) if raw else None
+
+    def to_view(self) -> dict[str, Any]:
+        """The order as GET /api/orders/{id} shows it (events are added by the caller)."""
+        spec = self.order.to_spec()
+        return {
+            "orderId": spec["orderId"],
+            "status": self.status.value,
+            "type": spec["type"],
+            "tokenIn": spec["tokenIn"],
+            "tokenOut": spec["tokenOut"],
+            "amount": spec["amount"],
+            "slippageBps": spec["slippageBps"],
+            "userId": spec["userId"],
+            "clientOrderId": spec["clientOrderId"],
+            "createdAt": spec["createdAt"],
+            "updatedAt": self.fields.get("updatedAt"),
+            "attempt": self.attempt or None,
+            "dex": self.fields.get("dex") or None,
+            "txHash": self.fields.get("txHash") or None,
+            "executedPrice": self.fields.get("executedPrice") or None,
+            "amountOut": self.fields.get("amountOut") or None,
+            "error": self.fields.get("error") or None,
+            "errorMessage": self.fields.get("errorMessage") or None,
+        }
+
+
+class StaleWrite(Exception):
+    """The order moved on since the writer last looked (another writer, or a duplicate delivery)."""
+
+    def __init__(self, order_id: UUID, expected_seq: int, actual_seq: int) -> None:
+        super().__init__(f"order {order_id} is at seq {actual_seq}, writer expected {expected_seq}")
+        self.actual_seq = actual_seq
+
+
+def _flatten(fields: dict[str, Any]) -> list[str]:
+    flat: list[str] = []
+    for name, value in fields.items():
+        if value is None:
+            continue
+        flat.append(name)
+        if isinstance(value, (dict, list)):
+            flat.append(orjson.dumps(value).decode())
+        else:
+            flat.append(str(value))
+    return flat
+
+
+def _result_fields(event: OrderEvent) -> dict[str, Any]:
+    return {
+        "status": event.status.value,
+        "seq": event.seq,
+        "updatedAt": iso_utc(event.timestamp),
+        "attempt": event.attempt,
+        "dex": event.dex,
+        "txHash": event.tx_hash,
+        "executedPrice": event.executed_price,
+        "amountOut": event.amount_out,
+        "error": event.error,
+        "errorMessage": event.error_message,
+    }
+
+
+class OrderStore:
+    def __init__(self, redis: Redis, *, retention_s: int, idempotency_ttl_s: int) -> None:
+        self.redis = redis
+        self.retention_s = retention_s
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self._create = redis.register_script((_LUA / "create_order.lua").read_text())
+        self._append = redis.register_script((_LUA / "append_event.lua").read_text())
+
+    async def create(
+        self,
+        order: Order,
+        first_event: OrderEvent,
+        *,
+        body_hash: str = "",
+        message: QueuedMessage | None = None,
+        max_queue_depth: int = 0,
+    ) -> CreateResult:
+        check_transition(None, first_event.status)
+        key = order.idempotency_key
+        idem_key = redis_keys.idempotency(key) if key else redis_keys.idempotency("-")
+        fields = {"spec": order.spec_json().decode(), **_result_fields(first_event)}
+        args = [
+            "1" if key else "0",
+            f"{order.order_id} {body_hash}",
+            self.idempotency_ttl_s,
+            max_queue_depth,
+            str(order.order_id),
+            order.user_id or "",
+            order.spec_json(),
+            first_event.to_json(),
+            message.redis_message_id if message else "",
+            message.data if message else b"",
+            *_flatten(fields),
+        ]
+        keys = [
+            redis_keys.order(order.order_id),
+            redis_keys.order_events(order.order_id),
+            redis_keys.EVENTS_STREAM,
+            idem_key,
+            redis_keys.dramatiq_queue(),
+            redis_keys.dramatiq_messages(),
+        ]
+        outcome, existing = await self._create(keys=keys, args=args)
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        if outcome == "created":
+            return CreateResult(CreateOutcome.CREATED, order.order_id)
+        if outcome == "busy":
+            return CreateResult(CreateOutcome.OVERLOADED, order.order_id)
+        if outcome == "exists":
+            existing_id, _, existing_hash = existing.decode().partition(" ")
+            same = existing_hash == body_hash
+            return CreateResult(CreateOutcome.REPLAYED if same else CreateOutcome.KEY_CONFLICT, UUID(existing_id))
+        raise RuntimeError(f"order {order.order_id} already exists")
+
+    async def append(
+        self, state: OrderState, event: OrderEvent, remember: dict[str, Any] | None = None
+    ) -> OrderState:
+        """Append `event` (whose seq must be state.seq + 1) and return the new state.
+
+        `remember` adds fields to the order hash that a resumed worker needs (e.g. the quoted output).
+        """
+        check_transition(state.status, event.status)
+        if event.seq != state.seq + 1:
+            raise ValueError(f"event seq {event.seq} does not follow {state.seq}")
+        flat = _flatten({**_result_fields(event), **(remember or {})})
+        terminal = is_terminal(event.status)
+        result = await self._append(
+            keys=[
+                redis_keys.order(state.order.order_id),
+                redis_keys.order_events(state.order.order_id),
+                redis_keys.EVENTS_STREAM,
+            ],
+            args=[
+                state.seq,
+                event.to_json(),
+                str(state.order.order_id),
+                state.order.user_id or "",
+                self.retention_s if terminal else 0,
+                *flat,
+            ],
+        )
+        if result != 0:
+            raise StaleWrite(state.order.order_id, state.seq, int(result))
+        merged = {**state.fields, **dict(zip(flat[::2], flat[1::2], strict=True))}
+        return OrderState(state.order, event.status, event.seq, event.attempt or state.attempt, merged)
+
+    async def load(self, order_id: UUID) -> OrderState | None:
+        raw = await self.redis.hgetall(redis_keys.order(order_id))
+        if not raw:
+            return None
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        return OrderState(
+            order=Order.from_spec(orjson.loads(fields["spec"])),
+            status=OrderStatus(fields["status"]),
+            seq=int(fields["seq"]),
+            attempt=int(fields.get("attempt") or 0),
+            fields=fields,
+        )
+
+    async def events(self, order_id: UUID, after_seq: int = 0) -> list[bytes]:
+        """Raw event messages with seq > after_seq, in seq order (the list index is seq - 1)."""
+        return await self.redis.lrange(redis_keys.order_events(order_id), max(after_seq, 0), -1)
+
+
+def decimal_field(state: OrderState, name: str) -> Decimal | None:
+    raw = state.fields.get(name)
+    return Decimal(raw) if raw else None

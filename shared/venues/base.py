@@ -1,0 +1,116 @@
+"""The venue port: what the engine needs from a DEX, whatever implements it.
+
+Adapters: `simulated.SimulatedVenue` (Raydium- and Meteora-like pools over a ledger). The engine only sees
+`Venue`, `Quote`, `SwapTransaction` and `TxOutcome`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+
+class Dex(StrEnum):
+    RAYDIUM = "raydium"
+    METEORA = "meteora"
+
+
+class VenueUnavailable(Exception):
+    """A transient failure of one venue call (timeout, RPC error): worth retrying."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    dex: Dex
+    token_in: str
+    token_out: str
+    amount_in: Decimal
+    #: Net output after the venue's fee and the pool's price impact, in tokenOut.
+    amount_out: Decimal
+    #: The venue's fee as a fraction (0.0025 = 0.25 %).
+    fee: Decimal
+    #: amount_out / amount_in: the net price of 1 tokenIn in tokenOut for this size.
+    price: Decimal
+    #: Mid price before the trade, tokenOut per tokenIn.
+    mid_price: Decimal
+    #: How much worse than mid this size executes (fraction).
+    price_impact: Decimal
+    #: Pool depth expressed in tokenOut.
+    liquidity: Decimal
+    #: UTC epoch seconds the quote is valid for.
+    ts: float
+    #: Simulated time the venue took to answer, in ms.
+    latency_ms: int = 0
+
+    def as_dict(self) -> dict[str, str | int | float]:
+        return {
+            "dex": self.dex.value,
+            "amountIn": str(self.amount_in),
+            "amountOut": str(self.amount_out),
+            "fee": str(self.fee),
+            "price": str(self.price),
+            "midPrice": str(self.mid_price),
+            "priceImpact": str(self.price_impact),
+            "liquidity": str(self.liquidity),
+            "ts": self.ts,
+            "latencyMs": self.latency_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SwapTransaction:
+    """A built, signed swap. `tx_hash` is derived from (order, attempt) so rebuilding gives the same one."""
+
+    order_id: UUID
+    attempt: int
+    dex: Dex
+    token_in: str
+    token_out: str
+    amount_in: Decimal
+    min_amount_out: Decimal
+    tx_hash: str
+    #: Human-readable instruction list, e.g. ["wrapSol", "swap", "unwrapSol"].
+    instructions: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "dex": self.dex.value,
+            "txHash": self.tx_hash,
+            "amountIn": str(self.amount_in),
+            "minAmountOut": str(self.min_amount_out),
+            "instructions": list(self.instructions),
+        }
+
+
+class TxStatus(StrEnum):
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TxOutcome:
+    tx_hash: str
+    status: TxStatus
+    amount_out: Decimal | None = None
+    executed_price: Decimal | None = None
+    #: Stable error code when failed: "slippage_exceeded", "nonce_used", ...
+    error: str | None = None
+    message: str | None = None
+    #: Simulated time between submission and landing, in ms.
+    latency_ms: int = 0
+
+
+class Venue(Protocol):
+    dex: Dex
+
+    async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
+        """Price `amount_in` of token_in now. Raises VenueUnavailable on a transient failure."""
+
+    async def submit(self, tx: SwapTransaction) -> str:
+        """Send a transaction; idempotent for the same tx_hash. Raises VenueUnavailable."""
+
+    async def confirm(self, tx_hash: str) -> TxOutcome:
+        """Wait until the transaction has landed and return what happened; idempotent."""
