@@ -1,0 +1,203 @@
+"""The Venue port over the simulated market: latency, transient failures, submission and landing.
+
+Every random choice is a hash of the deployment's seed and the call, so a run with a fixed seed replays the
+same latencies and failures, and a transaction lands at the same moment whichever process confirms it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from uuid import UUID
+
+import base58
+from redis.asyncio import Redis
+
+from shared import redis_keys
+from shared.settings import Settings
+from shared.venues.base import Dex, Quote, SwapTransaction, TxOutcome, TxStatus, VenueUnavailable
+from shared.venues.ledger import Ledger, TxRecord
+from shared.venues.market import quote_at
+from shared.venues.price_walk import seeded_uniform
+
+#: Unscaled latency ranges in ms. Quote + send + landing add up to the 2–3 s a Solana swap takes end to end.
+QUOTE_LATENCY_MS = (150, 250)
+SEND_LATENCY_MS = (50, 150)
+LANDING_LATENCY_MS = (1_700, 2_600)
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    seed: str
+    #: UTC epoch seconds at which prices equal the token registry's.
+    epoch: float
+    latency_scale: Decimal = Decimal(1)
+    failure_rate: Decimal = Decimal("0.02")
+    daily_vol: Decimal = Decimal("0.05")
+
+
+async def load_sim_config(
+    redis: Redis, settings: Settings, clock: Callable[[], float] = time.time
+) -> SimConfig:
+    """The deployment's simulation: the first process to start fixes the epoch, and the seed unless set."""
+    seed = settings.sim_seed or await _shared_value(redis, redis_keys.SIM_SEED, secrets.token_hex(16))
+    epoch = await _shared_value(redis, redis_keys.SIM_EPOCH, repr(clock()))
+    return SimConfig(
+        seed=seed,
+        epoch=float(epoch),
+        latency_scale=settings.sim_latency_scale,
+        failure_rate=settings.sim_failure_rate,
+        daily_vol=settings.sim_daily_volatility,
+    )
+
+
+async def _shared_value(redis: Redis, key: str, proposal: str) -> str:
+    await redis.set(key, proposal, nx=True)
+    value = await redis.get(key)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def build_swap_transaction(
+    order_id: UUID,
+    attempt: int,
+    dex: Dex,
+    token_in: str,
+    token_out: str,
+    amount_in: Decimal,
+    min_amount_out: Decimal,
+    native_sol_in: bool,
+    native_sol_out: bool,
+) -> SwapTransaction:
+    """The signed swap for one attempt; rebuilding it yields the same tx_hash, so resending is harmless."""
+    dex = Dex(dex)
+    digest = hashlib.blake2b(f"{order_id}:{attempt}:{dex.value}".encode(), digest_size=64).digest()
+    # Native SOL cannot enter a pool: it is wrapped to wSOL first and unwrapped after the swap.
+    instructions = (
+        *(("wrapSol",) if native_sol_in else ()),
+        f"swap:{dex.value}",
+        *(("unwrapSol",) if native_sol_out else ()),
+    )
+    return SwapTransaction(
+        order_id=order_id,
+        attempt=attempt,
+        dex=dex,
+        token_in=token_in,
+        token_out=token_out,
+        amount_in=amount_in,
+        min_amount_out=min_amount_out,
+        tx_hash=base58.b58encode(digest).decode(),
+        instructions=instructions,
+    )
+
+
+class SimulatedVenue:
+    """A Raydium- or Meteora-like venue; the ledger is the chain it shares with other processes."""
+
+    def __init__(
+        self,
+        dex: Dex,
+        sim: SimConfig,
+        ledger: Ledger,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.dex = Dex(dex)
+        self._sim = sim
+        self._ledger = ledger
+        self._clock = clock
+        self._sleep = sleep
+        # Numbers this venue's calls so a replay with the same seed draws the same latencies and failures.
+        self._calls = itertools.count()
+
+    async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
+        call = next(self._calls)
+        latency_ms = self._latency_ms(QUOTE_LATENCY_MS, "quote", call)
+        await self._pause(latency_ms)
+        if self._fails("quote", call):
+            raise VenueUnavailable(f"{self.dex.value} did not answer the quote request")
+        quote = quote_at(self.dex, token_in, token_out, amount_in, self._clock(), self._sim)
+        return replace(quote, latency_ms=latency_ms)
+
+    async def submit(self, tx: SwapTransaction) -> str:
+        if tx.dex != self.dex:
+            raise ValueError(f"a {tx.dex} transaction cannot be sent to {self.dex.value}")
+        call = next(self._calls)
+        await self._pause(self._latency_ms(SEND_LATENCY_MS, "send", tx.tx_hash, call))
+        if self._fails("send", tx.tx_hash, call):
+            raise VenueUnavailable(f"{self.dex.value} RPC dropped transaction {tx.tx_hash}")
+        submitted_at = self._clock()
+        # Drawn from the hash alone: a resend cannot change when the transaction lands.
+        landing_ms = self._latency_ms(LANDING_LATENCY_MS, "land", tx.tx_hash)
+        record = TxRecord(
+            tx_hash=tx.tx_hash,
+            order_id=str(tx.order_id),
+            attempt=tx.attempt,
+            dex=tx.dex,
+            token_in=tx.token_in,
+            token_out=tx.token_out,
+            amount_in=tx.amount_in,
+            min_amount_out=tx.min_amount_out,
+            submitted_at=submitted_at,
+            lands_at=submitted_at + landing_ms / 1000,
+        )
+        stored = await self._ledger.record_submission(record)
+        return stored.tx_hash
+
+    async def confirm(self, tx_hash: str) -> TxOutcome:
+        record = await self._ledger.get(tx_hash)
+        if record is None:
+            return TxOutcome(
+                tx_hash,
+                TxStatus.FAILED,
+                error="tx_not_found",
+                message=f"no transaction {tx_hash} was ever submitted",
+            )
+        if record.outcome is not None:
+            return record.outcome
+        wait_s = record.lands_at - self._clock()
+        if wait_s > 0:
+            await self._sleep(wait_s)
+        return await self._ledger.settle(tx_hash, execute(record, self._sim))
+
+    def _latency_ms(self, bounds: tuple[int, int], *parts: object) -> int:
+        low, high = bounds
+        drawn = low + (high - low) * seeded_uniform(self._sim.seed, self.dex.value, *parts)
+        return round(drawn * float(self._sim.latency_scale))
+
+    def _fails(self, *parts: object) -> bool:
+        draw = seeded_uniform(self._sim.seed, self.dex.value, "fail", *parts)
+        return Decimal(draw) < self._sim.failure_rate
+
+    async def _pause(self, latency_ms: int) -> None:
+        if latency_ms > 0:
+            await self._sleep(latency_ms / 1000)
+
+
+def execute(record: TxRecord, sim: SimConfig) -> TxOutcome:
+    """What the transaction does when it lands: the pool's output at lands_at, or a slippage failure."""
+    latency_ms = round((record.lands_at - record.submitted_at) * 1000)
+    quote = quote_at(record.dex, record.token_in, record.token_out, record.amount_in, record.lands_at, sim)
+    if quote.amount_out < record.min_amount_out:
+        return TxOutcome(
+            tx_hash=record.tx_hash,
+            status=TxStatus.FAILED,
+            error="slippage_exceeded",
+            message=(
+                f"the swap would pay {quote.amount_out} {record.token_out}, "
+                f"below the minimum of {record.min_amount_out}"
+            ),
+            latency_ms=latency_ms,
+        )
+    return TxOutcome(
+        tx_hash=record.tx_hash,
+        status=TxStatus.CONFIRMED,
+        amount_out=quote.amount_out,
+        executed_price=quote.price,
+        latency_ms=latency_ms,
+    )

@@ -1,0 +1,86 @@
+"""The Redis order store against a real Redis: atomic acceptance, idempotency, back-pressure, CAS."""
+
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from shared import redis_keys
+from shared.domain.events import OrderEvent
+from shared.domain.lifecycle import IllegalTransition, OrderStatus
+from shared.domain.orders import OrderRequest, accept
+from shared.execution.messages import execute_order_message
+from shared.store.order_store import CreateOutcome, OrderStore, StaleWrite
+
+
+def new_order(key=None, **fields):
+    request = OrderRequest.model_validate({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", **fields})
+    return accept(request, idempotency_key=key)
+
+
+def pending(order):
+    return OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
+
+
+@pytest.fixture
+def store(redis):
+    return OrderStore(redis, retention_s=60, idempotency_ttl_s=60)
+
+
+async def test_accepting_writes_state_event_stream_entry_and_message_together(store, redis):
+    order = new_order(userId="alice")
+    message = execute_order_message(order.order_id)
+    result = await store.create(order, pending(order), message=message)
+    assert result.outcome is CreateOutcome.CREATED
+    state = await store.load(order.order_id)
+    assert (state.status, state.seq, state.order.amount) == (OrderStatus.PENDING, 1, Decimal("2"))
+    [event] = await store.events(order.order_id)
+    assert orjson.loads(event)["seq"] == 1
+    [(_, fields)] = await redis.xrange(redis_keys.EVENTS_STREAM)
+    assert fields[b"o"].decode() == str(order.order_id) and fields[b"u"] == b"alice" and b"s" in fields
+    assert await redis.lrange(redis_keys.dramatiq_queue(), 0, -1) == [message.redis_message_id.encode()]
+    assert await redis.hget(redis_keys.dramatiq_messages(), message.redis_message_id) == message.data
+
+
+async def test_same_key_same_body_replays_and_different_body_conflicts(store):
+    first = new_order("key-1")
+    assert (await store.create(first, pending(first), body_hash="h1")).outcome is CreateOutcome.CREATED
+    again = new_order("key-1")
+    replay = await store.create(again, pending(again), body_hash="h1")
+    assert (replay.outcome, replay.order_id) == (CreateOutcome.REPLAYED, first.order_id)
+    assert await store.load(again.order_id) is None
+    other = new_order("key-1")
+    assert (await store.create(other, pending(other), body_hash="h2")).outcome is CreateOutcome.KEY_CONFLICT
+
+
+async def test_a_full_queue_refuses_and_leaves_nothing_behind(store, redis):
+    first, second = new_order(), new_order()
+    await store.create(first, pending(first), message=execute_order_message(first.order_id), max_queue_depth=1)
+    result = await store.create(second, pending(second), message=execute_order_message(second.order_id),
+                                max_queue_depth=1)
+    assert result.outcome is CreateOutcome.OVERLOADED
+    assert await store.load(second.order_id) is None
+    assert await redis.llen(redis_keys.dramatiq_queue()) == 1
+
+
+async def test_append_is_a_compare_and_set_on_seq(store):
+    order = new_order()
+    await store.create(order, pending(order))
+    state = await store.load(order.order_id)
+    routed = await store.append(state, OrderEvent(order.order_id, 2, OrderStatus.ROUTING, "market", attempt=1,
+                                                  dex="raydium"), remember={"quotedOut": Decimal("300")})
+    assert (routed.seq, routed.fields["quotedOut"], routed.fields["dex"]) == (2, "300", "raydium")
+    with pytest.raises(StaleWrite):  # a second writer still holding the old state changes nothing
+        await store.append(state, OrderEvent(order.order_id, 2, OrderStatus.ROUTING, "market", attempt=1))
+    with pytest.raises(IllegalTransition):
+        await store.append(routed, OrderEvent(order.order_id, 3, OrderStatus.CONFIRMED, "market"))
+    assert [orjson.loads(e)["seq"] for e in await store.events(order.order_id)] == [1, 2]
+
+
+async def test_terminal_orders_expire_after_retention(store, redis):
+    order = new_order()
+    await store.create(order, pending(order))
+    state = await store.load(order.order_id)
+    await store.append(state, OrderEvent(order.order_id, 2, OrderStatus.FAILED, "market", error="x"))
+    assert 0 < await redis.ttl(redis_keys.order(order.order_id)) <= 60
+    assert 0 < await redis.ttl(redis_keys.order_events(order.order_id)) <= 60

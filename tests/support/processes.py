@@ -1,0 +1,105 @@
+"""Start the engine's services as real processes, the way `make run` does, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = {
+    "api": "services.api",
+    "quote-stream": "services.quote_stream",
+    "execution-worker": "services.execution_worker",
+    "db-sync": "services.db_sync",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+@dataclass
+class Engine:
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, list[ServiceProcess]] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['API_PORT']}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.env['API_PORT']}"
+
+    def start(self, name: str, **extra_env: str) -> ServiceProcess:
+        index = len(self.processes.get(name, []))
+        log_path = self.log_dir / f"{name}-{index}.log"
+        env = {**os.environ, **self.env, **extra_env}
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", MODULES[name]], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        service = ServiceProcess(name, process, log_path)
+        self.processes.setdefault(name, []).append(service)
+        if name == "api":
+            self.wait_for_api(service)
+        return service
+
+    def wait_for_api(self, service: ServiceProcess, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise RuntimeError(f"api exited early:\n{service.log()}")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"api did not come up:\n{service.log()}")
+
+    def stop_all(self) -> None:
+        for services in self.processes.values():
+            for service in services:
+                service.stop()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"----- {s.log_path.name}\n{s.log()[-4000:]}" for group in self.processes.values() for s in group
+        )
