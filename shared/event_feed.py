@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from uuid import UUID
 
 import orjson
@@ -26,6 +26,9 @@ from shared.store.order_store import OrderStore
 
 #: How long one XREAD waits for new entries before looping (lets the reader notice shutdown).
 READ_BLOCK_MS = 1000
+#: A follower that hears nothing live for this long re-reads the order's log, in case the reader
+#: missed the entry (e.g. it was trimmed while the reader was reconnecting).
+QUIET_RECHECK_S = 5.0
 READ_BATCH = 500
 
 
@@ -79,10 +82,10 @@ class EventHub:
             if not table[key]:
                 del table[key]
 
-    def subscribe_order(self, order_id: UUID) -> contextmanager:
+    def subscribe_order(self, order_id: UUID) -> AbstractContextManager[asyncio.Queue[bytes]]:
         return self._subscribe(self._by_order, str(order_id))
 
-    def subscribe_user(self, user_id: str) -> contextmanager:
+    def subscribe_user(self, user_id: str) -> AbstractContextManager[asyncio.Queue[bytes]]:
         return self._subscribe(self._by_user, user_id)
 
 
@@ -106,11 +109,14 @@ async def follow_order(store: OrderStore, hub: EventHub, order_id: UUID, after: 
         if state.terminal and last >= state.seq:
             return True
         while True:
-            raw = await live.get()
-            seq = orjson.loads(raw)["seq"]
-            if seq <= last:
+            try:
+                raw = await asyncio.wait_for(live.get(), QUIET_RECHECK_S)
+                seq = orjson.loads(raw)["seq"]
+            except TimeoutError:
+                raw, seq = None, None
+            if seq is not None and seq <= last:
                 continue
-            if seq > last + 1:  # the reader skipped ahead (e.g. it reconnected): fill from the log
+            if seq is None or seq > last + 1:  # nothing heard, or the reader skipped ahead: use the log
                 for missing in await store.events(order_id, last):
                     last, done = await _forward(missing, last, send)
                     if done:

@@ -44,7 +44,7 @@ def setup_logging(service: str, settings: Any = None) -> None:
     logger.remove()
     logger.configure(extra={"service": service}, patcher=_patch)
     if as_json:
-        logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
+        logger.add(sys.stderr, level=level, format=_TEXT, colorize=False, serialize=True, diagnose=False)
     else:
         logger.add(sys.stderr, level=level, format=_TEXT, colorize=None, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)

@@ -7,6 +7,7 @@ instead of the price vanishing.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
@@ -14,7 +15,7 @@ from redis.asyncio import Redis
 
 from shared import redis_keys
 from shared.domain import tokens
-from shared.venues.base import Dex, Quote
+from shared.venues.base import Dex, Quote, Venue, VenueUnavailable
 
 VENUE_KEYS = {Dex.RAYDIUM: "RAYDIUM", Dex.METEORA: "METEORA"}
 
@@ -76,9 +77,49 @@ class QuoteCache:
                 pipe.hset(best_key, mapping=quote_fields(best))
                 pipe.xadd(
                     redis_keys.TICKS_STREAM,
-                    {"pair": f"{result.token_in}-{result.token_out}", "price": str(best.price),
-                     "dex": best.dex.value, "ts": repr(best.ts)},
+                    {
+                        "pair": f"{result.token_in}-{result.token_out}",
+                        "price": str(best.price),
+                        "dex": best.dex.value,
+                        "ts": repr(best.ts),
+                    },
                     maxlen=redis_keys.TICKS_MAXLEN,
                     approximate=True,
                 )
             await pipe.execute()
+
+
+class QuotePoller:
+    """One polling round = every pair quoted by every venue at once, then one cache write."""
+
+    def __init__(
+        self, venues: list[Venue], cache: QuoteCache, pairs: list[tuple[str, str]], reference_usd: Decimal
+    ) -> None:
+        self.venues = venues
+        self.cache = cache
+        self.pairs = pairs
+        self.reference_usd = reference_usd
+        self.last_good: dict[tuple[str, str, Dex], Quote] = {}
+
+    async def _pair_round(self, token_in: str, token_out: str) -> PairRound:
+        amount = reference_amount(token_in, self.reference_usd)
+        results = await asyncio.gather(
+            *(venue.quote(token_in, token_out, amount) for venue in self.venues), return_exceptions=True
+        )
+        fresh, stale = [], []
+        for venue, result in zip(self.venues, results, strict=True):
+            if isinstance(result, Quote):
+                fresh.append(result)
+                self.last_good[(token_in, token_out, venue.dex)] = result
+            elif isinstance(result, VenueUnavailable):
+                previous = self.last_good.get((token_in, token_out, venue.dex))
+                if previous is not None:
+                    stale.append(previous)
+            else:
+                raise result
+        return PairRound(token_in, token_out, fresh, stale)
+
+    async def poll_once(self) -> list[PairRound]:
+        rounds = await asyncio.gather(*(self._pair_round(a, b) for a, b in self.pairs))
+        await self.cache.publish(list(rounds))
+        return list(rounds)

@@ -45,5 +45,6 @@ async def redis(redis_url):
 
 @pytest.fixture
 def settings(redis_url, database_url) -> Settings:
-    return Settings(redis_url=redis_url, database_url=database_url, sim_latency_scale=0, sim_failure_rate=0,
-                    sim_seed="test-seed")
+    return Settings(
+        redis_url=redis_url, database_url=database_url, sim_latency_scale=0, sim_failure_rate=0, sim_seed="test-seed"
+    )

@@ -7,13 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api import errors
 from services.api.deps import ApiContext
 from services.api.metrics import ApiMetrics
+from services.api.responses import JsonResponse
 from services.api.routes import ops, orders, streams
 from shared.event_feed import EventHub
 from shared.settings import Settings
@@ -25,8 +25,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = Redis.from_url(settings.redis_url, health_check_interval=30)
         db = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-        store = OrderStore(redis, retention_s=settings.order_retention_s,
-                           idempotency_ttl_s=settings.idempotency_ttl_s)
+        store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
         hub = EventHub(redis)
         reader = asyncio.create_task(hub.run(), name="event-reader")
         app.state.context = ApiContext(settings, redis, store, hub, db, ApiMetrics())
@@ -44,7 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Market orders routed to the better of two simulated Solana venues, streamed live.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=JsonResponse,
     )
     errors.install(app)
     app.include_router(orders.router)

@@ -6,10 +6,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from loguru import logger
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.api.responses import JsonResponse
 
 
 class ApiError(Exception):
@@ -44,28 +45,29 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def from_validation(exc: ValidationError | RequestValidationError) -> ApiError:
     details = validation_details(exc.errors())
     code = details[0]["code"] if len(details) == 1 and details[0]["code"] else "validation_error"
-    message = "; ".join(
-        f"{d['field']}: {d['message']}" if d["field"] else str(d["message"]) for d in details
-    ) or "invalid request"
+    message = (
+        "; ".join(f"{d['field']}: {d['message']}" if d["field"] else str(d["message"]) for d in details)
+        or "invalid request"
+    )
     return ApiError(400, code, message, details)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
-        return ORJSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers)
+    async def _api_error(_: Request, exc: ApiError) -> JsonResponse:
+        return JsonResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _request_invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _request_invalid(_: Request, exc: RequestValidationError) -> JsonResponse:
         error = from_validation(exc)
-        return ORJSONResponse(error_body(error.code, error.message, error.details), 400)
+        return JsonResponse(error_body(error.code, error.message, error.details), 400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JsonResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return ORJSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        return JsonResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
         logger.exception("unhandled error on {} {}", request.method, request.url.path)
-        return ORJSONResponse(error_body("internal_error", "the server could not handle this request"), 500)
+        return JsonResponse(error_body("internal_error", "the server could not handle this request"), 500)

@@ -22,6 +22,8 @@ class ApiMetrics:
             "engine_websocket_events_fanned_out", "Events handed to WebSocket subscribers", registry=self.registry
         )
         self.queue_depth = Gauge(
-            "engine_execution_queue_depth", "Messages waiting in the execution queue", ["queue"],
+            "engine_execution_queue_depth",
+            "Messages waiting in the execution queue",
+            ["queue"],
             registry=self.registry,
         )

@@ -62,8 +62,7 @@ def main() -> None:
     loop = LoopThread().start()
     executor = loop.run(build_executor(settings))
     declare_actor(broker, executor, settings)
-    worker = AsyncWorker(broker, loop=loop.loop, max_in_flight=settings.worker_max_in_flight,
-                         queues={EXECUTION_QUEUE})
+    worker = AsyncWorker(broker, loop=loop.loop, max_in_flight=settings.worker_max_in_flight, queues={EXECUTION_QUEUE})
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 
@@ -12,44 +13,11 @@ from redis.exceptions import RedisError
 
 from shared.domain import tokens
 from shared.logging import setup_logging
-from shared.quote_cache import PairRound, QuoteCache, reference_amount
+from shared.quote_cache import QuoteCache, QuotePoller
 from shared.settings import Settings
-from shared.venues.base import Dex, Quote, VenueUnavailable
+from shared.venues.base import Dex
 from shared.venues.ledger import RedisLedger
 from shared.venues.simulated import SimulatedVenue, load_sim_config
-
-
-class QuotePoller:
-    def __init__(self, venues: list[SimulatedVenue], cache: QuoteCache, pairs: list[tuple[str, str]],
-                 reference_usd) -> None:
-        self.venues = venues
-        self.cache = cache
-        self.pairs = pairs
-        self.reference_usd = reference_usd
-        self.last_good: dict[tuple[str, str, Dex], Quote] = {}
-
-    async def _pair_round(self, token_in: str, token_out: str) -> PairRound:
-        amount = reference_amount(token_in, self.reference_usd)
-        results = await asyncio.gather(
-            *(venue.quote(token_in, token_out, amount) for venue in self.venues), return_exceptions=True
-        )
-        fresh, stale = [], []
-        for venue, result in zip(self.venues, results, strict=True):
-            if isinstance(result, Quote):
-                fresh.append(result)
-                self.last_good[(token_in, token_out, venue.dex)] = result
-            elif isinstance(result, VenueUnavailable):
-                previous = self.last_good.get((token_in, token_out, venue.dex))
-                if previous is not None:
-                    stale.append(previous)
-            else:
-                raise result
-        return PairRound(token_in, token_out, fresh, stale)
-
-    async def poll_once(self) -> list[PairRound]:
-        rounds = await asyncio.gather(*(self._pair_round(a, b) for a, b in self.pairs))
-        await self.cache.publish(list(rounds))
-        return list(rounds)
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -73,10 +41,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             logger.warning("could not write quotes ({}); retrying", exc)
         remaining = interval - (time.monotonic() - started)
         if remaining > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), remaining)
-            except TimeoutError:
-                pass
     await redis.aclose()
     logger.info("stopped")
 

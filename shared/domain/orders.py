@@ -217,4 +217,3 @@ def accept(request: OrderRequest, *, idempotency_key: str | None = None) -> Orde
         client_order_id=request.client_order_id,
         idempotency_key=idempotency_key,
     )
-

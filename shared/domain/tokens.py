@@ -32,14 +32,33 @@ TOKENS: dict[str, Token] = {
     t.symbol: t
     for t in (
         Token("SOL", WSOL_MINT, 9, Decimal("150"), Decimal("100000")),
-        Token("USDC", "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", 6, Decimal("1"), Decimal("10000000"),
-              Decimal("0.01")),
-        Token("USDT", "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB", 6, Decimal("1"), Decimal("10000000"),
-              Decimal("0.01")),
-        Token("JUP", "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN", 6, Decimal("0.9"), Decimal("10000000"),
-              Decimal("1.5")),
-        Token("BONK", "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263", 5, Decimal("0.00002"),
-              Decimal("500000000000"), Decimal("2")),
+        Token(
+            "USDC",
+            "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+            6,
+            Decimal("1"),
+            Decimal("10000000"),
+            Decimal("0.01"),
+        ),
+        Token(
+            "USDT",
+            "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB",
+            6,
+            Decimal("1"),
+            Decimal("10000000"),
+            Decimal("0.01"),
+        ),
+        Token(
+            "JUP", "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN", 6, Decimal("0.9"), Decimal("10000000"), Decimal("1.5")
+        ),
+        Token(
+            "BONK",
+            "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263",
+            5,
+            Decimal("0.00002"),
+            Decimal("500000000000"),
+            Decimal("2"),
+        ),
     )
 }
 _BY_MINT = {t.mint: t for t in TOKENS.values()}

@@ -138,7 +138,11 @@ class OrderExecutor:
             best.dex.value,
         )
         event = next_event(
-            state, S.ROUTING, attempt=attempt, dex=best.dex.value, quotes=decision.quotes_message(),
+            state,
+            S.ROUTING,
+            attempt=attempt,
+            dex=best.dex.value,
+            quotes=decision.quotes_message(),
             extra={"venueLatencyMs": max(q.latency_ms for q in quotes)},
         )
         return await self.store.append(state, event, remember={"quotedOut": best.amount_out})
@@ -162,7 +166,9 @@ class OrderExecutor:
         decimals = tokens.TOKENS[state.order.token_out].decimals
         minimum_out = min_amount_out(quoted_out, state.order.slippage_bps, decimals)
         tx = self._transaction(state, minimum_out)
-        event = next_event(state, S.BUILDING, attempt=state.attempt, dex=tx.dex.value, extra={"transaction": tx.as_dict()})
+        event = next_event(
+            state, S.BUILDING, attempt=state.attempt, dex=tx.dex.value, extra={"transaction": tx.as_dict()}
+        )
         return await self.store.append(state, event, remember={"minOut": minimum_out})
 
     async def _submit(self, state: OrderState) -> OrderState:
@@ -174,11 +180,16 @@ class OrderExecutor:
     async def _confirm(self, state: OrderState) -> None:
         dex = Dex(state.fields["dex"])
         outcome = await self.venues[dex].confirm(state.fields["txHash"])
-        common = {"attempt": state.attempt, "dex": dex.value, "tx_hash": outcome.tx_hash,
-                  "extra": {"venueLatencyMs": outcome.latency_ms}}
+        common = {
+            "attempt": state.attempt,
+            "dex": dex.value,
+            "tx_hash": outcome.tx_hash,
+            "extra": {"venueLatencyMs": outcome.latency_ms},
+        }
         if outcome.status is TxStatus.CONFIRMED:
-            event = next_event(state, S.CONFIRMED, executed_price=outcome.executed_price,
-                               amount_out=outcome.amount_out, **common)
+            event = next_event(
+                state, S.CONFIRMED, executed_price=outcome.executed_price, amount_out=outcome.amount_out, **common
+            )
         else:
             event = next_event(state, S.FAILED, error=outcome.error, error_message=outcome.message, **common)
         await self.store.append(state, event)

@@ -176,9 +176,7 @@ class OrderStore:
             return CreateResult(CreateOutcome.REPLAYED if same else CreateOutcome.KEY_CONFLICT, UUID(existing_id))
         raise RuntimeError(f"order {order.order_id} already exists")
 
-    async def append(
-        self, state: OrderState, event: OrderEvent, remember: dict[str, Any] | None = None
-    ) -> OrderState:
+    async def append(self, state: OrderState, event: OrderEvent, remember: dict[str, Any] | None = None) -> OrderState:
         """Append `event` (whose seq must be state.seq + 1) and return the new state.
 
         `remember` adds fields to the order hash that a resumed worker needs (e.g. the quoted output).

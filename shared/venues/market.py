@@ -107,9 +107,7 @@ def _token_units(symbol: str) -> Decimal:
     return Decimal(1).scaleb(-TOKENS[symbol].decimals)
 
 
-def quote_at(
-    dex: Dex, token_in: str, token_out: str, amount_in: Decimal, t: float, sim: MarketParams
-) -> Quote:
+def quote_at(dex: Dex, token_in: str, token_out: str, amount_in: Decimal, t: float, sim: MarketParams) -> Quote:
     """What `amount_in` of token_in buys on `dex` at time t; outputs round down to token_out's decimals."""
     if amount_in <= 0:
         raise ValueError("amount_in must be positive")

@@ -74,9 +74,7 @@ def reference_price(seed: str, symbol: str, t: float, epoch: float, daily_vol: D
     return significant(token.usd_price * (sigma * shock).exp())
 
 
-def pair_mid_price(
-    seed: str, token_in: str, token_out: str, t: float, epoch: float, daily_vol: Decimal
-) -> Decimal:
+def pair_mid_price(seed: str, token_in: str, token_out: str, t: float, epoch: float, daily_vol: Decimal) -> Decimal:
     """The fair price of one token_in in token_out at t."""
     price_in = reference_price(seed, token_in, t, epoch, daily_vol)
     price_out = reference_price(seed, token_out, t, epoch, daily_vol)

@@ -77,9 +77,7 @@ class CpmmPool:
         return CpmmPool(self.reserve_out, self.reserve_in, self.fee)
 
 
-def cpmm_pool(
-    mid_price: Decimal, depth_usd: Decimal, out_usd_price: Decimal, fee: Decimal = RAYDIUM_FEE
-) -> CpmmPool:
+def cpmm_pool(mid_price: Decimal, depth_usd: Decimal, out_usd_price: Decimal, fee: Decimal = RAYDIUM_FEE) -> CpmmPool:
     """A pool priced at `mid_price` (tokenOut per tokenIn) holding `depth_usd` of tokenOut."""
     reserve_out = depth_usd / out_usd_price
     return CpmmPool(reserve_in=reserve_out / mid_price, reserve_out=reserve_out, fee=fee)

@@ -42,9 +42,7 @@ class SimConfig:
     daily_vol: Decimal = Decimal("0.05")
 
 
-async def load_sim_config(
-    redis: Redis, settings: Settings, clock: Callable[[], float] = time.time
-) -> SimConfig:
+async def load_sim_config(redis: Redis, settings: Settings, clock: Callable[[], float] = time.time) -> SimConfig:
     """The deployment's simulation: the first process to start fixes the epoch, and the seed unless set."""
     seed = settings.sim_seed or await _shared_value(redis, redis_keys.SIM_SEED, secrets.token_hex(16))
     epoch = await _shared_value(redis, redis_keys.SIM_EPOCH, repr(clock()))

@@ -20,6 +20,8 @@ import pytest
 import redis
 import sqlalchemy as sa
 from loguru import logger
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shared.persistence.migrate import upgrade
 from shared.persistence.sync import StreamSyncer, make_engine
@@ -173,7 +175,7 @@ def test_db_sync_catches_up_after_postgres_outage(database: str, proxied: tuple[
     engine = make_engine(proxy_url, connect_args={"connect_timeout": 2})
     warnings: list[str] = []
     sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
-    syncer = StreamSyncer(engine, r, stream=stream, group=group, batch_size=40, block_ms=50,
+    syncer = StreamSyncer(engine, r, stream=stream, group=group, keep_persisted_ms=0, batch_size=40, block_ms=50,
                           min_backoff_s=0.2, max_backoff_s=1.0)  # fmt: skip
     stop = threading.Event()
     runner = threading.Thread(target=syncer.run, args=(stop,), daemon=True)
@@ -237,4 +239,62 @@ def test_db_sync_catches_up_after_postgres_outage(database: str, proxied: tuple[
         r.close()
         engine.dispose()
         direct.dispose()
+    assert not runner.is_alive()
+
+
+def test_db_sync_claims_dead_consumers_and_rides_out_redis_outage(database: str) -> None:
+    real = redis.Redis.from_url(REDIS_URL)
+    where = real.connection_pool.connection_kwargs
+    proxy = TcpProxy((where.get("host", "127.0.0.1"), int(where.get("port", 6379))))
+    # no client-side retries: the outage must reach the syncer's own back-off
+    via_proxy = redis.Redis(host="127.0.0.1", port=proxy.port, db=int(where.get("db", 0)), socket_timeout=5,
+                            retry=Retry(NoBackoff(), 0))  # fmt: skip
+    tag = uuid.uuid4().hex[:8]
+    stream, group = f"test:dbsync:{tag}:events", f"db-sync-{tag}"
+    engine = make_engine(database)
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    orders = [uuid.uuid4() for _ in range(10)]
+    events = _events(orders)
+    # a consumer that read the first 25 entries and died before acknowledging them
+    real.xgroup_create(stream, group, id="0", mkstream=True)
+    for fields in events[:25]:
+        real.xadd(stream, fields)
+    assert len(real.xreadgroup(group, "dead-consumer", {stream: ">"}, count=25)[0][1]) == 25
+    syncer = StreamSyncer(engine, via_proxy, stream=stream, group=group, keep_persisted_ms=0, batch_size=10,
+                          block_ms=50, claim_idle_ms=200, min_backoff_s=0.1, max_backoff_s=0.5)  # fmt: skip
+    stop = threading.Event()
+    runner = threading.Thread(target=syncer.run, args=(stop,), daemon=True)
+
+    def count() -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM order_events")).scalar_one()
+
+    try:
+        time.sleep(0.3)  # let the dead consumer's entries become claimable
+        runner.start()
+        _wait(lambda: count() == 25, 20, "the dead consumer's entries")
+        proxy.cut()
+        for fields in events[25:45]:
+            real.xadd(stream, fields)
+        time.sleep(1.5)
+        assert count() == 25
+        proxy.restore()
+        _wait(lambda: count() == 45, 20, "the entries added while Redis was unreachable")
+        real.xgroup_destroy(stream, group)  # Redis lost its state: the group is recreated, at id 0
+        for fields in events[45:]:
+            real.xadd(stream, fields)
+        _wait(lambda: count() == 60, 20, "the entries after the group was recreated")
+        _wait(lambda: real.xlen(stream) == 0, 10, "the stream to be trimmed")
+        assert len([w for w in warnings if w.startswith("Redis unavailable")]) == 1, warnings
+        assert any("claimed" in w for w in warnings)
+    finally:
+        stop.set()
+        runner.join(10)
+        logger.remove(sink)
+        real.delete(stream)
+        real.close()
+        via_proxy.close()
+        proxy.close()
+        engine.dispose()
     assert not runner.is_alive()

@@ -66,9 +66,7 @@ def confirmed(tx_hash: str) -> TxOutcome:
 
 
 def slipped(tx_hash: str) -> TxOutcome:
-    return TxOutcome(
-        tx_hash, TxStatus.FAILED, error="slippage_exceeded", message="too little", latency_ms=2100
-    )
+    return TxOutcome(tx_hash, TxStatus.FAILED, error="slippage_exceeded", message="too little", latency_ms=2100)
 
 
 async def test_a_record_round_trips_exactly(ledger):

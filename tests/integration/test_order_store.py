@@ -56,8 +56,9 @@ async def test_same_key_same_body_replays_and_different_body_conflicts(store):
 async def test_a_full_queue_refuses_and_leaves_nothing_behind(store, redis):
     first, second = new_order(), new_order()
     await store.create(first, pending(first), message=execute_order_message(first.order_id), max_queue_depth=1)
-    result = await store.create(second, pending(second), message=execute_order_message(second.order_id),
-                                max_queue_depth=1)
+    result = await store.create(
+        second, pending(second), message=execute_order_message(second.order_id), max_queue_depth=1
+    )
     assert result.outcome is CreateOutcome.OVERLOADED
     assert await store.load(second.order_id) is None
     assert await redis.llen(redis_keys.dramatiq_queue()) == 1
@@ -67,8 +68,11 @@ async def test_append_is_a_compare_and_set_on_seq(store):
     order = new_order()
     await store.create(order, pending(order))
     state = await store.load(order.order_id)
-    routed = await store.append(state, OrderEvent(order.order_id, 2, OrderStatus.ROUTING, "market", attempt=1,
-                                                  dex="raydium"), remember={"quotedOut": Decimal("300")})
+    routed = await store.append(
+        state,
+        OrderEvent(order.order_id, 2, OrderStatus.ROUTING, "market", attempt=1, dex="raydium"),
+        remember={"quotedOut": Decimal("300")},
+    )
     assert (routed.seq, routed.fields["quotedOut"], routed.fields["dex"]) == (2, "300", "raydium")
     with pytest.raises(StaleWrite):  # a second writer still holding the old state changes nothing
         await store.append(state, OrderEvent(order.order_id, 2, OrderStatus.ROUTING, "market", attempt=1))

@@ -63,9 +63,7 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     eng.dispose()
 
 
-def event(
-    oid: uuid.UUID, seq: int, status: str, *, at: datetime = T0, attempt: int = 1, **extra: Any
-) -> dict:
+def event(oid: uuid.UUID, seq: int, status: str, *, at: datetime = T0, attempt: int = 1, **extra: Any) -> dict:
     message = {
         "type": "status", "orderId": str(oid), "seq": seq, "status": status,
         "timestamp": (at + timedelta(seconds=seq)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -312,3 +310,14 @@ async def test_get_order_returns_events_in_seq_order(db_url: str, engine: sa.Eng
             await history_get_order(aengine, "not-a-uuid")
     finally:
         await aengine.dispose()
+
+
+def test_large_batch_is_split_into_few_multi_row_statements(engine: sa.Engine) -> None:
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    batch = [e for _ in range(1500) for e in lifecycle(uuid.uuid4(), MARKET[:2])]
+    persist_batch(engine, batch)
+    orders, events = snapshot(engine)
+    assert len(orders) == 1500 and len(events) == 3000 and {o.status for o in orders} == {"routing"}
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    assert len(writes) <= 6, f"{len(writes)} write statements for 3000 entries"

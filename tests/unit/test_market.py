@@ -34,9 +34,7 @@ def both(token_in: str, token_out: str, amount: Decimal, t: float, sim: Params =
 
 def test_quotes_are_deterministic_by_seed():
     t = EPOCH + 4321.5
-    assert quote_at(Dex.METEORA, "SOL", "USDC", D(3), t, SIM) == quote_at(
-        Dex.METEORA, "SOL", "USDC", D(3), t, SIM
-    )
+    assert quote_at(Dex.METEORA, "SOL", "USDC", D(3), t, SIM) == quote_at(Dex.METEORA, "SOL", "USDC", D(3), t, SIM)
     other = quote_at(Dex.METEORA, "SOL", "USDC", D(3), t, Params(seed="another"))
     assert other.mid_price != quote_at(Dex.METEORA, "SOL", "USDC", D(3), t, SIM).mid_price
 
@@ -78,9 +76,7 @@ def test_raydium_depth_wins_large_orders():
 def test_impact_grows_with_size_on_both_venues():
     t = EPOCH + 50
     for dex in Dex:
-        impacts = [
-            quote_at(dex, "SOL", "USDC", D(size), t, SIM).price_impact for size in (1, 100, 1000, 10_000)
-        ]
+        impacts = [quote_at(dex, "SOL", "USDC", D(size), t, SIM).price_impact for size in (1, 100, 1000, 10_000)]
         assert impacts == sorted(impacts) and impacts[-1] > impacts[0]
 
 

@@ -44,9 +44,7 @@ def config(**overrides) -> SimConfig:
 
 def venue(dex: Dex = Dex.RAYDIUM, ledger=None, time: FakeTime | None = None, **overrides) -> SimulatedVenue:
     time = time or FakeTime()
-    return SimulatedVenue(
-        dex, config(**overrides), ledger or InMemoryLedger(), clock=time.clock, sleep=time.sleep
-    )
+    return SimulatedVenue(dex, config(**overrides), ledger or InMemoryLedger(), clock=time.clock, sleep=time.sleep)
 
 
 def swap(dex: Dex = Dex.RAYDIUM, order_id=None, attempt: int = 1, min_out: Decimal = ZERO):
@@ -181,9 +179,7 @@ def test_native_sol_is_wrapped_in_and_unwrapped_out():
     order_id = uuid4()
 
     def instructions(native_in: bool, native_out: bool, dex: Dex = Dex.RAYDIUM) -> tuple[str, ...]:
-        return build_swap_transaction(
-            order_id, 1, dex, "SOL", "USDC", D(1), D(0), native_in, native_out
-        ).instructions
+        return build_swap_transaction(order_id, 1, dex, "SOL", "USDC", D(1), D(0), native_in, native_out).instructions
 
     assert instructions(True, False) == ("wrapSol", "swap:raydium")
     assert instructions(False, True, Dex.METEORA) == ("swap:meteora", "unwrapSol")

@@ -28,8 +28,9 @@ def test_within_slippage_is_inclusive():
 
 def quote(dex: Dex, out: str, fee: str = "0.0025") -> Quote:
     amount_out = Decimal(out)
-    return Quote(dex, "SOL", "USDC", Decimal(1), amount_out, Decimal(fee), amount_out, amount_out,
-                 Decimal(0), Decimal(1000), 0.0)
+    return Quote(
+        dex, "SOL", "USDC", Decimal(1), amount_out, Decimal(fee), amount_out, amount_out, Decimal(0), Decimal(1000), 0.0
+    )
 
 
 def test_best_net_output_wins():

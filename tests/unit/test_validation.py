@@ -83,8 +83,13 @@ def test_slippage_spellings(payload, slippage_bps):
         (body(tokenIn="wsol"), "SOL", "USDC", False, False),
         (body(tokenIn="So11111111111111111111111111111111111111112"), "SOL", "USDC", False, False),
         (body(tokenIn="USDC", tokenOut="sol", amount="10"), "USDC", "SOL", False, True),
-        (body(tokenIn="EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", tokenOut="SOL", amount=10), "USDC", "SOL",
-         False, True),
+        (
+            body(tokenIn="EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", tokenOut="SOL", amount=10),
+            "USDC",
+            "SOL",
+            False,
+            True,
+        ),
     ],
 )
 def test_tokens_are_normalised_and_sol_wrapping_remembered(payload, token_in, token_out, native_in, native_out):

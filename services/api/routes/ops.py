@@ -6,12 +6,13 @@ import asyncio
 import time
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from services.api.deps import Context
 from services.api.errors import ApiError
+from services.api.responses import JsonResponse
 from shared import redis_keys
 from shared.domain import tokens
 
@@ -28,7 +29,7 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready")
-async def ready(ctx: Context) -> ORJSONResponse:
+async def ready(ctx: Context) -> JsonResponse:
     """Readiness: 200 only when both Redis and PostgreSQL answer."""
 
     async def redis_ok() -> bool:
@@ -46,7 +47,7 @@ async def ready(ctx: Context) -> ORJSONResponse:
         except Exception as exc:  # any failure to answer means not ready
             checks[name] = f"down: {type(exc).__name__}"
     ok = all(value == "ok" for value in checks.values())
-    return ORJSONResponse({"status": "ready" if ok else "not_ready", **checks}, 200 if ok else 503)
+    return JsonResponse({"status": "ready" if ok else "not_ready", **checks}, 200 if ok else 503)
 
 
 @router.get("/metrics")
@@ -65,7 +66,7 @@ async def metrics(ctx: Context) -> Response:
 
 
 @router.get("/api/quotes/{pair}", tags=["quotes"])
-async def quotes(pair: str, ctx: Context) -> ORJSONResponse:
+async def quotes(pair: str, ctx: Context) -> JsonResponse:
     """The quote stream's cached per-venue and BEST quotes for `tokenIn-tokenOut`, with their age."""
     token_in_name, sep, token_out_name = pair.partition("-")
     if not sep:
@@ -87,7 +88,7 @@ async def quotes(pair: str, ctx: Context) -> ORJSONResponse:
             venues[venue.lower()] = quote
     if not venues:
         raise ApiError(404, "no_quotes", f"no quotes cached for {token_in.symbol}-{token_out.symbol} yet")
-    return ORJSONResponse(
+    return JsonResponse(
         {
             "pair": f"{token_in.symbol}-{token_out.symbol}",
             "tokenIn": token_in.symbol,

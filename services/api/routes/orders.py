@@ -10,11 +10,11 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import ORJSONResponse
 from pydantic import ValidationError
 
 from services.api.deps import Context
 from services.api.errors import ApiError, from_validation
+from services.api.responses import JsonResponse
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import SUPPORTED_TYPES, OrderRequest, OrderType, accept
@@ -66,18 +66,24 @@ def _body_hash(body: Any) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+_ORDER_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": OrderRequest.model_json_schema(by_alias=True)}},
+    }
+}
+
+
 @router.post(
     "/execute",
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": OrderRequest.model_json_schema(by_alias=True)}}}
-    },
+    openapi_extra=_ORDER_BODY_SCHEMA,
     responses={400: {"description": "invalid order"}, 409: {"description": "Idempotency-Key reused"}},
 )
 async def submit_order(
     request: Request,
     ctx: Context,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> ORJSONResponse:
+) -> JsonResponse:
     """Submit an order. It is durably accepted (in Redis, with its execution message) before the 200."""
     key = _check_idempotency_key(idempotency_key)
     body = await _read_json(request)
@@ -103,8 +109,12 @@ async def submit_order(
     )
     if result.outcome is CreateOutcome.OVERLOADED:
         ctx.metrics.orders_rejected.labels("overloaded").inc()
-        raise ApiError(503, "overloaded", "the execution queue is full; retry later",
-                       headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)})
+        raise ApiError(
+            503,
+            "overloaded",
+            "the execution queue is full; retry later",
+            headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)},
+        )
     if result.outcome is CreateOutcome.KEY_CONFLICT:
         raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with a different body")
     headers = {}
@@ -119,7 +129,7 @@ async def submit_order(
         order_logger(order.order_id).info(
             "accepted {} {} {} → {}", order.type.value, order.amount, order.token_in, order.token_out
         )
-    return ORJSONResponse(
+    return JsonResponse(
         {
             "success": True,
             "orderId": str(result.order_id),
@@ -142,7 +152,7 @@ async def list_orders(
     user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
     token_in: Annotated[str | None, Query(alias="tokenIn", max_length=64)] = None,
     token_out: Annotated[str | None, Query(alias="tokenOut", max_length=64)] = None,
-) -> ORJSONResponse:
+) -> JsonResponse:
     try:
         orders, next_cursor = await history.list_orders(
             ctx.db,
@@ -156,18 +166,18 @@ async def list_orders(
         )
     except ValueError as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
-    return ORJSONResponse({"orders": orders, "nextCursor": next_cursor, "count": len(orders)})
+    return JsonResponse({"orders": orders, "nextCursor": next_cursor, "count": len(orders)})
 
 
 @router.get("/{order_id}")
-async def get_order(order_id: UUID, ctx: Context) -> ORJSONResponse:
+async def get_order(order_id: UUID, ctx: Context) -> JsonResponse:
     """The order's current state with every lifecycle event so far, in seq order."""
     state = await ctx.store.load(order_id)
     if state is not None:
         view = state.to_view()
         view["events"] = [orjson.loads(raw) for raw in await ctx.store.events(order_id)]
-        return ORJSONResponse(view)
+        return JsonResponse(view)
     archived = await history.get_order(ctx.db, order_id)
     if archived is None:
         raise ApiError(404, "order_not_found", f"no order {order_id}")
-    return ORJSONResponse(archived)
+    return JsonResponse(archived)

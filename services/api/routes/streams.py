@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -15,6 +17,7 @@ from shared.event_feed import follow_order
 from shared.persistence import history
 
 router = APIRouter(tags=["streams"])
+T = TypeVar("T")
 
 CLOSE_NORMAL = 1000
 CLOSE_BAD_REQUEST = 4400
@@ -39,8 +42,8 @@ async def _until_client_leaves(websocket: WebSocket) -> None:
                 return
 
 
-async def _race_client(websocket: WebSocket, work) -> bool:
-    """Run `work` until it ends or the client disconnects; True when the work finished."""
+async def _race_client(websocket: WebSocket, work: Coroutine[Any, Any, T]) -> tuple[bool, T | None]:
+    """Run `work` until it ends or the client disconnects: (True, its result) or (False, None)."""
     worker = asyncio.create_task(work)
     watcher = asyncio.create_task(_until_client_leaves(websocket))
     done, pending = await asyncio.wait({worker, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -50,9 +53,8 @@ async def _race_client(websocket: WebSocket, work) -> bool:
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
             await task
     if worker in done:
-        worker.result()
-        return True
-    return False
+        return True, worker.result()
+    return False, None
 
 
 async def stream_order(websocket: WebSocket, raw_order_id: str | None, raw_after: str | None) -> None:
@@ -81,10 +83,10 @@ async def stream_order(websocket: WebSocket, raw_order_id: str | None, raw_after
                     await websocket.send_bytes(orjson.dumps(event))
             return True
 
-        worker = asyncio.create_task(follow())
-        if not await _race_client(websocket, worker):
+        finished, found = await _race_client(websocket, follow())
+        if not finished:
             return
-        if worker.result():
+        if found:
             await websocket.close(CLOSE_NORMAL)
         else:
             await _refuse(websocket, CLOSE_NOT_FOUND, "order_not_found", f"no order {order_id}")

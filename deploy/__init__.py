@@ -1,0 +1,1 @@
+"""Deployment: the local runner (`make run`), embedded servers, Dockerfile and compose support."""

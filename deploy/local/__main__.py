@@ -1,0 +1,113 @@
+"""`make run`: the whole engine on this machine, with no Docker and no installed servers.
+
+    python -m deploy.local [--only api,db-sync] [--no-migrate]
+
+1. Servers: REDIS_URL / DATABASE_URL when set, else embedded Redis and PostgreSQL keeping their data in
+   `.data/` under the project root (env DATA_DIR overrides).
+2. Migrations, once: `python -m shared.persistence.migrate`; the services start only if it exits 0.
+3. Every service in SERVICES as its own child process, with REDIS_URL, DATABASE_URL, API_HOST (default
+   127.0.0.1) and API_PORT (default 8000) in its environment, output prefixed with its name, restarted with
+   back-off if it exits (see supervisor.py), until Ctrl-C or SIGTERM stops the children, then the servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from deploy.local.embedded import resolve_servers
+from deploy.local.supervisor import Output, Supervisor
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Every engine process: its name (in the log prefix, in `--only`, and as in compose.yaml) -> its module.
+SERVICES: dict[str, str] = {
+    "api": "services.api",
+    "quote-stream": "services.quote_stream",
+    "execution-worker": "services.execution_worker",
+    "db-sync": "services.db_sync",
+}
+MIGRATE_MODULE = "shared.persistence.migrate"
+
+#: For testing the runner itself: a JSON object {"name": ["argv", ...]} that replaces SERVICES.
+SERVICES_OVERRIDE_ENV = "DEPLOY_LOCAL_SERVICES"
+
+
+def service_commands(only: str | None) -> dict[str, list[str]]:
+    if override := os.environ.get(SERVICES_OVERRIDE_ENV):
+        commands = {name: list(argv) for name, argv in json.loads(override).items()}
+    else:
+        commands = {name: [sys.executable, "-m", module] for name, module in SERVICES.items()}
+    if only:
+        wanted = [name.strip() for name in only.split(",") if name.strip()]
+        if unknown := [name for name in wanted if name not in commands]:
+            raise SystemExit(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(commands)}")
+        commands = {name: commands[name] for name in wanted}
+    return commands
+
+
+async def supervise(services: Mapping[str, Sequence[str]], env: Mapping[str, str], out: Output, migrate: bool) -> int:
+    supervisor = Supervisor(env=env, cwd=ROOT, out=out)
+    supervisor.handle_signals()
+    if migrate:
+        rc = await supervisor.run_once("migrate", [sys.executable, "-m", MIGRATE_MODULE])
+        if supervisor.stopping.is_set():
+            return 0
+        if rc != 0:
+            out.line("runner", f"migrations failed (exit code {rc}); not starting the services")
+            return 1
+    out.line("runner", f"starting {', '.join(services)} (Ctrl-C stops everything)")
+    await supervisor.run(services)
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__.split("\n")[0])
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated services to run, e.g. api,db-sync")
+    parser.add_argument("--no-migrate", action="store_true", help="skip the migrations step")
+    args = parser.parse_args(argv)
+
+    services = service_commands(args.only)
+    out = Output(["runner", "migrate", *services])
+    data_dir = Path(os.environ.get("DATA_DIR") or ROOT / ".data").resolve()
+    servers_env = (("Redis", "REDIS_URL"), ("PostgreSQL", "DATABASE_URL"))
+    embedded = [name for name, var in servers_env if not os.environ.get(var)]
+    signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM while the servers start still stops them
+    try:
+        started = time.monotonic()
+        if embedded:
+            out.line("runner", f"starting embedded {' and '.join(embedded)} in {data_dir}")
+        with resolve_servers(data_dir) as servers:
+            out.line("runner", f"REDIS_URL={servers.redis_url}")
+            out.line("runner", f"DATABASE_URL={servers.database_url} ({time.monotonic() - started:.1f} s)")
+            env = {**os.environ, "REDIS_URL": servers.redis_url, "DATABASE_URL": servers.database_url}
+            env.setdefault("API_HOST", "127.0.0.1")
+            env.setdefault("API_PORT", "8000")
+            env["PYTHONUNBUFFERED"] = "1"
+            try:
+                return asyncio.run(supervise(services, env, out, migrate=not args.no_migrate))
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):  # let nothing interrupt the servers' shutdown
+                    signal.signal(sig, signal.SIG_IGN)
+                if embedded:
+                    out.line("runner", f"stopping embedded {' and '.join(embedded)}")
+    except KeyboardInterrupt:
+        out.line("runner", "interrupted")
+        return 0
+    finally:
+        out.line("runner", "bye")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

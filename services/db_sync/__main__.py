@@ -1,0 +1,68 @@
+"""db-sync: persists every order lifecycle event from `stream:events` into PostgreSQL.
+
+`python -m services.db_sync`. Migrates the schema first (advisory-locked, so harmless beside other
+services doing the same), then runs the consumer loop until SIGTERM/SIGINT, which finishes and acks the
+batch in hand and exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import redis
+from loguru import logger
+
+from shared.logging import setup_logging
+from shared.persistence.migrate import upgrade
+from shared.persistence.sync import StreamSyncer, make_engine
+from shared.settings import Settings
+
+
+def _migrate(settings: Settings, stop: threading.Event) -> bool:
+    """Upgrade the schema, waiting (with back-off) for PostgreSQL to answer; False if stopped first."""
+    delay, logged = 0.5, False
+    while not stop.is_set():
+        try:
+            upgrade(settings.database_url)
+            return True
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not reachable yet"
+            if not logged:
+                logger.warning("cannot migrate PostgreSQL yet, retrying: {}", str(exc).splitlines()[0])
+                logged = True
+        stop.wait(delay)
+        delay = min(delay * 2, 5.0)
+    return False
+
+
+def main() -> int:
+    settings = Settings()
+    setup_logging("db-sync", settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logger.info("received {}, finishing the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if not _migrate(settings, stop):
+        return 0
+    engine = make_engine(settings.sqlalchemy_url)
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=max(10.0, settings.dbsync_block_ms / 1000 + 5),
+        socket_connect_timeout=5,
+    )
+    syncer = StreamSyncer(engine, client, batch_size=settings.dbsync_batch_size, block_ms=settings.dbsync_block_ms)
+    try:
+        syncer.run(stop)
+    finally:
+        client.close()
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

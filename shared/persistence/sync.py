@@ -1,0 +1,288 @@
+"""db-sync: drain `stream:events` into PostgreSQL with a consumer group, losing nothing.
+
+Loop: re-read this consumer's own pending entries, claim the idle ones of dead consumers, then
+XREADGROUP `>` -> `persist_batch` -> XACK -> XTRIM MINID (only what the group has persisted). While
+PostgreSQL or Redis is away the same batch is retried with back-off (0.5 s doubling to 5 s) and
+nothing is acknowledged, so the backlog drains when they return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+import sqlalchemy.exc as sa_exc
+from loguru import logger
+from sqlalchemy.engine import Engine
+
+from shared.persistence.batch import OrphanEventsError, make_engine, parse_entries, persist_batch
+from shared.redis_keys import DBSYNC_GROUP, EVENTS_STREAM
+
+__all__ = ["OrphanEventsError", "StreamSyncer", "make_engine", "parse_entries", "persist_batch"]
+
+Entry = tuple[Any, Any]
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+
+
+def _next_id(entry_id: str) -> str:
+    ms, _, seq = entry_id.partition("-")
+    return f"{ms}-{int(seq or 0) + 1}"
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+#: Persisted entries stay this long before trimming, so a live reader (the API's event hub) that falls
+#: briefly behind still finds them.
+KEEP_PERSISTED_MS = 60_000
+
+
+class StreamSyncer:
+    """Consumes `stream` as `consumer` of `group`; call `run(stop)` from one thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        client: redis.Redis,
+        *,
+        batch_size: int = 500,
+        block_ms: int = 200,
+        stream: str = EVENTS_STREAM,
+        group: str = DBSYNC_GROUP,
+        consumer: str | None = None,
+        claim_idle_ms: int = 30_000,
+        orphan_grace_s: float = 30.0,
+        min_backoff_s: float = 0.5,
+        max_backoff_s: float = 5.0,
+        keep_persisted_ms: int = KEEP_PERSISTED_MS,
+        persist: Callable[..., None] = persist_batch,
+    ) -> None:
+        self.engine, self.redis, self.stream, self.group = engine, client, stream, group
+        self.batch_size, self.block_ms, self.claim_idle_ms = batch_size, block_ms, claim_idle_ms
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.orphan_grace_s = orphan_grace_s
+        self.min_backoff_s, self.max_backoff_s = min_backoff_s, max_backoff_s
+        self._persist = persist
+        self.keep_persisted_ms = keep_persisted_ms
+        self.stop_event = threading.Event()
+        self._down: dict[str, float] = {}  # "postgres"/"redis" -> when the current outage began
+        # --- metrics -----------------------------------------------------------------------------------
+        self.persisted_entries = self.batches = 0
+        self.pending = 0  # entries delivered to the group but not acknowledged, at the last trim
+        self.last_persisted_at: float | None = None  # wall time of the last successful persist
+        self.newest_event_ts: float | None = None  # event time of the newest entry persisted
+        self.lag_s = 0.0  # persist time - event time of the newest entry of the last batch; 0 when idle
+
+    # --- public ------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "consumer": self.consumer,
+            "persistedEntries": self.persisted_entries,
+            "batches": self.batches,
+            "pending": self.pending,
+            "lagSeconds": self.lag_s,
+            "newestEventTs": self.newest_event_ts,
+            "lastPersistedAt": self.last_persisted_at,
+            "postgresDown": "postgres" in self._down,
+            "redisDown": "redis" in self._down,
+        }
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Run until `stop` (or `self.stop()`) is set; the batch in hand is finished and acked first."""
+        if stop is not None:
+            self.stop_event = stop
+        logger.info("db-sync consuming {} as {}/{}", self.stream, self.group, self.consumer)
+        if self._redis(self.ensure_group) is None:
+            return
+        while not self.stop_event.is_set():  # this consumer's own unacknowledged entries first
+            entries = self._read("0")
+            if not entries or not self.handle(entries):
+                break
+        self.claim_dead()
+        last_claim = time.monotonic()
+        while not self.stop_event.is_set():
+            if time.monotonic() - last_claim > self.claim_idle_ms / 1000:
+                self.claim_dead()
+                last_claim = time.monotonic()
+            if not self.step():
+                self.lag_s = 0.0
+        logger.info("db-sync stopped after {} entries", self.persisted_entries)
+
+    def step(self) -> int:
+        """Read, persist, ack and trim one batch of new entries; the number of entries handled."""
+        entries = self._read(">", self.block_ms)
+        if entries:
+            self.handle(entries)
+        return len(entries)
+
+    def ensure_group(self) -> bool:
+        try:
+            self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        return True
+
+    def claim_dead(self) -> None:
+        """Take over entries that other (dead) consumers left unacknowledged for `claim_idle_ms`."""
+        cursor = "0-0"
+        while not self.stop_event.is_set():
+            reply = self._redis(lambda c=cursor: self._autoclaim(c))
+            if reply is None:
+                return
+            cursor, claimed = _s(reply[0]), [e for e in reply[1] if e]
+            if claimed:
+                logger.warning("db-sync claimed {} entries from dead consumers", len(claimed))
+                self.handle(claimed)
+            if cursor == "0-0":
+                break
+        with contextlib.suppress(redis.ResponseError):
+            self._redis(self._forget_idle_consumers)
+
+    def handle(self, entries: Sequence[Entry]) -> bool:
+        """Persist `entries` (retrying through outages), then ack and trim. False if stopped first."""
+        if not self._persist_until_done(entries):
+            return False
+        ids = [e[0] for e in entries]
+        # Stopped during a Redis outage: the entries stay pending and are persisted again (harmlessly) later.
+        if self._redis(lambda: self.redis.xack(self.stream, self.group, *ids)) is None:
+            return False
+        try:
+            self._redis(self.trim)
+        except redis.ResponseError as exc:  # e.g. the stream was deleted under us: nothing to trim
+            logger.warning("db-sync could not trim {}: {}", self.stream, exc)
+        return True
+
+    def trim(self) -> None:
+        """XTRIM MINID: keep the oldest entry still pending in the group, or everything after the last one
+        delivered when none is pending. Both are read in one MULTI so no delivery slips in between."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xinfo_groups(self.stream)
+        pipe.xpending(self.stream, self.group)
+        groups, summary = pipe.execute()
+        self.pending = int(summary["pending"])
+        if self.pending:
+            min_id = _s(summary["min"])
+        else:
+            group = next((g for g in groups if _s(g["name"]) == self.group), None)
+            last = _s(group["last-delivered-id"]) if group else "0-0"
+            if last == "0-0":
+                return
+            min_id = _next_id(last)
+        keep_from = f"{int(time.time() * 1000) - self.keep_persisted_ms}-0"
+        min_id = min(min_id, keep_from, key=_id_key)
+        self.redis.xtrim(self.stream, minid=min_id, approximate=False)
+
+    # --- internals ---------------------------------------------------------------------------------------
+    def _read(self, start: str, block: int | None = None) -> list[Entry]:
+        reply = self._redis(
+            lambda: self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: start}, count=self.batch_size, block=block
+            )
+        )
+        return [(entry_id, fields) for _stream, messages in reply or [] for entry_id, fields in messages]
+
+    def _persist_until_done(self, entries: Sequence[Entry]) -> bool:
+        delay, orphans_since = self.min_backoff_s, None
+        while True:
+            try:
+                allow = orphans_since is not None and time.monotonic() - orphans_since > self.orphan_grace_s
+                self._persist_isolating(entries, allow_orphans=allow)
+            except OrphanEventsError as exc:
+                if orphans_since is None:
+                    orphans_since = time.monotonic()
+                    logger.warning("db-sync: {}; retrying for {} s", exc, self.orphan_grace_s)
+            except (sa_exc.SQLAlchemyError, OSError) as exc:
+                if "postgres" not in self._down:
+                    self._down["postgres"] = time.monotonic()
+                    logger.warning(
+                        "PostgreSQL unavailable, holding {} entries unacked: {}",
+                        len(entries),
+                        str(exc).splitlines()[0] if str(exc) else repr(exc),
+                    )
+            else:
+                self._recovered("postgres")
+                self._record(entries)
+                return True
+            if self.stop_event.wait(delay):
+                return False
+            delay = min(delay * 2, self.max_backoff_s)
+
+    def _persist_isolating(self, entries: Sequence[Entry], *, allow_orphans: bool) -> None:
+        """One transaction for the batch; if PostgreSQL rejects the data, one per entry, dropping bad ones."""
+        try:
+            self._persist(self.engine, entries, allow_orphans=allow_orphans)
+        except (sa_exc.DataError, sa_exc.IntegrityError) as exc:
+            if len(entries) == 1:
+                logger.error("db-sync: dropping entry {} rejected by PostgreSQL: {}", _s(entries[0][0]), exc)
+                return
+            for entry in entries:
+                self._persist_isolating([entry], allow_orphans=allow_orphans)
+
+    def _record(self, entries: Sequence[Entry]) -> None:
+        now = time.time()
+        self.persisted_entries += len(entries)
+        self.batches += 1
+        self.last_persisted_at = now
+        newest = max((int(_s(e[0]).partition("-")[0]) for e in entries), default=None)
+        if newest is not None:
+            self.newest_event_ts = newest / 1000
+            self.lag_s = max(0.0, now - self.newest_event_ts)
+
+    def _redis(self, call: Callable[[], Any]) -> Any:
+        """Run a Redis call, backing off through connection errors; None if stopped meanwhile."""
+        delay, recreate_group = self.min_backoff_s, False
+        while True:
+            try:
+                if recreate_group:
+                    self.ensure_group()
+                    recreate_group = False
+                result = call()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if "redis" not in self._down:
+                    self._down["redis"] = time.monotonic()
+                    logger.warning("Redis unavailable, retrying: {}", exc)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                logger.warning("db-sync consumer group missing (Redis restarted?), recreating it")
+                recreate_group = True
+                continue
+            else:
+                self._recovered("redis")
+                return result
+            if self.stop_event.wait(delay):
+                return None
+            delay = min(delay * 2, self.max_backoff_s)
+
+    def _autoclaim(self, cursor: str) -> Any:
+        return self.redis.xautoclaim(
+            self.stream, self.group, self.consumer, self.claim_idle_ms, start_id=cursor, count=self.batch_size
+        )
+
+    def _forget_idle_consumers(self) -> None:
+        for info in self.redis.xinfo_consumers(self.stream, self.group):
+            name = _s(info["name"])
+            if name != self.consumer and int(info["pending"]) == 0 and int(info["idle"]) > 3_600_000:
+                self.redis.xgroup_delconsumer(self.stream, self.group, name)
+
+    def _recovered(self, what: str) -> None:
+        began = self._down.pop(what, None)
+        if began is not None:
+            name = "PostgreSQL" if what == "postgres" else "Redis"
+            logger.info("{} is back after {:.1f} s", name, time.monotonic() - began)
