@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.venues.base import Quote
+from shared.venues.base import Quote, VenueUnavailable
 
 
-class NoQuotes(Exception):
+class NoQuotes(VenueUnavailable):
     """Every venue failed to quote: nothing to route to (a transient condition worth retrying)."""
 
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -33,6 +34,7 @@ SERVICES: dict[str, str] = {
     "quote-stream": "services.quote_stream",
     "execution-worker": "services.execution_worker",
     "db-sync": "services.db_sync",
+    # add new processes here (and in compose.yaml), e.g. "limit-worker": "services.limit_worker"
 }
 MIGRATE_MODULE = "shared.persistence.migrate"
 
@@ -68,6 +70,10 @@ async def supervise(services: Mapping[str, Sequence[str]], env: Mapping[str, str
     return 0
 
 
+def _redacted(url: str) -> str:
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -89,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if embedded:
             out.line("runner", f"starting embedded {' and '.join(embedded)} in {data_dir}")
         with resolve_servers(data_dir) as servers:
-            out.line("runner", f"REDIS_URL={servers.redis_url}")
-            out.line("runner", f"DATABASE_URL={servers.database_url} ({time.monotonic() - started:.1f} s)")
+            out.line("runner", f"REDIS_URL={_redacted(servers.redis_url)}")
+            out.line("runner", f"DATABASE_URL={_redacted(servers.database_url)} ({time.monotonic() - started:.1f} s)")
             env = {**os.environ, "REDIS_URL": servers.redis_url, "DATABASE_URL": servers.database_url}
             env.setdefault("API_HOST", "127.0.0.1")
             env.setdefault("API_PORT", "8000")

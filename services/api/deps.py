@@ -25,7 +25,7 @@ class ApiContext:
     metrics: ApiMetrics
 
 
-def _context(request: Request) -> ApiContext:
+async def _context(request: Request) -> ApiContext:  # async: a sync dependency costs a thread hop
     return request.app.state.context
 
 

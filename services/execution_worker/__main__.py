@@ -12,7 +12,7 @@ from uuid import UUID
 
 import dramatiq
 from loguru import logger
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from shared.execution.async_worker import AsyncWorker, LoopThread, attempt_of, current_message
 from shared.execution.broker import build_broker
@@ -29,7 +29,8 @@ from shared.venues.simulated import SimulatedVenue, build_swap_transaction, load
 
 
 async def build_executor(settings: Settings) -> OrderExecutor:
-    redis = Redis.from_url(settings.redis_url, max_connections=200)
+    # A blocking pool makes hundreds of concurrent orders queue for a connection instead of failing.
+    redis = Redis(connection_pool=BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=20))
     sim = await load_sim_config(redis, settings)
     ledger = RedisLedger(redis)
     logger.info("simulation seed {}, latency x{}, failure rate {}", sim.seed, sim.latency_scale, sim.failure_rate)

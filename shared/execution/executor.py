@@ -28,7 +28,7 @@ from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.slippage import min_amount_out
 from shared.logging import order_logger
-from shared.routing import NoQuotes, choose_best
+from shared.routing import choose_best
 from shared.store.leases import OrderLeases
 from shared.store.order_store import OrderState, OrderStore, StaleWrite
 from shared.venues.base import Dex, Quote, SwapTransaction, TxStatus, Venue, VenueUnavailable
@@ -82,29 +82,29 @@ class OrderExecutor:
                 await self._drive(state, attempt)
             except StaleWrite as exc:
                 log.warning("another writer moved the order on ({}); leaving it to them", exc)
-            except (VenueUnavailable, NoQuotes) as exc:
-                await self._after_transient_failure(order_id, attempt, exc)
+            except Exception as exc:
+                await self._after_failure(order_id, attempt, exc)
 
     @contextlib.asynccontextmanager
     async def _lease(self, order_id: UUID):
-        """Hold the order's lease while driving it; wait while another live worker holds it."""
-        while not await self.leases.take(order_id):
+        """Hold the order's lease while driving it; wait while another live execution holds it."""
+        while (token := await self.leases.take(order_id)) is None:
             state = await self.store.load(order_id)
             if state is None or state.terminal:
                 yield state
                 return
             await asyncio.sleep(LEASE_POLL_S)
-        renewer = asyncio.create_task(self._keep_renewing(order_id))
+        renewer = asyncio.create_task(self._keep_renewing(order_id, token))
         try:
             yield await self.store.load(order_id)
         finally:
             renewer.cancel()
-            await self.leases.release(order_id)
+            await self.leases.release(order_id, token)
 
-    async def _keep_renewing(self, order_id: UUID) -> None:
+    async def _keep_renewing(self, order_id: UUID, token: str) -> None:
         while True:
             await asyncio.sleep(self.leases.ttl_ms / 3000)
-            if not await self.leases.renew(order_id):
+            if not await self.leases.renew(order_id, token):
                 order_logger(order_id).warning("lost the order's lease; the event CAS keeps it safe")
                 return
 
@@ -197,16 +197,19 @@ class OrderExecutor:
             "{} on {}: {}", event.status.value, dex.value, outcome.amount_out or outcome.error
         )
 
-    async def _after_transient_failure(self, order_id: UUID, attempt: int, exc: Exception) -> None:
+    async def _after_failure(self, order_id: UUID, attempt: int, exc: Exception) -> None:
+        """Let dramatiq retry; on the last attempt, persist `failed` first so no order is left hanging."""
         log = order_logger(order_id)
+        transient = isinstance(exc, VenueUnavailable)  # includes NoQuotes: every venue failed
         if attempt < self.max_attempts:
-            log.warning("attempt {} failed transiently: {}; dramatiq will retry", attempt, exc)
+            log.warning("attempt {} failed{}: {!r}; dramatiq will retry", attempt, " transiently" if transient else "",
+                        exc)
             raise exc
         state = await self.store.load(order_id)
         if state is not None and not state.terminal:
+            code = "venue_unavailable" if transient else "execution_error"
             message = f"gave up after {attempt} attempts: {exc}"
-            await self.store.append(
-                state, next_event(state, S.FAILED, attempt=attempt, error="venue_unavailable", error_message=message)
-            )
+            await self.store.append(state, next_event(state, S.FAILED, attempt=attempt, error=code,
+                                                      error_message=message))
             log.error("failed: {}", message)
         raise ExecutionFailed(f"order {order_id} failed after {attempt} attempts") from exc

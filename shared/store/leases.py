@@ -1,8 +1,8 @@
-"""Which worker drives an order right now.
+"""Which execution drives an order right now.
 
-dramatiq delivers at least once, so two workers can hold messages for the same order (a redelivery
-after a missed heartbeat, a duplicate send). The lease makes them take turns; the event CAS in
-`OrderStore.append` makes a turn-taker that lost its lease harmless anyway.
+dramatiq delivers at least once, so two executions can hold messages for the same order (a
+redelivery after a missed heartbeat, a duplicate send), even in one process. The lease makes them
+take turns; the event CAS in `OrderStore.append` makes one that lost its lease harmless anyway.
 """
 
 from __future__ import annotations
@@ -18,26 +18,19 @@ _SCRIPT = (Path(__file__).parent / "lua" / "lease.lua").read_text()
 
 
 class OrderLeases:
-    def __init__(self, redis: Redis, *, ttl_ms: int, owner: str | None = None) -> None:
+    def __init__(self, redis: Redis, *, ttl_ms: int) -> None:
         self.redis = redis
         self.ttl_ms = ttl_ms
-        self.owner = owner or uuid4().hex
         self._script = redis.register_script(_SCRIPT)
 
-    def _token(self, order_id: UUID) -> str:
-        return f"{self.owner}:{order_id}"
+    async def take(self, order_id: UUID) -> str | None:
+        """A token proving this execution holds the lease, or None while someone else holds it."""
+        token = uuid4().hex
+        taken = await self.redis.set(redis_keys.order_lease(order_id), token, nx=True, px=self.ttl_ms)
+        return token if taken else None
 
-    async def _call(self, op: str, order_id: UUID) -> bool:
-        result = await self._script(
-            keys=[redis_keys.order_lease(order_id)], args=[op, self._token(order_id), self.ttl_ms]
-        )
-        return bool(result)
+    async def renew(self, order_id: UUID, token: str) -> bool:
+        return bool(await self._script(keys=[redis_keys.order_lease(order_id)], args=["renew", token, self.ttl_ms]))
 
-    async def take(self, order_id: UUID) -> bool:
-        return await self._call("take", order_id)
-
-    async def renew(self, order_id: UUID) -> bool:
-        return await self._call("renew", order_id)
-
-    async def release(self, order_id: UUID) -> bool:
-        return await self._call("release", order_id)
+    async def release(self, order_id: UUID, token: str) -> bool:
+        return bool(await self._script(keys=[redis_keys.order_lease(order_id)], args=["release", token, 0]))
