@@ -51,7 +51,9 @@ def setup_logging(service: str, settings: Any = None) -> None:
     for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "dramatiq", "alembic"):
         std = logging.getLogger(name)
         std.handlers, std.propagate = [], True
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Per-request and per-WebSocket chatter ("connection open", access lines) is not an event of ours.
+    for chatty in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def order_logger(order_id: object):

@@ -71,6 +71,10 @@ class Output:
             self.stream = open(os.devnull, "w")  # noqa: SIM115
 
 
+#: Signals this close to the first one are the same keypress delivered twice.
+SIGNAL_ECHO_S = 1.0
+
+
 class Supervisor:
     def __init__(self, *, env: Mapping[str, str], cwd: str | os.PathLike[str], out: Output) -> None:
         self.env = dict(env)
@@ -78,6 +82,7 @@ class Supervisor:
         self.out = out
         self.stopping = asyncio.Event()
         self.running: dict[str, asyncio.subprocess.Process] = {}
+        self._stopping_since = 0.0
 
     def handle_signals(self) -> None:
         """First SIGINT/SIGTERM: stop gracefully. Second: SIGKILL everything now. Call inside the loop."""
@@ -89,6 +94,10 @@ class Supervisor:
         if not self.stopping.is_set():
             self.out.line("runner", f"{sig.name}: stopping every service (again to kill them now)")
             self.stopping.set()
+            self._stopping_since = time.monotonic()
+        elif time.monotonic() - self._stopping_since < SIGNAL_ECHO_S:
+            # One Ctrl-C reaches us twice: from the terminal and forwarded by `uv run`/make. Not a second press.
+            return
         else:
             self.out.line("runner", f"{sig.name} again: killing every service")
             for proc in self.running.values():

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from loguru import logger
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
         hub = EventHub(redis)
         reader = asyncio.create_task(hub.run(), name="event-reader")
         app.state.context = ApiContext(settings, redis, store, hub, db, ApiMetrics())
+        logger.info("listening on http://{}:{}", settings.api_host, settings.api_port)
         try:
             yield
         finally:
