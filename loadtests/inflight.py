@@ -5,8 +5,9 @@ Against a running engine (`make run`, or the compose stack) with default simulat
     uv run python loadtests/inflight.py --orders 800 --api http://127.0.0.1:8000 --redis redis://127.0.0.1:6379/0
 
 It submits the orders as fast as the API takes them (or, with --direct, places them straight into Redis
-with the API's own order-creating script, to measure the worker alone), samples every 20 ms how many execution messages are
-taken but not yet acknowledged (dramatiq's per-worker ack sets: exactly the orders a worker is driving),
+with the API's own order-creating script, to measure the worker alone), samples every 20 ms how many
+execution messages are taken but not yet acknowledged (dramatiq's per-worker ack sets: exactly the orders
+a worker is driving),
 waits until every order is terminal, and prints the peak in flight, the completion time and the outcome.
 """
 
@@ -42,8 +43,12 @@ async def submit_all(api: str, count: int, concurrency: int) -> list[str]:
 
         async def one(i: int) -> str:
             async with gate:
-                body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": f"{1 + (i % 100) / 100:.2f}",
-                        "slippageBps": 500}
+                body = {
+                    "tokenIn": "SOL",
+                    "tokenOut": "USDC",
+                    "amount": f"{1 + (i % 100) / 100:.2f}",
+                    "slippageBps": 500,
+                }
                 response = await client.post("/api/orders/execute", json=body)
                 response.raise_for_status()
                 return response.json()["orderId"]

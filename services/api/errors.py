@@ -8,9 +8,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from loguru import logger
 from pydantic import ValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.responses import JsonResponse
+
+
+#: Seconds a client should wait after a 503 caused by Redis or PostgreSQL not answering.
+BACKEND_RETRY_AFTER_S = 1
 
 
 class ApiError(Exception):
@@ -66,6 +72,17 @@ def install(app: FastAPI) -> None:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JsonResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JsonResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RedisError)
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(OSError)
+    async def _backend_down(request: Request, exc: Exception) -> JsonResponse:
+        logger.warning("{} {}: a backing store did not answer: {!r}", request.method, request.url.path, exc)
+        return JsonResponse(
+            error_body("unavailable", "a backing store is not answering; retry shortly"),
+            503,
+            headers={"Retry-After": str(BACKEND_RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:

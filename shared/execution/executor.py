@@ -202,14 +202,16 @@ class OrderExecutor:
         log = order_logger(order_id)
         transient = isinstance(exc, VenueUnavailable)  # includes NoQuotes: every venue failed
         if attempt < self.max_attempts:
-            log.warning("attempt {} failed{}: {!r}; dramatiq will retry", attempt, " transiently" if transient else "",
-                        exc)
+            log.warning(
+                "attempt {} failed{}: {!r}; dramatiq will retry", attempt, " transiently" if transient else "", exc
+            )
             raise exc
         state = await self.store.load(order_id)
         if state is not None and not state.terminal:
             code = "venue_unavailable" if transient else "execution_error"
             message = f"gave up after {attempt} attempts: {exc}"
-            await self.store.append(state, next_event(state, S.FAILED, attempt=attempt, error=code,
-                                                      error_message=message))
+            await self.store.append(
+                state, next_event(state, S.FAILED, attempt=attempt, error=code, error_message=message)
+            )
             log.error("failed: {}", message)
         raise ExecutionFailed(f"order {order_id} failed after {attempt} attempts") from exc

@@ -114,3 +114,24 @@ async def test_history_comes_from_postgresql_once_db_sync_has_it(engine, http):
     assert [o["orderId"] for o in alias["orders"]] == [order_id]
     detail = (await http.get(f"/api/orders/{order_id}")).json()
     assert detail["status"] == "confirmed" and [e["seq"] for e in detail["events"]] == [1, 2, 3, 4, 5]
+
+
+async def test_an_order_gone_from_redis_is_served_from_postgresql(engine, http, redis_url):
+    from redis.asyncio import Redis
+
+    from shared import redis_keys
+
+    order_id = await submit(http)
+    live, _ = await collect(f"{engine.ws_url}/ws/orders/{order_id}")
+    async with asyncio.timeout(15):
+        while (await http.get("/api/orders", params={"status": "confirmed", "limit": 500})).json()["orders"][0][
+            "orderId"
+        ] != order_id:
+            await asyncio.sleep(0.1)
+    client = Redis.from_url(redis_url)
+    await client.delete(redis_keys.order(order_id), redis_keys.order_events(order_id))  # as retention would
+    await client.aclose()
+    detail = (await http.get(f"/api/orders/{order_id}")).json()
+    assert detail["status"] == "confirmed" and detail["events"] == live
+    replay, code = await collect(f"{engine.ws_url}/ws/orders/{order_id}?after=2")
+    assert code == 1000 and replay == live[2:]

@@ -35,8 +35,9 @@ class ScriptedVenue(SimulatedVenue):
 
 
 def executor(redis, venues, max_attempts=3):
-    return OrderExecutor(make_store(redis), OrderLeases(redis, ttl_ms=5000), venues, build_swap_transaction,
-                         max_attempts=max_attempts)
+    return OrderExecutor(
+        make_store(redis), OrderLeases(redis, ttl_ms=5000), venues, build_swap_transaction, max_attempts=max_attempts
+    )
 
 
 async def test_a_failed_submit_is_retried_by_re_routing_with_a_higher_attempt(redis):
@@ -49,7 +50,12 @@ async def test_a_failed_submit_is_retried_by_re_routing_with_a_higher_attempt(re
     await run.execute(order.order_id, attempt=2)
     messages = await event_messages(run.store, order)
     assert [(m["status"], m["attempt"]) for m in messages] == [
-        ("pending", None), ("routing", 1), ("building", 1), ("routing", 2), ("building", 2), ("submitted", 2),
+        ("pending", None),
+        ("routing", 1),
+        ("building", 1),
+        ("routing", 2),
+        ("building", 2),
+        ("submitted", 2),
         ("confirmed", 2),
     ]
     assert_gapless_and_legal(messages)
@@ -58,8 +64,10 @@ async def test_a_failed_submit_is_retried_by_re_routing_with_a_higher_attempt(re
 
 async def test_one_venue_down_still_routes_to_the_other(redis):
     ledger = InMemoryLedger()
-    venues = {Dex.RAYDIUM: ScriptedVenue(Dex.RAYDIUM, ledger, quote_failures=1),
-              Dex.METEORA: ScriptedVenue(Dex.METEORA, ledger)}
+    venues = {
+        Dex.RAYDIUM: ScriptedVenue(Dex.RAYDIUM, ledger, quote_failures=1),
+        Dex.METEORA: ScriptedVenue(Dex.METEORA, ledger),
+    }
     run = executor(redis, venues)
     order = await place_market_order(run.store)
     await run.execute(order.order_id, attempt=1)
