@@ -14,7 +14,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.responses import JsonResponse
 
-
 #: Seconds a client should wait after a 503 caused by Redis or PostgreSQL not answering.
 BACKEND_RETRY_AFTER_S = 1
 
