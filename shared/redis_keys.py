@@ -74,3 +74,25 @@ def venue_transaction(tx_hash: str) -> str:
 def venue_nonce(order_id: UUID | str) -> str:
     """String: the one transaction allowed to execute for an order (a durable nonce, in Solana terms)."""
     return f"sim:nonce:{order_id}"
+
+
+# --- resting limit orders ----------------------------------------------------------------------------
+#: Orders whose limit deadline is set: member = orderId, score = expiry in epoch ms.
+LIMIT_EXPIRIES = "limit:expiries"
+#: Orders taken out of their bucket by a tick and not yet handed to execution: member = rest member,
+#: score = when they were taken (ms). A limit worker that dies in between leaves them here for recovery.
+LIMIT_HANDOFF = "limit:handoff"
+
+
+def limit_buckets(pair: str) -> str:
+    """Sorted set: the pair's non-empty buckets, member = bucket number, score = the bucket's floor price."""
+    return f"limit:{pair}:buckets"
+
+
+def limit_bucket_prefix(pair: str) -> str:
+    return f"limit:{pair}:b:"
+
+
+def limit_bucket(pair: str, bucket: int) -> str:
+    """Sorted set: one bucket's orders, member = `<createdAt µs>:<orderId>`, score = exact limit price."""
+    return f"{limit_bucket_prefix(pair)}{bucket}"

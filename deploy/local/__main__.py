@@ -34,7 +34,8 @@ SERVICES: dict[str, str] = {
     "quote-stream": "services.quote_stream",
     "execution-worker": "services.execution_worker",
     "db-sync": "services.db_sync",
-    # add new processes here (and in compose.yaml), e.g. "limit-worker": "services.limit_worker"
+    "limit-worker": "services.limit_worker",
+    # add new processes here and in compose.yaml
 }
 MIGRATE_MODULE = "shared.persistence.migrate"
 

@@ -21,6 +21,8 @@ from shared.domain import tokens
 from shared.domain.events import iso_utc, utc_now
 
 MAX_SLIPPAGE_BPS = 5000
+#: Resting prices are compared as IEEE doubles inside Redis; 15 significant digits survive that exactly.
+MAX_PRICE_DIGITS = 15
 DEFAULT_SLIPPAGE_BPS = 50
 
 
@@ -31,7 +33,7 @@ class OrderType(StrEnum):
 
 
 #: Order types this deployment executes; the others validate but are refused until their workers exist.
-SUPPORTED_TYPES = frozenset({OrderType.MARKET})
+SUPPORTED_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
 
 
 def _fail(code: str, message: str) -> PydanticCustomError:
@@ -121,6 +123,8 @@ class OrderRequest(BaseModel):
                 raise _fail("missing_limit_price", "limitPrice is required for limit orders")
             if self.limit_price <= 0:
                 raise _fail("invalid_limit_price", "limitPrice must be greater than 0")
+            if len(self.limit_price.normalize().as_tuple().digits) > MAX_PRICE_DIGITS:
+                raise _fail("invalid_limit_price", f"limitPrice may have at most {MAX_PRICE_DIGITS} significant digits")
         elif self.limit_price is not None:
             raise _fail("forbidden_field", "limitPrice is only allowed for limit orders")
         if self.type is OrderType.SNIPER and self.trigger is None:
@@ -160,6 +164,13 @@ class Order:
     client_order_id: str | None = None
     idempotency_key: str | None = None
     created_at: datetime = field(default_factory=utc_now)
+    limit_price: Decimal | None = None
+    trigger: dict[str, Any] | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def pair(self) -> str:
+        return f"{self.token_in}-{self.token_out}"
 
     def to_spec(self) -> dict[str, Any]:
         return {
@@ -175,9 +186,9 @@ class Order:
             "clientOrderId": self.client_order_id,
             "idempotencyKey": self.idempotency_key,
             "createdAt": iso_utc(self.created_at),
-            "limitPrice": None,
-            "trigger": None,
-            "expiresAt": None,
+            "limitPrice": None if self.limit_price is None else str(self.limit_price),
+            "trigger": self.trigger,
+            "expiresAt": None if self.expires_at is None else iso_utc(self.expires_at),
         }
 
     def spec_json(self) -> bytes:
@@ -197,8 +208,15 @@ class Order:
             user_id=spec.get("userId"),
             client_order_id=spec.get("clientOrderId"),
             idempotency_key=spec.get("idempotencyKey"),
-            created_at=datetime.fromisoformat(spec["createdAt"].replace("Z", "+00:00")),
+            created_at=_parse_time(spec["createdAt"]),
+            limit_price=Decimal(spec["limitPrice"]) if spec.get("limitPrice") else None,
+            trigger=spec.get("trigger"),
+            expires_at=_parse_time(spec["expiresAt"]) if spec.get("expiresAt") else None,
         )
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def accept(request: OrderRequest, *, idempotency_key: str | None = None) -> Order:
@@ -216,4 +234,7 @@ def accept(request: OrderRequest, *, idempotency_key: str | None = None) -> Orde
         user_id=request.user_id,
         client_order_id=request.client_order_id,
         idempotency_key=idempotency_key,
+        limit_price=request.limit_price,
+        trigger=request.trigger,
+        expires_at=request.expires_at,
     )

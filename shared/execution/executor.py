@@ -162,9 +162,11 @@ class OrderExecutor:
         )
 
     async def _build(self, state: OrderState) -> OrderState:
-        quoted_out = Decimal(state.fields["quotedOut"])
+        # A triggered order measures slippage from the price at trigger time, a market order from its quote.
+        reference = state.fields.get("referencePrice")
+        basis = state.order.amount * Decimal(reference) if reference else Decimal(state.fields["quotedOut"])
         decimals = tokens.TOKENS[state.order.token_out].decimals
-        minimum_out = min_amount_out(quoted_out, state.order.slippage_bps, decimals)
+        minimum_out = min_amount_out(basis, state.order.slippage_bps, decimals)
         tx = self._transaction(state, minimum_out)
         event = next_event(
             state, S.BUILDING, attempt=state.attempt, dex=tx.dex.value, extra={"transaction": tx.as_dict()}

@@ -46,6 +46,45 @@ class QueuedMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class RestingPlace:
+    """Where a resting order waits: a member of a sorted set, maybe in an index of sets, maybe expiring.
+
+    Whoever ends the rest (a trigger, a cancel, an expiry) must claim it with a ZREM that succeeds, inside
+    the same script that appends its event: exactly one of them can.
+    """
+
+    key: str
+    member: str
+    score: str = "0"
+    index_key: str = ""
+    index_member: str = ""
+    index_score: str = "0"
+    expiries_key: str = ""
+    expires_at_ms: int | None = None
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "restKey": self.key,
+            "restMember": self.member,
+            "restIndexKey": self.index_key,
+            "restIndexMember": self.index_member,
+            "restExpiriesKey": self.expiries_key,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> RestingPlace | None:
+        if not fields.get("restKey"):
+            return None
+        return cls(
+            key=fields["restKey"],
+            member=fields["restMember"],
+            index_key=fields.get("restIndexKey", ""),
+            index_member=fields.get("restIndexMember", ""),
+            expiries_key=fields.get("restExpiriesKey", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class OrderState:
     order: Order
     status: OrderStatus
@@ -84,6 +123,10 @@ class OrderState:
             "error": self.fields.get("error") or None,
             "errorMessage": self.fields.get("errorMessage") or None,
         }
+
+
+class ClaimLost(Exception):
+    """Someone else (a trigger, a cancel, an expiry) took the order from its resting place first."""
 
 
 class StaleWrite(Exception):
@@ -128,7 +171,7 @@ class OrderStore:
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s
         self._create = redis.register_script((_LUA / "create_order.lua").read_text())
-        self._append = redis.register_script((_LUA / "append_event.lua").read_text())
+        self._transition = redis.register_script((_LUA / "transition.lua").read_text())
 
     async def create(
         self,
@@ -137,12 +180,29 @@ class OrderStore:
         *,
         body_hash: str = "",
         message: QueuedMessage | None = None,
+        resting: tuple[OrderEvent, RestingPlace] | None = None,
         max_queue_depth: int = 0,
     ) -> CreateResult:
+        """Accept the order: with an execution message (it runs now) or a resting place (it waits)."""
         check_transition(None, first_event.status)
+        last_event = first_event
+        rest_args: list[Any] = ["", "", 0, "", 0, ""]
+        place_fields: dict[str, str] = {}
+        if resting is not None:
+            resting_event, place = resting
+            check_transition(first_event.status, resting_event.status)
+            last_event = resting_event
+            rest_args = [
+                resting_event.to_json(),
+                place.member,
+                place.score,
+                place.index_member,
+                place.index_score,
+                "" if place.expires_at_ms is None else place.expires_at_ms,
+            ]
+            place_fields = place.to_fields()
         key = order.idempotency_key
-        idem_key = redis_keys.idempotency(key) if key else redis_keys.idempotency("-")
-        fields = {"spec": order.spec_json().decode(), **_result_fields(first_event)}
+        fields = {"spec": order.spec_json().decode(), **_result_fields(last_event), **place_fields}
         args = [
             "1" if key else "0",
             f"{order.order_id} {body_hash}",
@@ -154,15 +214,20 @@ class OrderStore:
             first_event.to_json(),
             message.redis_message_id if message else "",
             message.data if message else b"",
+            *rest_args,
             *_flatten(fields),
         ]
+        place = resting[1] if resting else None
         keys = [
             redis_keys.order(order.order_id),
             redis_keys.order_events(order.order_id),
             redis_keys.EVENTS_STREAM,
-            idem_key,
+            redis_keys.idempotency(key or "-"),
             redis_keys.dramatiq_queue(),
             redis_keys.dramatiq_messages(),
+            place.key if place else "-",
+            (place.index_key or "-") if place else "-",
+            (place.expiries_key or "-") if place else "-",
         ]
         outcome, existing = await self._create(keys=keys, args=args)
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
@@ -176,38 +241,87 @@ class OrderStore:
             return CreateResult(CreateOutcome.REPLAYED if same else CreateOutcome.KEY_CONFLICT, UUID(existing_id))
         raise RuntimeError(f"order {order.order_id} already exists")
 
-    async def append(self, state: OrderState, event: OrderEvent, remember: dict[str, Any] | None = None) -> OrderState:
+    async def append(
+        self,
+        state: OrderState,
+        event: OrderEvent,
+        remember: dict[str, Any] | None = None,
+        *,
+        claim: RestingPlace | None = None,
+        message: QueuedMessage | None = None,
+        client: Any = None,
+    ) -> OrderState:
         """Append `event` (whose seq must be state.seq + 1) and return the new state.
 
-        `remember` adds fields to the order hash that a resumed worker needs (e.g. the quoted output).
+        `remember` adds fields to the order hash that a resumed worker needs (e.g. the quoted output);
+        `claim` takes the order from its resting place (ClaimLost if someone else already did);
+        `message` enqueues its execution in the same step. `client` may be a pipeline (see `append_many`).
         """
         check_transition(state.status, event.status)
         if event.seq != state.seq + 1:
             raise ValueError(f"event seq {event.seq} does not follow {state.seq}")
-        flat = _flatten({**_result_fields(event), **(remember or {})})
-        terminal = is_terminal(event.status)
-        result = await self._append(
-            keys=[
-                redis_keys.order(state.order.order_id),
-                redis_keys.order_events(state.order.order_id),
-                redis_keys.EVENTS_STREAM,
-            ],
-            args=[
-                state.seq,
-                event.to_json(),
-                str(state.order.order_id),
-                state.order.user_id or "",
-                self.retention_s if terminal else 0,
-                *flat,
-            ],
-        )
-        if result != 0:
-            raise StaleWrite(state.order.order_id, state.seq, int(result))
+        keys, args, flat = self._transition_call(state, event, remember, claim, message)
+        result = await self._transition(keys=keys, args=args, client=client)
+        _raise_for(result, state)
         merged = {**state.fields, **dict(zip(flat[::2], flat[1::2], strict=True))}
         return OrderState(state.order, event.status, event.seq, event.attempt or state.attempt, merged)
 
+    async def append_many(
+        self,
+        changes: list[tuple[OrderState, OrderEvent, dict[str, Any] | None, RestingPlace | None, QueuedMessage | None]],
+    ) -> list[Exception | None]:
+        """Several independent appends in one round trip; per change, None or the exception it met."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for state, event, remember, claim, message in changes:
+                check_transition(state.status, event.status)
+                keys, args, _ = self._transition_call(state, event, remember, claim, message)
+                await self._transition(keys=keys, args=args, client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        outcomes: list[Exception | None] = []
+        for (state, *_), result in zip(changes, results, strict=True):
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                _raise_for(result, state)
+                outcomes.append(None)
+            except Exception as exc:  # reported per change: one failure must not hide the others
+                outcomes.append(exc)
+        return outcomes
+
+    def _transition_call(self, state, event, remember, claim, message):
+        flat = _flatten({**_result_fields(event), **(remember or {})})
+        terminal = is_terminal(event.status)
+        order_id = state.order.order_id
+        keys = [
+            redis_keys.order(order_id),
+            redis_keys.order_events(order_id),
+            redis_keys.EVENTS_STREAM,
+            claim.key if claim else "-",
+            (claim.index_key or "-") if claim else "-",
+            (claim.expiries_key or "-") if claim else "-",
+            redis_keys.dramatiq_queue(),
+            redis_keys.dramatiq_messages(),
+        ]
+        args = [
+            state.seq,
+            event.to_json(),
+            str(order_id),
+            state.order.user_id or "",
+            self.retention_s if terminal else 0,
+            claim.member if claim else "",
+            claim.index_member if claim else "",
+            message.redis_message_id if message else "",
+            message.data if message else b"",
+            *flat,
+        ]
+        return keys, args, flat
+
     async def load(self, order_id: UUID) -> OrderState | None:
-        raw = await self.redis.hgetall(redis_keys.order(order_id))
+        return self.state_from(await self.redis.hgetall(redis_keys.order(order_id)))
+
+    @staticmethod
+    def state_from(raw: dict[bytes, bytes]) -> OrderState | None:
+        """An order's state from its hash as HGETALL returns it (None for a missing order)."""
         if not raw:
             return None
         fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -222,6 +336,13 @@ class OrderStore:
     async def events(self, order_id: UUID, after_seq: int = 0) -> list[bytes]:
         """Raw event messages with seq > after_seq, in seq order (the list index is seq - 1)."""
         return await self.redis.lrange(redis_keys.order_events(order_id), max(after_seq, 0), -1)
+
+
+def _raise_for(result: int, state: OrderState) -> None:
+    if result == -2:
+        raise ClaimLost(f"order {state.order.order_id} was already taken from where it rested")
+    if result != 0:
+        raise StaleWrite(state.order.order_id, state.seq, int(result))
 
 
 def decimal_field(state: OrderState, name: str) -> Decimal | None:

@@ -23,7 +23,7 @@ def engine(redis_url, database_url, tmp_path_factory):
         log_dir=tmp_path_factory.mktemp("engine-logs"),
     )
     try:
-        for name in ("execution-worker", "quote-stream", "db-sync", "api"):
+        for name in ("execution-worker", "quote-stream", "db-sync", "limit-worker", "api"):
             engine.start(name)
         yield engine
     finally:

@@ -1,5 +1,7 @@
 """The executor's stage logic on a real Redis store, with venues whose failures the test scripts."""
 
+import itertools
+import time
 from decimal import Decimal
 
 import pytest
@@ -17,8 +19,8 @@ SIM = SimConfig(seed="executor-tests", epoch=1_700_000_000.0, latency_scale=Deci
 class ScriptedVenue(SimulatedVenue):
     """A simulated venue whose first N quote/submit calls fail transiently."""
 
-    def __init__(self, dex, ledger, *, quote_failures=0, submit_failures=0):
-        super().__init__(dex, SIM, ledger)
+    def __init__(self, dex, ledger, *, quote_failures=0, submit_failures=0, clock=time.time):
+        super().__init__(dex, SIM, ledger, clock=clock)
         self.quote_failures, self.submit_failures = quote_failures, submit_failures
 
     async def quote(self, *args):
@@ -93,9 +95,14 @@ async def test_the_last_attempt_persists_failed_before_dead_lettering(redis):
 
 async def test_slippage_beyond_tolerance_fails_without_executing(redis):
     ledger = InMemoryLedger()
-    venues = {dex: ScriptedVenue(dex, ledger) for dex in Dex}
+    minutes = itertools.count()
+
+    def clock() -> float:  # a minute passes per venue call: the price drifts between quote and landing
+        return time.time() + 60 * next(minutes)
+
+    venues = {dex: ScriptedVenue(dex, ledger, clock=clock) for dex in Dex}
     run = executor(redis, venues)
-    # slippageBps=0 and a quote refreshed at landing time: any adverse drift fails; find one such order.
+    # slippageBps=0 and a price that moved before landing: an adverse move fails; find one such order.
     for _ in range(40):
         order = await place_market_order(run.store, amount="250", slippageBps=0)
         await run.execute(order.order_id, attempt=1)

@@ -51,3 +51,15 @@ def assert_gapless_and_legal(messages: list[dict]) -> None:
         status = OrderStatus(message["status"])
         assert can_transition(previous, status), f"{previous} -> {status}"
         previous = status
+
+
+async def place_limit_order(store: OrderStore, limit_price: str, **fields) -> Order:
+    """A limit order accepted as the API accepts one: pending, then waiting in its price bucket."""
+    from shared.store.limit_book import resting_place
+
+    body = {"type": "limit", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "limitPrice": limit_price, **fields}
+    order = accept(OrderRequest.model_validate(body))
+    first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
+    waiting = OrderEvent(order.order_id, 2, OrderStatus.WAITING, order.type.value)
+    await store.create(order, first, resting=(waiting, resting_place(order)))
+    return order

@@ -19,6 +19,7 @@ MODULES = {
     "quote-stream": "services.quote_stream",
     "execution-worker": "services.execution_worker",
     "db-sync": "services.db_sync",
+    "limit-worker": "services.limit_worker",
 }
 
 

@@ -17,11 +17,12 @@ from services.api.errors import ApiError, from_validation
 from services.api.responses import JsonResponse
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.orders import SUPPORTED_TYPES, OrderRequest, OrderType, accept
+from shared.domain.orders import SUPPORTED_TYPES, Order, OrderRequest, OrderType, accept
 from shared.execution.messages import execute_order_message
 from shared.logging import order_logger
 from shared.persistence import history
-from shared.store.order_store import CreateOutcome
+from shared.store.limit_book import resting_place
+from shared.store.order_store import ClaimLost, CreateOutcome, CreateResult, RestingPlace, StaleWrite
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -84,7 +85,8 @@ async def submit_order(
     ctx: Context,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JsonResponse:
-    """Submit an order. It is durably accepted (in Redis, with its execution message) before the 200."""
+    """Submit an order. It is durably accepted (in Redis, with its execution message or resting place)
+    before the 200."""
     key = _check_idempotency_key(idempotency_key)
     body = await _read_json(request)
     if not isinstance(body, dict):
@@ -99,14 +101,7 @@ async def submit_order(
         ctx.metrics.orders_rejected.labels("unsupported_order_type").inc()
         raise ApiError(400, "unsupported_order_type", f"{order_request.type.value} orders are not enabled here")
     order = accept(order_request, idempotency_key=key)
-    first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value, client_order_id=order.client_order_id)
-    result = await ctx.store.create(
-        order,
-        first,
-        body_hash=_body_hash(body),
-        message=execute_order_message(order.order_id),
-        max_queue_depth=ctx.settings.max_queue_depth,
-    )
+    result = await _create(ctx, order, _body_hash(body))
     if result.outcome is CreateOutcome.OVERLOADED:
         ctx.metrics.orders_rejected.labels("overloaded").inc()
         raise ApiError(
@@ -139,6 +134,23 @@ async def submit_order(
         },
         headers=headers,
     )
+
+
+async def _create(ctx, order: Order, body_hash: str) -> CreateResult:
+    """A market order is enqueued for execution; a limit order rests in its price bucket (`waiting`)."""
+    first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value, client_order_id=order.client_order_id)
+    if order.type is not OrderType.LIMIT:
+        message = execute_order_message(order.order_id)
+        return await ctx.store.create(
+            order, first, body_hash=body_hash, message=message, max_queue_depth=ctx.settings.max_queue_depth
+        )
+    if (order.token_in, order.token_out) not in ctx.settings.pairs:
+        raise ApiError(400, "pair_not_streamed", f"no price stream for {order.pair}: the order could never trigger")
+    waiting = OrderEvent(
+        order.order_id, 2, OrderStatus.WAITING, order.type.value,
+        client_order_id=order.client_order_id, extra={"limitPrice": str(order.limit_price)},
+    )  # fmt: skip
+    return await ctx.store.create(order, first, body_hash=body_hash, resting=(waiting, resting_place(order)))
 
 
 @router.get("", summary="Order history (PostgreSQL), newest first")
@@ -181,3 +193,31 @@ async def get_order(order_id: UUID, ctx: Context) -> JsonResponse:
     if archived is None:
         raise ApiError(404, "order_not_found", f"no order {order_id}")
     return JsonResponse(archived)
+
+
+@router.delete("/{order_id}", responses={404: {"description": "unknown order"}, 409: {"description": "not resting"}})
+async def cancel_order(order_id: UUID, ctx: Context) -> JsonResponse:
+    """Cancel a resting (waiting) limit or sniper order. Exactly one of a cancel and a racing trigger wins."""
+    state = await ctx.store.load(order_id)
+    if state is None:
+        if await history.get_order(ctx.db, order_id) is None:
+            raise ApiError(404, "order_not_found", f"no order {order_id}")
+        raise ApiError(409, "not_cancellable", f"order {order_id} has already ended")
+    place = RestingPlace.from_fields(state.fields)
+    if state.status is not OrderStatus.WAITING or place is None:
+        raise ApiError(409, "not_cancellable", f"order {order_id} is {state.status.value}, not resting")
+    event = OrderEvent(
+        order_id,
+        state.seq + 1,
+        OrderStatus.CANCELLED,
+        state.order.type.value,
+        client_order_id=state.order.client_order_id,
+    )
+    try:
+        await ctx.store.append(state, event, claim=place)
+    except (ClaimLost, StaleWrite):
+        latest = await ctx.store.load(order_id)
+        status = latest.status.value if latest else "gone"
+        raise ApiError(409, "not_cancellable", f"order {order_id} was triggered first (now {status})") from None
+    order_logger(order_id).info("cancelled")
+    return JsonResponse({"success": True, "orderId": str(order_id), "status": OrderStatus.CANCELLED.value})

@@ -1,0 +1,99 @@
+"""`python -m services.limit_worker`: triggers resting limit orders on BEST price ticks, and expires them.
+
+Any number of replicas may run: taking crossed orders is one atomic script per tick, and every hand-over
+or expiry is a claim that only one of them can win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from decimal import Decimal
+
+from loguru import logger
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared import redis_keys
+from shared.logging import setup_logging
+from shared.settings import Settings
+from shared.store.expiries import ExpirySweeper
+from shared.store.limit_book import LimitBook
+from shared.store.order_store import OrderStore
+
+#: Expiry sweeps run this often, so an order expires within this long after its deadline.
+SWEEP_PERIOD_S = 0.2
+#: A hand-off older than this was left by a worker that died mid-way; recover it.
+STRANDED_AFTER_MS = 5_000
+
+
+def latest_per_pair(entries) -> dict[str, Decimal]:
+    """Only the newest tick of each pair in a batch matters: prices are levels, not deltas."""
+    latest: dict[str, Decimal] = {}
+    for _entry_id, fields in entries:
+        latest[fields[b"pair"].decode()] = Decimal(fields[b"price"].decode())
+    return latest
+
+
+async def follow_ticks(book: LimitBook, redis: Redis, stop: asyncio.Event) -> None:
+    last_id = "$"
+    while not stop.is_set():
+        try:
+            batches = await redis.xread({redis_keys.TICKS_STREAM: last_id}, count=1000, block=500)
+            for _stream, entries in batches:
+                last_id = entries[-1][0]
+                for pair, price in latest_per_pair(entries).items():
+                    members = await book.take_crossed(pair, price)
+                    if members:
+                        handed = await book.hand_over(members, price)
+                        logger.info("{} at {}: triggered {} limit orders", pair, price, handed)
+        except (RedisError, OSError) as exc:
+            logger.warning("tick loop lost Redis ({}); retrying", exc)
+            await asyncio.sleep(0.5)
+
+
+async def housekeeping(book: LimitBook, sweeper: ExpirySweeper, stop: asyncio.Event) -> None:
+    rounds = 0
+    while not stop.is_set():
+        try:
+            expired = await sweeper.sweep()
+            if expired:
+                logger.info("expired {} limit orders", expired)
+            rounds += 1
+            if rounds % 5 == 0 and (stranded := await book.stranded(STRANDED_AFTER_MS)):
+                logger.warning("recovering {} limit orders stranded between trigger and execution", len(stranded))
+                await book.hand_over(stranded, None)
+        except (RedisError, OSError) as exc:
+            logger.warning("housekeeping lost Redis ({}); retrying", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SWEEP_PERIOD_S)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
+    book = LimitBook(redis, store)
+    sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
+    logger.info("watching {} for limit orders", redis_keys.TICKS_STREAM)
+    await asyncio.gather(follow_ticks(book, redis, stop), housekeeping(book, sweeper, stop))
+    await redis.aclose()
+    logger.info("stopped")
+
+
+def main() -> None:
+    settings = Settings()
+    setup_logging("limit-worker", settings)
+
+    async def entry() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(entry())
+
+
+if __name__ == "__main__":
+    main()
