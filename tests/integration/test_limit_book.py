@@ -1,6 +1,7 @@
 """Resting limit orders on a real Redis: crossing, exactly-once triggering, cancel races, expiry."""
 
 import asyncio
+import contextlib
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -83,11 +84,9 @@ async def test_a_cancel_racing_a_trigger_has_exactly_one_winner(redis, store, bo
         state = await store.load(order.order_id)
         cancel = OrderEvent(order.order_id, state.seq + 1, OrderStatus.CANCELLED, "limit")
 
-        async def cancel_it():
-            try:
+        async def cancel_it(state=state, cancel=cancel):
+            with contextlib.suppress(ClaimLost, StaleWrite):
                 await store.append(state, cancel, claim=RestingPlace.from_fields(state.fields))
-            except (ClaimLost, StaleWrite):
-                pass
 
         async def trigger_it():
             await book.hand_over(await book.take_crossed(PAIR, Decimal("151")), Decimal("151"))
