@@ -1,0 +1,71 @@
+"""What a price tick costs the limit worker with 100,000 resting orders (a benchmark, not a test).
+
+    uv run python loadtests/limit_tick_bench.py --redis redis://127.0.0.1:6379/15
+
+FLUSHES the Redis database it is given. It rests N limit orders on SOL-USDC through the API's own
+order-creating script (limits 100.000, 100.001, … one per 0.001 USDC), then times, with the limit
+worker's own code (`LimitBook.take_crossed` + `hand_over`), ticks that cross nothing, 1, 100 and
+10,000 orders: from the tick to the last crossed order handed over to execution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from decimal import Decimal
+
+from redis.asyncio import Redis
+
+from shared import redis_keys
+from shared.store.limit_book import LimitBook
+from tests.support.orders import make_store, place_limit_order
+
+PAIR = "SOL-USDC"
+BASE = Decimal("100")
+STEP = Decimal("0.001")
+
+
+async def rest_orders(redis: Redis, count: int, concurrency: int = 64) -> None:
+    store = make_store(redis)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await place_limit_order(store, str(BASE + i * STEP))
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def timed_tick(book: LimitBook, price: Decimal) -> tuple[float, int]:
+    started = time.perf_counter()
+    members = await book.take_crossed(PAIR, price)
+    handed = await book.hand_over(members, price)
+    return (time.perf_counter() - started) * 1000, handed
+
+
+async def main(args: argparse.Namespace) -> None:
+    redis = Redis.from_url(args.redis)
+    await redis.flushdb()
+    started = time.perf_counter()
+    await rest_orders(redis, args.orders)
+    print(f"rested {args.orders} limit orders in {time.perf_counter() - started:.1f}s; "
+          f"{await redis.zcard(redis_keys.limit_buckets(PAIR))} buckets")
+    book = LimitBook(redis, make_store(redis))
+    idle = [(await timed_tick(book, BASE - 1))[0] for _ in range(200)]
+    print(f"tick crossing none:  median {statistics.median(idle):.3f} ms, p99 {sorted(idle)[197]:.3f} ms")
+    crossed_so_far = 0
+    for wanted in (1, 100, 10_000):
+        price = BASE + (crossed_so_far + wanted - 1) * STEP
+        elapsed, handed = await timed_tick(book, price)
+        crossed_so_far += handed
+        print(f"tick crossing {wanted:>6}: {elapsed:8.1f} ms to hand over {handed} ({elapsed / handed:.3f} ms/order)")
+    await redis.aclose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--orders", type=int, default=100_000)
+    asyncio.run(main(parser.parse_args()))
