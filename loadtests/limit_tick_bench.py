@@ -41,7 +41,7 @@ async def rest_orders(redis: Redis, count: int, concurrency: int = 64) -> None:
 async def timed_tick(book: LimitBook, price: Decimal) -> tuple[float, int]:
     started = time.perf_counter()
     members = await book.take_crossed(PAIR, price)
-    handed = await book.hand_over(members, price)
+    handed = await book.hand_over_at(members, price)
     return (time.perf_counter() - started) * 1000, handed
 
 
@@ -50,8 +50,10 @@ async def main(args: argparse.Namespace) -> None:
     await redis.flushdb()
     started = time.perf_counter()
     await rest_orders(redis, args.orders)
-    print(f"rested {args.orders} limit orders in {time.perf_counter() - started:.1f}s; "
-          f"{await redis.zcard(redis_keys.limit_buckets(PAIR))} buckets")
+    print(
+        f"rested {args.orders} limit orders in {time.perf_counter() - started:.1f}s; "
+        f"{await redis.zcard(redis_keys.limit_buckets(PAIR))} buckets"
+    )
     book = LimitBook(redis, make_store(redis))
     idle = [(await timed_tick(book, BASE - 1))[0] for _ in range(200)]
     print(f"tick crossing none:  median {statistics.median(idle):.3f} ms, p99 {sorted(idle)[197]:.3f} ms")

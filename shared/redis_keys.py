@@ -96,3 +96,33 @@ def limit_bucket_prefix(pair: str) -> str:
 def limit_bucket(pair: str, bucket: int) -> str:
     """Sorted set: one bucket's orders, member = `<createdAt µs>:<orderId>`, score = exact limit price."""
     return f"{limit_bucket_prefix(pair)}{bucket}"
+
+
+# --- simulated venue events and resting sniper orders --------------------------------------------------
+#: Pool created / liquidity changed, published by the quote stream from the simulated launch schedule.
+VENUE_EVENTS_STREAM = "stream:venue-events"
+VENUE_EVENTS_MAXLEN = 10_000
+#: How far (epoch seconds) the schedule's events have been published; each event is published once.
+SIM_EVENTS_PUBLISHED_UNTIL = "sim:venue-events:until"
+
+
+def sim_venue_event(event_id: str) -> str:
+    return f"sim:venue-event:{event_id}"
+
+
+SNIPER_EXPIRIES = "sniper:expiries"
+SNIPER_HANDOFF = "sniper:handoff"
+#: Sorted set of the trigger sets below that hold orders (so a sweep can visit each one).
+SNIPER_RESTING = "sniper:resting"
+#: The last venue-event stream id the sniper workers have acted on, to catch up after a restart.
+SNIPER_EVENTS_CURSOR = "sniper:events-cursor"
+
+
+def sniper_listing(pair: str) -> str:
+    """Sorted set: orders waiting for the pair's first pool, member = rest member, score = time."""
+    return f"sniper:listing:{pair}"
+
+
+def sniper_liquidity(pair: str) -> str:
+    """Sorted set: orders waiting for liquidity, member = rest member, score = minLiquidity in tokenOut."""
+    return f"sniper:liquidity:{pair}"

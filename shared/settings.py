@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     sim_failure_rate: Decimal = Field(Decimal("0.02"), ge=0, le=1, description="chance one venue call fails")
     sim_seed: str | None = Field(None, description="seed for prices, latencies, failures; unset = random")
     sim_daily_volatility: Decimal = Field(Decimal("0.05"), ge=0, description="std-dev of a day's price move")
+    sim_launch_first_s: float = Field(30.0, ge=0, description="first simulated token launch, after the epoch")
+    sim_launch_interval_s: float = Field(90.0, gt=0, description="time between simulated token launches")
+    sim_liquidity_step_s: float = Field(10.0, gt=0, description="a launched pool's liquidity doubles this often")
 
     # --- orders --------------------------------------------------------------------------------------
     max_attempts: int = Field(3, ge=1, le=10, description="execution attempts before an order fails")

@@ -35,6 +35,7 @@ SERVICES: dict[str, str] = {
     "execution-worker": "services.execution_worker",
     "db-sync": "services.db_sync",
     "limit-worker": "services.limit_worker",
+    "sniper-worker": "services.sniper_worker",
     # add new processes here and in compose.yaml
 }
 MIGRATE_MODULE = "shared.persistence.migrate"

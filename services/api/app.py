@@ -19,6 +19,7 @@ from services.api.routes import ops, orders, streams
 from shared.event_feed import EventHub
 from shared.settings import Settings
 from shared.store.order_store import OrderStore
+from shared.venues.simulated import load_sim_config
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -29,7 +30,8 @@ def create_app(settings: Settings) -> FastAPI:
         store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
         hub = EventHub(redis)
         reader = asyncio.create_task(hub.run(), name="event-reader")
-        app.state.context = ApiContext(settings, redis, store, hub, db, ApiMetrics())
+        sim = await load_sim_config(redis, settings)
+        app.state.context = ApiContext(settings, redis, store, hub, db, ApiMetrics(), sim)
         logger.info("listening on http://{}:{}", settings.api_host, settings.api_port)
         try:
             yield

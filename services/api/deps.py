@@ -13,6 +13,7 @@ from services.api.metrics import ApiMetrics
 from shared.event_feed import EventHub
 from shared.settings import Settings
 from shared.store.order_store import OrderStore
+from shared.venues.simulated import SimConfig
 
 
 @dataclass
@@ -23,6 +24,7 @@ class ApiContext:
     hub: EventHub
     db: AsyncEngine
     metrics: ApiMetrics
+    sim: SimConfig
 
 
 async def _context(request: Request) -> ApiContext:  # async: a sync dependency costs a thread hop

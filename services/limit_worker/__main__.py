@@ -46,7 +46,7 @@ async def follow_ticks(book: LimitBook, redis: Redis, stop: asyncio.Event) -> No
                 for pair, price in latest_per_pair(entries).items():
                     members = await book.take_crossed(pair, price)
                     if members:
-                        handed = await book.hand_over(members, price)
+                        handed = await book.hand_over_at(members, price)
                         logger.info("{} at {}: triggered {} limit orders", pair, price, handed)
         except (RedisError, OSError) as exc:
             logger.warning("tick loop lost Redis ({}); retrying", exc)
@@ -63,7 +63,7 @@ async def housekeeping(book: LimitBook, sweeper: ExpirySweeper, stop: asyncio.Ev
             rounds += 1
             if rounds % 5 == 0 and (stranded := await book.stranded(STRANDED_AFTER_MS)):
                 logger.warning("recovering {} limit orders stranded between trigger and execution", len(stranded))
-                await book.hand_over(stranded, None)
+                await book.hand_over_at(stranded, None)
         except (RedisError, OSError) as exc:
             logger.warning("housekeeping lost Redis ({}); retrying", exc)
         with contextlib.suppress(TimeoutError):

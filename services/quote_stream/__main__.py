@@ -15,6 +15,7 @@ from shared.domain import tokens
 from shared.logging import setup_logging
 from shared.quote_cache import QuoteCache, QuotePoller
 from shared.settings import Settings
+from shared.venue_events import VenueEventPublisher
 from shared.venues.base import Dex
 from shared.venues.ledger import RedisLedger
 from shared.venues.simulated import SimulatedVenue, load_sim_config
@@ -27,6 +28,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     venues = [SimulatedVenue(dex, sim, ledger) for dex in Dex]
     pairs = [(a, b) for a, b in settings.pairs if a in tokens.TOKENS and b in tokens.TOKENS and a != b]
     poller = QuotePoller(venues, QuoteCache(redis), pairs, settings.quote_reference_usd)
+    launches = VenueEventPublisher(redis, sim)
     interval = settings.quote_interval_ms / 1000
     logger.info("streaming {} pairs every {} ms (seed {})", len(pairs), settings.quote_interval_ms, sim.seed)
     rounds = 0
@@ -34,6 +36,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         started = time.monotonic()
         try:
             await poller.poll_once()
+            for event in await launches.publish_due(time.time()):
+                logger.info("venue event {} {}: liquidity ${}", event.kind, event.event_id, event.liquidity_usd)
             rounds += 1
             if rounds % 120 == 1:
                 logger.info("round {}: {} pairs cached", rounds, len(pairs))

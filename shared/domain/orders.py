@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import orjson
@@ -32,10 +32,6 @@ class OrderType(StrEnum):
     SNIPER = "sniper"
 
 
-#: Order types this deployment executes; the others validate but are refused until their workers exist.
-SUPPORTED_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
-
-
 def _fail(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(code, message)
 
@@ -52,6 +48,39 @@ def _to_decimal(value: Any, name: str) -> Decimal:
     return number
 
 
+class SniperTrigger(BaseModel):
+    """What fires a sniper order: a pool for the pair appearing, or a pool's liquidity reaching a level."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["listing", "liquidity"]
+    min_liquidity: Decimal | None = Field(None, alias="minLiquidity")
+
+    @field_validator("min_liquidity", mode="before")
+    @classmethod
+    def _decimal(cls, value: Any) -> Decimal | None:
+        return None if value is None else _to_decimal(value, "minLiquidity")
+
+    @model_validator(mode="after")
+    def _threshold_rules(self) -> SniperTrigger:
+        if self.kind == "liquidity":
+            if self.min_liquidity is None:
+                raise _fail("missing_min_liquidity", "a liquidity trigger needs minLiquidity (in tokenOut)")
+            if self.min_liquidity <= 0:
+                raise _fail("invalid_min_liquidity", "minLiquidity must be greater than 0")
+            if len(self.min_liquidity.normalize().as_tuple().digits) > MAX_PRICE_DIGITS:
+                raise _fail("invalid_min_liquidity", f"minLiquidity may have at most {MAX_PRICE_DIGITS} digits")
+        elif self.min_liquidity is not None:
+            raise _fail("forbidden_field", "minLiquidity is only allowed for a liquidity trigger")
+        return self
+
+    def to_spec(self) -> dict[str, str]:
+        spec = {"kind": self.kind}
+        if self.min_liquidity is not None:
+            spec["minLiquidity"] = str(self.min_liquidity)
+        return spec
+
+
 class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False, str_strip_whitespace=True)
 
@@ -62,7 +91,7 @@ class OrderRequest(BaseModel):
     slippage_bps: StrictInt | None = Field(None, alias="slippageBps", ge=0, le=MAX_SLIPPAGE_BPS)
     slippage: Decimal | None = None
     limit_price: Decimal | None = Field(None, alias="limitPrice")
-    trigger: dict[str, Any] | None = None
+    trigger: SniperTrigger | None = None
     expires_at: datetime | None = Field(None, alias="expiresAt")
     user_id: str | None = Field(None, alias="userId", min_length=1, max_length=64)
     client_order_id: str | None = Field(None, alias="clientOrderId", min_length=1, max_length=64)
@@ -235,6 +264,6 @@ def accept(request: OrderRequest, *, idempotency_key: str | None = None) -> Orde
         client_order_id=request.client_order_id,
         idempotency_key=idempotency_key,
         limit_price=request.limit_price,
-        trigger=request.trigger,
+        trigger=request.trigger.to_spec() if request.trigger else None,
         expires_at=request.expires_at,
     )

@@ -7,6 +7,7 @@ that validation rejects.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -26,6 +27,17 @@ class Token:
     max_order_amount: Decimal
     #: Daily volatility relative to the market's default (stablecoins barely move).
     volatility_factor: Decimal = Decimal(1)
+    #: None for tokens listed from the start; else its place in the simulated launch schedule.
+    launch_slot: int | None = None
+
+    @property
+    def listed_at_genesis(self) -> bool:
+        return self.launch_slot is None
+
+
+def _launch_mint(symbol: str) -> str:
+    """A valid, stable mint address for a simulated token launch."""
+    return base58.b58encode(hashlib.sha256(f"order-engine:launch:{symbol}".encode()).digest()).decode()
 
 
 TOKENS: dict[str, Token] = {
@@ -59,6 +71,11 @@ TOKENS: dict[str, Token] = {
             Decimal("500000000000"),
             Decimal("2"),
         ),
+        # Tokens the simulated venues launch later: known (so sniper orders can wait for them), no pool yet.
+        Token("WIF", _launch_mint("WIF"), 6, Decimal("1.5"), Decimal("10000000"), Decimal("3"), launch_slot=0),
+        Token("POPCAT", _launch_mint("POPCAT"), 9, Decimal("0.4"), Decimal("10000000"), Decimal("3"), launch_slot=1),
+        Token("MEW", _launch_mint("MEW"), 5, Decimal("0.005"), Decimal("1000000000"), Decimal("3"), launch_slot=2),
+        Token("PNUT", _launch_mint("PNUT"), 6, Decimal("0.2"), Decimal("10000000"), Decimal("3"), launch_slot=3),
     )
 }
 _BY_MINT = {t.mint: t for t in TOKENS.values()}

@@ -22,6 +22,10 @@ class VenueUnavailable(Exception):
     """A transient failure of one venue call (timeout, RPC error): worth retrying."""
 
 
+class NoPool(VenueUnavailable):
+    """The venue has no pool for the pair (yet: a token that has not launched there)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Quote:
     dex: Dex

@@ -22,10 +22,11 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Protocol
 
 from shared.domain.tokens import TOKENS
-from shared.venues.base import Dex, Quote
+from shared.venues.base import Dex, NoPool, Quote
+from shared.venues.launches import depth_usd
 from shared.venues.meteora import BIN_STEP_BPS, DlmmPool, bins_crossed, dlmm_fee, dlmm_pool
 from shared.venues.price_walk import log_walk, reference_price, significant
-from shared.venues.raydium import CpmmPool, cpmm_pool, pair_depth_usd
+from shared.venues.raydium import CpmmPool, cpmm_pool
 
 #: Largest distance between a venue's mid and the fair price (8 bps).
 OFFSET_MAX = Decimal("0.0008")
@@ -44,6 +45,9 @@ class MarketParams(Protocol):
     seed: str
     epoch: float
     daily_vol: Decimal
+    launch_first_s: float
+    launch_interval_s: float
+    liquidity_step_s: float
 
 
 def canonical_pair(token_in: str, token_out: str) -> tuple[str, str]:
@@ -91,9 +95,11 @@ def pool_at(dex: Dex, token_in: str, token_out: str, t: float, sim: MarketParams
     """The venue's pool for selling token_in into token_out at time t."""
     dex = Dex(dex)
     base, quote = canonical_pair(token_in, token_out)
+    depth = depth_usd(dex, base, quote, t, sim)
+    if depth is None:
+        raise NoPool(f"{dex.value} has no {base}-{quote} pool")
     prices = _usd_prices(base, quote, t, sim)
     mid = _venue_mid(dex, base, quote, prices, t, sim)
-    depth = pair_depth_usd(base, quote)
     pool: Pool
     if dex is Dex.RAYDIUM:
         pool = cpmm_pool(mid, depth, out_usd_price=prices[1])

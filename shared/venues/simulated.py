@@ -40,6 +40,10 @@ class SimConfig:
     latency_scale: Decimal = Decimal(1)
     failure_rate: Decimal = Decimal("0.02")
     daily_vol: Decimal = Decimal("0.05")
+    #: Token launches: the first this long after the epoch, then one per interval; liquidity steps.
+    launch_first_s: float = 30.0
+    launch_interval_s: float = 90.0
+    liquidity_step_s: float = 10.0
 
 
 async def load_sim_config(redis: Redis, settings: Settings, clock: Callable[[], float] = time.time) -> SimConfig:
@@ -52,6 +56,9 @@ async def load_sim_config(redis: Redis, settings: Settings, clock: Callable[[], 
         latency_scale=settings.sim_latency_scale,
         failure_rate=settings.sim_failure_rate,
         daily_vol=settings.sim_daily_volatility,
+        launch_first_s=settings.sim_launch_first_s,
+        launch_interval_s=settings.sim_launch_interval_s,
+        liquidity_step_s=settings.sim_liquidity_step_s,
     )
 
 

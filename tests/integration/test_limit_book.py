@@ -47,7 +47,7 @@ async def test_a_tick_crossing_40_of_100_triggers_exactly_those_in_price_then_ti
     assert len(crossed) == 40
     members = await book.take_crossed(PAIR, Decimal("143.95"))
     assert [order_id_of(m) for m in members] == [o.order_id for o in crossed]
-    assert await book.hand_over(members, Decimal("143.95")) == 40
+    assert await book.hand_over_at(members, Decimal("143.95")) == 40
     assert await queued_order_ids(redis) == [str(o.order_id) for o in crossed]
     for order in orders:
         messages = await event_messages(store, order)
@@ -68,7 +68,7 @@ async def test_two_workers_racing_on_the_same_ticks_trigger_each_order_once(redi
 
     async def worker(book):
         for price in ticks:
-            await book.hand_over(await book.take_crossed(PAIR, price), price)
+            await book.hand_over_at(await book.take_crossed(PAIR, price), price)
 
     await asyncio.gather(*(worker(book) for book in books))
     queued = await queued_order_ids(redis)
@@ -89,7 +89,7 @@ async def test_a_cancel_racing_a_trigger_has_exactly_one_winner(redis, store, bo
                 await store.append(state, cancel, claim=RestingPlace.from_fields(state.fields))
 
         async def trigger_it():
-            await book.hand_over(await book.take_crossed(PAIR, Decimal("151")), Decimal("151"))
+            await book.hand_over_at(await book.take_crossed(PAIR, Decimal("151")), Decimal("151"))
 
         racers = [cancel_it(), trigger_it()]
         await asyncio.gather(*(racers if attempt % 2 else reversed(racers)))
@@ -113,7 +113,7 @@ async def test_expiry_ends_resting_orders_and_leaves_the_rest(redis, store, book
     assert (await store.load(staying.order_id)).status == "waiting"
     assert [order_id_of(m) for m in await book.take_crossed(PAIR, Decimal("151"))] == [staying.order_id]
     assert await redis.zcard(redis_keys.LIMIT_EXPIRIES) == 1  # the hand-off claim clears it
-    await book.hand_over([m for m in await redis.zrange(redis_keys.LIMIT_HANDOFF, 0, -1)], Decimal(151))
+    await book.hand_over_at([m for m in await redis.zrange(redis_keys.LIMIT_HANDOFF, 0, -1)], Decimal(151))
     assert await redis.zcard(redis_keys.LIMIT_EXPIRIES) == 0
 
 
@@ -121,7 +121,7 @@ async def test_a_hand_off_left_by_a_dead_worker_is_recovered_once(redis, store, 
     order = await place_limit_order(store, "150")
     members = await book.take_crossed(PAIR, Decimal("150.5"))  # ...and the worker dies here
     assert await book.stranded(older_than_ms=0) == members
-    recovered = [await book.hand_over(await book.stranded(older_than_ms=0), None) for _ in range(2)]
+    recovered = [await book.hand_over_at(await book.stranded(older_than_ms=0), None) for _ in range(2)]
     assert recovered == [1, 0]
     triggered = (await event_messages(store, order))[-1]
     assert triggered["status"] == "triggered" and triggered["triggerPrice"] == "150"  # its limit: the floor

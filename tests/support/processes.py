@@ -20,6 +20,7 @@ MODULES = {
     "execution-worker": "services.execution_worker",
     "db-sync": "services.db_sync",
     "limit-worker": "services.limit_worker",
+    "sniper-worker": "services.sniper_worker",
 }
 
 
@@ -104,3 +105,42 @@ class Engine:
         return "\n".join(
             f"----- {s.log_path.name}\n{s.log()[-4000:]}" for group in self.processes.values() for s in group
         )
+
+
+ALL_SERVICES = ("execution-worker", "quote-stream", "db-sync", "limit-worker", "sniper-worker", "api")
+
+
+def start_engine(redis_url: str, database_url: str, log_dir: Path, epoch_in_s: float = 0, **env: str) -> Engine:
+    """Every service as a real process on an emptied Redis, with simulated latencies halved by default.
+
+    `epoch_in_s` places the simulation's epoch (its launch schedule's origin) that far in the future, so
+    scheduled events happen after the services are up, however long they take to start.
+    """
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    if epoch_in_s:
+        from shared.redis_keys import SIM_EPOCH
+
+        client.set(SIM_EPOCH, repr(time.time() + epoch_in_s))
+    engine = Engine(
+        env={
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "API_PORT": str(free_port()),
+            "SIM_SEED": "e2e",
+            "SIM_LATENCY_SCALE": "0.5",
+            "SIM_FAILURE_RATE": "0",
+            "QUOTE_INTERVAL_MS": "200",
+            **env,
+        },
+        log_dir=log_dir,
+    )
+    try:
+        for name in ALL_SERVICES:
+            engine.start(name)
+    except BaseException:
+        engine.stop_all()
+        raise
+    return engine

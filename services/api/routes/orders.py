@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
@@ -12,17 +13,18 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import ValidationError
 
-from services.api.deps import Context
+from services.api.deps import ApiContext, Context
 from services.api.errors import ApiError, from_validation
 from services.api.responses import JsonResponse
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.orders import SUPPORTED_TYPES, Order, OrderRequest, OrderType, accept
+from shared.domain.orders import Order, OrderRequest, OrderType, accept
 from shared.execution.messages import execute_order_message
 from shared.logging import order_logger
 from shared.persistence import history
-from shared.store.limit_book import resting_place
+from shared.store import limit_book, sniper_book
 from shared.store.order_store import ClaimLost, CreateOutcome, CreateResult, RestingPlace, StaleWrite
+from shared.venues.launches import is_listed
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -97,9 +99,6 @@ async def submit_order(
         error = from_validation(exc)
         ctx.metrics.orders_rejected.labels(error.code).inc()
         raise error from None
-    if order_request.type not in SUPPORTED_TYPES:
-        ctx.metrics.orders_rejected.labels("unsupported_order_type").inc()
-        raise ApiError(400, "unsupported_order_type", f"{order_request.type.value} orders are not enabled here")
     order = accept(order_request, idempotency_key=key)
     result = await _create(ctx, order, _body_hash(body))
     if result.outcome is CreateOutcome.OVERLOADED:
@@ -136,21 +135,26 @@ async def submit_order(
     )
 
 
-async def _create(ctx, order: Order, body_hash: str) -> CreateResult:
-    """A market order is enqueued for execution; a limit order rests in its price bucket (`waiting`)."""
+async def _create(ctx: ApiContext, order: Order, body_hash: str) -> CreateResult:
+    """A market order is enqueued for execution; limit and sniper orders rest (`waiting`) until triggered."""
     first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value, client_order_id=order.client_order_id)
-    if order.type is not OrderType.LIMIT:
+    if order.type is not OrderType.SNIPER and not is_listed(order.token_in, order.token_out, time.time(), ctx.sim):
+        raise ApiError(400, "pair_not_listed", f"no venue has a {order.pair} pool yet; a sniper order can wait for it")
+    if order.type is OrderType.MARKET:
         message = execute_order_message(order.order_id)
         return await ctx.store.create(
             order, first, body_hash=body_hash, message=message, max_queue_depth=ctx.settings.max_queue_depth
         )
-    if (order.token_in, order.token_out) not in ctx.settings.pairs:
-        raise ApiError(400, "pair_not_streamed", f"no price stream for {order.pair}: the order could never trigger")
+    if order.type is OrderType.LIMIT:
+        if (order.token_in, order.token_out) not in ctx.settings.pairs:
+            raise ApiError(400, "pair_not_streamed", f"no price stream for {order.pair}: the order could never trigger")
+        place, extra = limit_book.resting_place(order), {"limitPrice": str(order.limit_price)}
+    else:
+        place, extra = sniper_book.resting_place(order), {"trigger": order.trigger}
     waiting = OrderEvent(
-        order.order_id, 2, OrderStatus.WAITING, order.type.value,
-        client_order_id=order.client_order_id, extra={"limitPrice": str(order.limit_price)},
-    )  # fmt: skip
-    return await ctx.store.create(order, first, body_hash=body_hash, resting=(waiting, resting_place(order)))
+        order.order_id, 2, OrderStatus.WAITING, order.type.value, client_order_id=order.client_order_id, extra=extra
+    )
+    return await ctx.store.create(order, first, body_hash=body_hash, resting=(waiting, place))
 
 
 @router.get("", summary="Order history (PostgreSQL), newest first")

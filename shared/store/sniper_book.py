@@ -1,0 +1,102 @@
+"""Resting sniper orders in Redis sets keyed by what fires them, and firing them on venue events.
+
+`sniper:listing:{pair}` waits for the pair's first pool; `sniper:liquidity:{pair}` waits for a pool's
+reserve of tokenOut to reach each order's `minLiquidity` (the set's score), so one range query finds
+every order a liquidity level satisfies. Taking is one Lua script per set, so replicas fire each order once.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from shared import redis_keys
+from shared.domain.limits import rest_member
+from shared.domain.orders import Order
+from shared.store.order_store import OrderState, OrderStore, RestingPlace
+from shared.store.resting import RestingBook, text
+from shared.venues.launches import LaunchParams, is_listed, reserve_of
+
+_TAKE = (Path(__file__).parent / "lua" / "take_range.lua").read_text()
+
+
+def trigger_set(order: Order) -> tuple[str, str]:
+    """The set an order waits in, and its score there."""
+    trigger = order.trigger or {}
+    if trigger.get("kind") == "listing":
+        return redis_keys.sniper_listing(order.pair), str(int(order.created_at.timestamp() * 1_000_000))
+    if trigger.get("kind") == "liquidity":
+        return redis_keys.sniper_liquidity(order.pair), str(trigger["minLiquidity"])
+    raise ValueError(f"order {order.order_id} has no sniper trigger")
+
+
+def resting_place(order: Order) -> RestingPlace:
+    key, score = trigger_set(order)
+    return RestingPlace(
+        key=key,
+        member=rest_member(order.created_at, order.order_id),
+        score=score,
+        index_key=redis_keys.SNIPER_RESTING,
+        index_member=key,
+        expiries_key=redis_keys.SNIPER_EXPIRIES,
+        expires_at_ms=None if order.expires_at is None else int(order.expires_at.timestamp() * 1000),
+    )
+
+
+class SniperBook(RestingBook):
+    def __init__(self, redis: Redis, store: OrderStore) -> None:
+        super().__init__(redis, store, handoff_key=redis_keys.SNIPER_HANDOFF, expiries_key=redis_keys.SNIPER_EXPIRIES)
+        self._take = redis.register_script(_TAKE)
+
+    async def _take_from(self, key: str, max_score: str) -> list[str]:
+        members = await self._take(
+            keys=[key, self.handoff_key, redis_keys.SNIPER_RESTING], args=[max_score, int(time.time() * 1000)]
+        )
+        return [text(m) for m in members]
+
+    async def take_listing(self, pair: str) -> list[str]:
+        return await self._take_from(redis_keys.sniper_listing(pair), "+inf")
+
+    async def take_liquidity(self, pair: str, reserve_out: Decimal) -> list[str]:
+        return await self._take_from(redis_keys.sniper_liquidity(pair), str(reserve_out))
+
+    async def resting_sets(self) -> list[str]:
+        return [text(k) for k in await self.redis.zrange(redis_keys.SNIPER_RESTING, 0, -1)]
+
+    async def fire(self, members: list[str], cause: dict[str, str] | None) -> int:
+        """Hand fired orders to execution; `cause` (the venue event) is recorded on `triggered`."""
+
+        def details(state: OrderState):
+            return {"trigger": state.order.trigger, "venueEvent": cause}, {}
+
+        return await self.hand_over(members, details)
+
+    async def on_venue_event(self, fields: dict[bytes, bytes]) -> int:
+        """Fire every order the event satisfies, for both directions of the event's pair."""
+        decoded = {text(k): text(v) for k, v in fields.items()}
+        tokens = decoded["tokens"].split(",")
+        reserves = {k.removeprefix("reserve:"): Decimal(v) for k, v in decoded.items() if k.startswith("reserve:")}
+        cause = {"id": decoded["id"], "kind": decoded["kind"], "dex": decoded["dex"]}
+        fired = 0
+        for token_in, token_out in (tokens, tokens[::-1]):
+            pair = f"{token_in}-{token_out}"
+            members = await self.take_listing(pair) + await self.take_liquidity(pair, reserves[token_out])
+            fired += await self.fire(members, cause)
+        return fired
+
+    async def sweep(self, sim: LaunchParams, now: float) -> int:
+        """Fire orders whose condition already holds (placed after their event, or events missed while down)."""
+        fired = 0
+        for key in await self.resting_sets():
+            kind, _, pair = key.removeprefix("sniper:").partition(":")
+            token_in, _, token_out = pair.partition("-")
+            if kind == "listing":
+                members = await self.take_listing(pair) if is_listed(token_in, token_out, now, sim) else []
+            else:
+                reserve = reserve_of(token_out, token_in, now, sim)
+                members = await self.take_liquidity(pair, reserve) if reserve is not None else []
+            fired += await self.fire(members, {"kind": "already_met"})
+        return fired
