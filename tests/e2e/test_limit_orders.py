@@ -1,5 +1,6 @@
 """Limit orders through the real services: trigger and confirm, cancel while resting, 404/409s."""
 
+import asyncio
 import uuid
 
 import pytest
@@ -28,6 +29,11 @@ async def submit_limit(http, limit_price: str, **fields) -> str:
     return response.json()["orderId"]
 
 
+async def history_ids(http, **filters) -> list[str]:
+    page = (await http.get("/api/orders", params={"limit": 500, **filters})).json()
+    return [order["orderId"] for order in page["orders"]]
+
+
 async def test_a_limit_order_below_market_triggers_and_confirms(engine, http):
     order_id = await submit_limit(http, "1")  # selling SOL for at least 1 USDC: crossed on the next tick
     messages, code = await collect(f"{engine.ws_url}/ws/orders/{order_id}", 30)
@@ -47,6 +53,9 @@ async def test_a_resting_limit_order_cancels_once(engine, http):
     again = await http.delete(f"/api/orders/{order_id}")
     assert again.status_code == 409 and again.json()["error"] == "not_cancellable"
     assert (await http.delete(f"/api/orders/{uuid.uuid4()}")).status_code == 404
+    async with asyncio.timeout(15):  # db-sync persists the terminal event too
+        while order_id not in await history_ids(http, status="cancelled", type="limit"):
+            await asyncio.sleep(0.1)
 
 
 async def test_a_market_order_cannot_be_cancelled(engine, http):

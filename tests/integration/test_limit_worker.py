@@ -52,3 +52,14 @@ async def test_orders_taken_but_not_handed_over_are_recovered_once(redis, engine
     for order in orders:
         assert [m["status"] for m in await event_messages(store, order)] == ["pending", "waiting", "triggered"]
     assert await redis.llen(redis_keys.dramatiq_queue()) == 3
+
+
+async def test_two_limit_worker_processes_on_the_same_ticks_trigger_each_order_once(redis, engine):
+    store = make_store(redis)
+    engine.start("limit-worker")
+    engine.start("limit-worker")
+    orders = [await place_limit_order(store, f"{150 + i / 100:.2f}") for i in range(100)]
+    await tick_until_triggered(redis, store, orders, price="152")
+    for order in orders:
+        assert [m["status"] for m in await event_messages(store, order)].count("triggered") == 1
+    assert await redis.llen(redis_keys.dramatiq_queue()) == 100
