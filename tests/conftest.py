@@ -48,3 +48,12 @@ def settings(redis_url, database_url) -> Settings:
     return Settings(
         redis_url=redis_url, database_url=database_url, sim_latency_scale=0, sim_failure_rate=0, sim_seed="test-seed"
     )
+
+
+@pytest.fixture
+async def http(engine):
+    """An HTTP client for the API of the `engine` fixture of the test's package."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=engine.api_url, timeout=15) as client:
+        yield client

@@ -7,8 +7,6 @@ or expiry is a claim that only one of them can win.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from decimal import Decimal
 
 from loguru import logger
@@ -16,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import redis_keys
-from shared.logging import setup_logging
+from shared.service import pause, run_service
 from shared.settings import Settings
 from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
@@ -66,8 +64,7 @@ async def housekeeping(book: LimitBook, sweeper: ExpirySweeper, stop: asyncio.Ev
                 await book.hand_over_at(stranded, None)
         except (RedisError, OSError) as exc:
             logger.warning("housekeeping lost Redis ({}); retrying", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), SWEEP_PERIOD_S)
+        await pause(stop, SWEEP_PERIOD_S)
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -82,17 +79,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    settings = Settings()
-    setup_logging("limit-worker", settings)
-
-    async def entry() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(entry())
+    run_service("limit-worker", run)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
 
 from loguru import logger
@@ -12,8 +10,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.domain import tokens
-from shared.logging import setup_logging
 from shared.quote_cache import QuoteCache, QuotePoller
+from shared.service import pause, run_service
 from shared.settings import Settings
 from shared.venue_events import VenueEventPublisher
 from shared.venues.base import Dex
@@ -45,24 +43,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             logger.warning("could not write quotes ({}); retrying", exc)
         remaining = interval - (time.monotonic() - started)
         if remaining > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), remaining)
+            await pause(stop, remaining)
     await redis.aclose()
     logger.info("stopped")
 
 
 def main() -> None:
-    settings = Settings()
-    setup_logging("quote-stream", settings)
-
-    async def entry() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(entry())
+    run_service("quote-stream", run)
 
 
 if __name__ == "__main__":

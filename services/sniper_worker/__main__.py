@@ -8,8 +8,6 @@ Any number of replicas may run: every take is one atomic script, every hand-over
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
 
 from loguru import logger
@@ -17,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import redis_keys
-from shared.logging import setup_logging
+from shared.service import pause, run_service
 from shared.settings import Settings
 from shared.store.expiries import ExpirySweeper
 from shared.store.order_store import OrderStore
@@ -65,8 +63,7 @@ async def housekeeping(book: SniperBook, sweeper: ExpirySweeper, sim: SimConfig,
                     await book.fire(stranded, {"kind": "recovered"})
         except (RedisError, OSError) as exc:
             logger.warning("housekeeping lost Redis ({}); retrying", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), SWEEP_PERIOD_S)
+        await pause(stop, SWEEP_PERIOD_S)
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -82,17 +79,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    settings = Settings()
-    setup_logging("sniper-worker", settings)
-
-    async def entry() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(entry())
+    run_service("sniper-worker", run)
 
 
 if __name__ == "__main__":

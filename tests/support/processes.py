@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,3 +146,14 @@ def start_engine(redis_url: str, database_url: str, log_dir: Path, epoch_in_s: f
         engine.stop_all()
         raise
     return engine
+
+
+@contextmanager
+def running_engine(redis_url: str, database_url: str, log_dir: Path, **options) -> Iterator[Engine]:
+    """`start_engine` for a with-block; stops every service after and prints the tail of their logs."""
+    engine = start_engine(redis_url, database_url, log_dir, **options)
+    try:
+        yield engine
+    finally:
+        engine.stop_all()
+        print(engine.logs()[-6000:])
