@@ -23,21 +23,12 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from deploy.local import SERVICES
 from deploy.local.embedded import resolve_servers
 from deploy.local.supervisor import Output, Supervisor
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Every engine process: its name (in the log prefix, in `--only`, and as in compose.yaml) -> its module.
-SERVICES: dict[str, str] = {
-    "api": "services.api",
-    "quote-stream": "services.quote_stream",
-    "execution-worker": "services.execution_worker",
-    "db-sync": "services.db_sync",
-    "limit-worker": "services.limit_worker",
-    "sniper-worker": "services.sniper_worker",
-    # add new processes here and in compose.yaml
-}
 MIGRATE_MODULE = "shared.persistence.migrate"
 
 #: For testing the runner itself: a JSON object {"name": ["argv", ...]} that replaces SERVICES.

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from shared.domain.tokens import TOKENS
 from shared.venues.base import Dex, NoPool, Quote
-from shared.venues.launches import depth_usd
+from shared.venues.launches import LaunchParams, depth_usd
 from shared.venues.meteora import BIN_STEP_BPS, DlmmPool, bins_crossed, dlmm_fee, dlmm_pool
 from shared.venues.price_walk import log_walk, reference_price, significant
 from shared.venues.raydium import CpmmPool, cpmm_pool
@@ -39,15 +39,9 @@ IMPACT_DIGITS = 8
 Pool = CpmmPool | DlmmPool
 
 
-class MarketParams(Protocol):
-    """What the market needs from a simulation config (`simulated.SimConfig` satisfies it)."""
-
-    seed: str
-    epoch: float
-    daily_vol: Decimal
-    launch_first_s: float
-    launch_interval_s: float
-    liquidity_step_s: float
+class MarketParams(LaunchParams, Protocol):
+    """What the market needs from a simulation config (`simulated.SimConfig` satisfies it): the seed,
+    epoch and volatility of prices, and the launch schedule's timing."""
 
 
 def canonical_pair(token_in: str, token_out: str) -> tuple[str, str]:

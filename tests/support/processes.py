@@ -15,15 +15,10 @@ from pathlib import Path
 
 import httpx
 
+from deploy.local import SERVICES
+
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = {
-    "api": "services.api",
-    "quote-stream": "services.quote_stream",
-    "execution-worker": "services.execution_worker",
-    "db-sync": "services.db_sync",
-    "limit-worker": "services.limit_worker",
-    "sniper-worker": "services.sniper_worker",
-}
+MODULES = SERVICES
 
 
 def free_port() -> int:
