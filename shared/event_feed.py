@@ -40,10 +40,6 @@ class EventHub:
         self._by_user: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
         self.delivered = 0
 
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._by_order.values()) + sum(len(s) for s in self._by_user.values())
-
     async def run(self) -> None:
         last_id = "$"
         while True:

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from shared import redis_keys
 from shared.domain import tokens
+from shared.routing import choose_best
 from shared.venues.base import Dex, Quote, Venue, VenueUnavailable
 
 VENUE_KEYS = {Dex.RAYDIUM: "RAYDIUM", Dex.METEORA: "METEORA"}
@@ -41,11 +42,6 @@ def quote_fields(quote: Quote, *, stale: bool = False) -> dict[str, str]:
     }
 
 
-def best_of(quotes: list[Quote]) -> Quote | None:
-    """The larger net output after fees wins, as the router decides."""
-    return max(quotes, key=lambda q: (q.amount_out, -q.fee), default=None)
-
-
 @dataclass(frozen=True, slots=True)
 class PairRound:
     """One pair's result of one polling round: fresh quotes, and the last good quotes of venues that
@@ -70,9 +66,9 @@ class QuoteCache:
                 for quote in result.stale:
                     key = redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex])
                     pipe.hset(key, mapping=quote_fields(quote, stale=True))
-                best = best_of(result.fresh)
-                if best is None:
+                if not result.fresh:
                     continue
+                best = choose_best(result.fresh).best  # BEST is what the router would pick
                 best_key = redis_keys.quotes(result.token_in, result.token_out, "BEST")
                 pipe.hset(best_key, mapping=quote_fields(best))
                 pipe.xadd(

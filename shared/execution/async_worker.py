@@ -101,10 +101,6 @@ class AsyncWorker(dramatiq.Worker):
         self._lock = threading.Lock()
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dramatiq-finisher")
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     def _add_worker(self) -> None:
         worker = _DispatchThread(
             owner=self,

@@ -7,7 +7,6 @@ stream never disagree. Writers name the seq they last saw; a stale writer change
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -185,7 +184,7 @@ class OrderStore:
     ) -> CreateResult:
         """Accept the order: with an execution message (it runs now) or a resting place (it waits)."""
         check_transition(None, first_event.status)
-        last_event = first_event
+        last_event, place = first_event, None
         rest_args: list[Any] = ["", "", 0, "", 0, ""]
         place_fields: dict[str, str] = {}
         if resting is not None:
@@ -217,7 +216,6 @@ class OrderStore:
             *rest_args,
             *_flatten(fields),
         ]
-        place = resting[1] if resting else None
         keys = [
             redis_keys.order(order.order_id),
             redis_keys.order_events(order.order_id),
@@ -343,8 +341,3 @@ def _raise_for(result: int, state: OrderState) -> None:
         raise ClaimLost(f"order {state.order.order_id} was already taken from where it rested")
     if result != 0:
         raise StaleWrite(state.order.order_id, state.seq, int(result))
-
-
-def decimal_field(state: OrderState, name: str) -> Decimal | None:
-    raw = state.fields.get(name)
-    return Decimal(raw) if raw else None

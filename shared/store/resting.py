@@ -51,10 +51,10 @@ class RestingBook:
         if not members:
             return 0
         states = await self.load_all([order_id_of(m) for m in members])
-        changes = []
+        changes, done = [], []
         for member, state in zip(members, states, strict=True):
             if state is None or state.status is not OrderStatus.WAITING:
-                await self.redis.zrem(self.handoff_key, member)  # already handed over, or gone
+                done.append(member)  # already handed over, or gone
                 continue
             extra, remember = details(state)
             event = OrderEvent(
@@ -63,7 +63,9 @@ class RestingBook:
             )  # fmt: skip
             changes.append((state, event, remember, self.handoff_claim(member),
                             execute_order_message(state.order.order_id)))  # fmt: skip
-        outcomes = await self.store.append_many(changes)
+        if done:
+            await self.redis.zrem(self.handoff_key, *done)
+        outcomes = await self.store.append_many(changes) if changes else []
         return sum(1 for outcome in outcomes if outcome is None)
 
     async def load_all(self, order_ids: list[UUID]) -> list[OrderState | None]:

@@ -20,6 +20,7 @@ import base58
 from redis.asyncio import Redis
 
 from shared import redis_keys
+from shared.domain.slippage import within_slippage
 from shared.settings import Settings
 from shared.venues.base import Dex, Quote, SwapTransaction, TxOutcome, TxStatus, VenueUnavailable
 from shared.venues.ledger import Ledger, TxRecord
@@ -188,7 +189,7 @@ def execute(record: TxRecord, sim: SimConfig) -> TxOutcome:
     """What the transaction does when it lands: the pool's output at lands_at, or a slippage failure."""
     latency_ms = round((record.lands_at - record.submitted_at) * 1000)
     quote = quote_at(record.dex, record.token_in, record.token_out, record.amount_in, record.lands_at, sim)
-    if quote.amount_out < record.min_amount_out:
+    if not within_slippage(quote.amount_out, record.min_amount_out):
         return TxOutcome(
             tx_hash=record.tx_hash,
             status=TxStatus.FAILED,

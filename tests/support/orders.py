@@ -53,25 +53,24 @@ def assert_gapless_and_legal(messages: list[dict]) -> None:
         previous = status
 
 
+async def _place_resting(store: OrderStore, body: dict, resting_place) -> Order:
+    """A resting order accepted as the API accepts one: pending, then waiting where `resting_place` says."""
+    order = accept(OrderRequest.model_validate(body))
+    first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
+    waiting = OrderEvent(order.order_id, 2, OrderStatus.WAITING, order.type.value)
+    await store.create(order, first, resting=(waiting, resting_place(order)))
+    return order
+
+
 async def place_limit_order(store: OrderStore, limit_price: str, **fields) -> Order:
-    """A limit order accepted as the API accepts one: pending, then waiting in its price bucket."""
     from shared.store.limit_book import resting_place
 
     body = {"type": "limit", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "limitPrice": limit_price, **fields}
-    order = accept(OrderRequest.model_validate(body))
-    first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
-    waiting = OrderEvent(order.order_id, 2, OrderStatus.WAITING, order.type.value)
-    await store.create(order, first, resting=(waiting, resting_place(order)))
-    return order
+    return await _place_resting(store, body, resting_place)
 
 
 async def place_sniper_order(store: OrderStore, trigger: dict, **fields) -> Order:
-    """A sniper order accepted as the API accepts one: pending, then waiting in its trigger set."""
     from shared.store.sniper_book import resting_place
 
     body = {"type": "sniper", "tokenIn": "SOL", "tokenOut": "WIF", "amount": "0.1", "trigger": trigger, **fields}
-    order = accept(OrderRequest.model_validate(body))
-    first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
-    waiting = OrderEvent(order.order_id, 2, OrderStatus.WAITING, order.type.value)
-    await store.create(order, first, resting=(waiting, resting_place(order)))
-    return order
+    return await _place_resting(store, body, resting_place)
