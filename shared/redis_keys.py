@@ -20,6 +20,9 @@ DBSYNC_GROUP = "db-sync"
 TICKS_STREAM = "stream:ticks"
 TICKS_MAXLEN = 10_000
 
+#: Hash: SHA-256 of an API key → its name, role and creation time (keys made with `order-engine keys`).
+API_KEYS = "auth:api-keys"
+
 #: Shared simulation parameters, so that every process sees the same seeded market.
 SIM_SEED = "sim:seed"
 SIM_EPOCH = "sim:epoch"

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     order_retention_s: int = Field(86_400, ge=60, description="how long terminal orders stay in Redis")
     max_queue_depth: int = Field(50_000, ge=0, description="execution backlog that makes the API answer 503")
 
+    # --- access control ------------------------------------------------------------------------------
+    auth_enabled: bool = Field(False, description="require an API key on every order and admin route")
+    api_keys: str = Field(
+        "", description="comma-separated name:role:sha256hex keys (role user or admin); more with `order-engine keys`"
+    )
+
     # --- services ------------------------------------------------------------------------------------
     quote_pairs: str = Field(DEFAULT_PAIRS, description="comma-separated tokenIn-tokenOut pairs to stream")
     quote_interval_ms: int = Field(500, ge=10)

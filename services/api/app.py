@@ -16,6 +16,7 @@ from services.api.deps import ApiContext
 from services.api.metrics import ApiMetrics
 from services.api.responses import JsonResponse
 from services.api.routes import ops, orders, streams
+from shared.auth.api_keys import KeyRing, parse_configured
 from shared.event_feed import EventHub
 from shared.settings import Settings
 from shared.store.order_store import OrderStore
@@ -31,7 +32,8 @@ def create_app(settings: Settings) -> FastAPI:
         hub = EventHub(redis)
         reader = asyncio.create_task(hub.run(), name="event-reader")
         sim = await load_sim_config(redis, settings)
-        app.state.context = ApiContext(settings, redis, store, hub, db, ApiMetrics(), sim)
+        keys = KeyRing(redis, parse_configured(settings.api_keys))
+        app.state.context = ApiContext(settings, redis, store, hub, db, ApiMetrics(), sim, keys)
         logger.info("listening on http://{}:{}", settings.api_host, settings.api_port)
         try:
             yield

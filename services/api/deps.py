@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.metrics import ApiMetrics
+from shared.auth.api_keys import KeyRing
 from shared.event_feed import EventHub
 from shared.settings import Settings
 from shared.store.order_store import OrderStore
@@ -25,6 +26,7 @@ class ApiContext:
     db: AsyncEngine
     metrics: ApiMetrics
     sim: SimConfig
+    keys: KeyRing
 
 
 async def _context(request: Request) -> ApiContext:  # async: a sync dependency costs a thread hop
