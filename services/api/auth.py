@@ -56,6 +56,15 @@ def presented_secret(headers, query_params=None) -> str | None:
 
 async def identify(connection: Request | WebSocket, *, allow_query: bool = False) -> Caller:
     """The caller, or ApiError(401) when keys are enabled and none (or an unknown one) was presented."""
+    known = getattr(connection.state, "caller", None)
+    if known is not None:  # several dependencies (auth, rate limit) ask; the key is looked up once
+        return known
+    caller = await _identify(connection, allow_query)
+    connection.state.caller = caller
+    return caller
+
+
+async def _identify(connection: Request | WebSocket, allow_query: bool) -> Caller:
     ctx = connection.app.state.context
     if not ctx.settings.auth_enabled:
         return ANONYMOUS
