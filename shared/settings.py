@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import cached_property
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PAIRS = "SOL-USDC,USDC-SOL,SOL-USDT,USDT-SOL,JUP-USDC,USDC-JUP,BONK-SOL,SOL-BONK"
@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     # --- logging -------------------------------------------------------------------------------------
     log_json: bool = False
     log_level: str = "INFO"
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_are_hashes(cls, value: str) -> str:
+        from shared.auth.api_keys import parse_configured  # the format's one definition lives there
+
+        parse_configured(value)
+        return value
 
     @cached_property
     def pairs(self) -> list[tuple[str, str]]:

@@ -33,6 +33,11 @@ class Caller:
     def is_admin(self) -> bool:
         return self.key is None or self.key.is_admin
 
+    @property
+    def scope(self) -> str | None:
+        """The owner every read is restricted to; None = all orders (keys disabled, or an admin key)."""
+        return None if self.is_admin else self.owner
+
     def may_see(self, owner: str | None) -> bool:
         return self.is_admin or owner == self.owner
 

@@ -196,10 +196,25 @@ class Order:
     limit_price: Decimal | None = None
     trigger: dict[str, Any] | None = None
     expires_at: datetime | None = None
+    owner: str | None = None  # the public id of the API key that placed it, when keys are enabled
 
     @property
     def pair(self) -> str:
         return f"{self.token_in}-{self.token_out}"
+
+    @property
+    def stream_user(self) -> str:
+        """Who the order's events fan out to on `/ws?userId=`: a key sees only its own orders' users."""
+        if self.owner is None:
+            return self.user_id or ""
+        return f"{self.owner}/{self.user_id}" if self.user_id else ""
+
+    @property
+    def idempotency_scope(self) -> str | None:
+        """The Idempotency-Key as remembered: per key owner, so two keys never see each other's orders."""
+        if self.idempotency_key is None:
+            return None
+        return f"{self.owner}/{self.idempotency_key}" if self.owner else self.idempotency_key
 
     def to_spec(self) -> dict[str, Any]:
         return {
@@ -218,6 +233,7 @@ class Order:
             "limitPrice": None if self.limit_price is None else str(self.limit_price),
             "trigger": self.trigger,
             "expiresAt": None if self.expires_at is None else iso_utc(self.expires_at),
+            "owner": self.owner,
         }
 
     def spec_json(self) -> bytes:
@@ -241,6 +257,7 @@ class Order:
             limit_price=Decimal(spec["limitPrice"]) if spec.get("limitPrice") else None,
             trigger=spec.get("trigger"),
             expires_at=_parse_time(spec["expiresAt"]) if spec.get("expiresAt") else None,
+            owner=spec.get("owner"),
         )
 
 
@@ -248,7 +265,7 @@ def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def accept(request: OrderRequest, *, idempotency_key: str | None = None) -> Order:
+def accept(request: OrderRequest, *, idempotency_key: str | None = None, owner: str | None = None) -> Order:
     token_in = tokens.resolve(request.token_in)
     token_out = tokens.resolve(request.token_out)
     return Order(
@@ -266,4 +283,5 @@ def accept(request: OrderRequest, *, idempotency_key: str | None = None) -> Orde
         limit_price=request.limit_price,
         trigger=request.trigger.to_spec() if request.trigger else None,
         expires_at=request.expires_at,
+        owner=owner,
     )

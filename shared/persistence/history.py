@@ -77,6 +77,10 @@ def _order_dict(row: sa.Row) -> dict[str, Any]:
     return {name: _json_value(row._mapping[column]) for name, column in _COLUMNS}
 
 
+def _owned_by(owner: str | None) -> list[sa.ColumnElement[bool]]:
+    return [] if owner is None else [_O.owner == owner]
+
+
 def encode_cursor(created_at: datetime, order_id: UUID) -> str:
     raw = orjson.dumps([created_at.isoformat(), str(order_id)])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -113,8 +117,10 @@ async def list_orders(
     user_id: str | None = None,
     token_in: str | None = None,
     token_out: str | None = None,
+    owner: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first; `(orders, next_cursor)`, next_cursor None on the last page.
+    """Newest first; `(orders, next_cursor)`, next_cursor None on the last page. `owner` restricts the
+    page to one API key's orders.
 
     `limit` is capped at 500; a limit below 1 or a cursor this module did not produce raises ValueError.
     `status`/`type` accept one value or several."""
@@ -129,6 +135,7 @@ async def list_orders(
             _match(_O.user_id, user_id),
             _match(_O.token_in, token_in),
             _match(_O.token_out, token_out),
+            _match(_O.owner, owner),
         )
         if c is not None
     ]
@@ -151,13 +158,15 @@ async def list_orders(
     return [_order_dict(row) for row in page], next_cursor
 
 
-async def get_order(engine: AsyncEngine, order_id: UUID | str) -> dict[str, Any] | None:
-    """The order with `events` (the WebSocket messages, in seq order), or None if unknown.
+async def get_order(engine: AsyncEngine, order_id: UUID | str, *, owner: str | None = None) -> dict[str, Any] | None:
+    """The order with `events` (the WebSocket messages, in seq order), or None if unknown (or, with
+    `owner`, placed by another API key).
 
     A malformed id raises ValueError."""
     oid = order_id if isinstance(order_id, UUID) else UUID(str(order_id))
+    query = sa.select(*(c for _, c in _COLUMNS)).where(_O.order_id == oid, *_owned_by(owner))
     async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(*(c for _, c in _COLUMNS)).where(_O.order_id == oid))).first()
+        row = (await conn.execute(query)).first()
         if row is None:
             return None
         payloads = (

@@ -29,6 +29,7 @@ class Order(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_orders_created_at_order_id", sa.text("created_at DESC"), sa.text("order_id DESC")),
         sa.Index("ix_orders_user_id_created_at", "user_id", sa.text("created_at DESC"), sa.text("order_id DESC")),
+        sa.Index("ix_orders_owner_created_at", "owner", sa.text("created_at DESC"), sa.text("order_id DESC")),
         sa.Index("ix_orders_status_created_at", "status", sa.text("created_at DESC"), sa.text("order_id DESC")),
     )
 
@@ -56,6 +57,7 @@ class Order(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     spec: dict[str, Any] = Field(sa_column=sa.Column(JSONB, nullable=False))
+    owner: str | None = Field(default=None, sa_column=sa.Column(sa.Text))  # API key id; see shared/auth
 
 
 class OrderEventRow(SQLModel, table=True):

@@ -200,7 +200,7 @@ class OrderStore:
                 "" if place.expires_at_ms is None else place.expires_at_ms,
             ]
             place_fields = place.to_fields()
-        key = order.idempotency_key
+        key = order.idempotency_scope
         fields = {"spec": order.spec_json().decode(), **_result_fields(last_event), **place_fields}
         args = [
             "1" if key else "0",
@@ -208,7 +208,7 @@ class OrderStore:
             self.idempotency_ttl_s,
             max_queue_depth,
             str(order.order_id),
-            order.user_id or "",
+            order.stream_user,
             order.spec_json(),
             first_event.to_json(),
             message.redis_message_id if message else "",
@@ -304,7 +304,7 @@ class OrderStore:
             state.seq,
             event.to_json(),
             str(order_id),
-            state.order.user_id or "",
+            state.order.stream_user,
             self.retention_s if terminal else 0,
             claim.member if claim else "",
             claim.index_member if claim else "",

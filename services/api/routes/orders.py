@@ -13,6 +13,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import ValidationError
 
+from services.api.auth import CallerDep
 from services.api.deps import ApiContext, Context
 from services.api.errors import ApiError, from_validation
 from services.api.responses import JsonResponse
@@ -85,6 +86,7 @@ _ORDER_BODY_SCHEMA = {
 async def submit_order(
     request: Request,
     ctx: Context,
+    caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JsonResponse:
     """Submit an order. It is durably accepted (in Redis, with its execution message or resting place)
@@ -99,7 +101,7 @@ async def submit_order(
         error = from_validation(exc)
         ctx.metrics.orders_rejected.labels(error.code).inc()
         raise error from None
-    order = accept(order_request, idempotency_key=key)
+    order = accept(order_request, idempotency_key=key, owner=caller.owner)
     result = await _create(ctx, order, _body_hash(body))
     if result.outcome is CreateOutcome.OVERLOADED:
         ctx.metrics.orders_rejected.labels("overloaded").inc()
@@ -161,6 +163,7 @@ async def _create(ctx: ApiContext, order: Order, body_hash: str) -> CreateResult
 @router.get("/history", summary="Order history (alias)")
 async def list_orders(
     ctx: Context,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
     status: OrderStatus | None = None,
@@ -179,6 +182,7 @@ async def list_orders(
             user_id=user_id,
             token_in=token_in.upper() if token_in else None,
             token_out=token_out.upper() if token_out else None,
+            owner=caller.scope,
         )
     except ValueError as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
@@ -186,25 +190,27 @@ async def list_orders(
 
 
 @router.get("/{order_id}")
-async def get_order(order_id: UUID, ctx: Context) -> JsonResponse:
+async def get_order(order_id: UUID, ctx: Context, caller: CallerDep) -> JsonResponse:
     """The order's current state with every lifecycle event so far, in seq order."""
     state = await ctx.store.load(order_id)
-    if state is not None:
+    if state is not None and caller.may_see(state.order.owner):
         view = state.to_view()
         view["events"] = [orjson.loads(raw) for raw in await ctx.store.events(order_id)]
         return JsonResponse(view)
-    archived = await history.get_order(ctx.db, order_id)
+    archived = None if state is not None else await history.get_order(ctx.db, order_id, owner=caller.scope)
     if archived is None:
         raise ApiError(404, "order_not_found", f"no order {order_id}")
     return JsonResponse(archived)
 
 
 @router.delete("/{order_id}", responses={404: {"description": "unknown order"}, 409: {"description": "not resting"}})
-async def cancel_order(order_id: UUID, ctx: Context) -> JsonResponse:
+async def cancel_order(order_id: UUID, ctx: Context, caller: CallerDep) -> JsonResponse:
     """Cancel a resting (waiting) limit or sniper order. Exactly one of a cancel and a racing trigger wins."""
     state = await ctx.store.load(order_id)
+    if state is not None and not caller.may_see(state.order.owner):
+        raise ApiError(404, "order_not_found", f"no order {order_id}")
     if state is None:
-        if await history.get_order(ctx.db, order_id) is None:
+        if await history.get_order(ctx.db, order_id, owner=caller.scope) is None:
             raise ApiError(404, "order_not_found", f"no order {order_id}")
         raise ApiError(409, "not_cancellable", f"order {order_id} has already ended")
     place = RestingPlace.from_fields(state.fields)

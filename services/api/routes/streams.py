@@ -12,7 +12,9 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from services.api.auth import Caller, identify
 from services.api.deps import ApiContext
+from services.api.errors import ApiError
 from shared.event_feed import follow_order
 from shared.persistence import history
 
@@ -21,6 +23,7 @@ T = TypeVar("T")
 
 CLOSE_NORMAL = 1000
 CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 
 
@@ -31,6 +34,25 @@ def _context(websocket: WebSocket) -> ApiContext:
 async def _refuse(websocket: WebSocket, code: int, error: str, message: str) -> None:
     await websocket.send_bytes(orjson.dumps({"type": "error", "error": error, "message": message}))
     await websocket.close(code)
+
+
+async def _authenticate(websocket: WebSocket) -> Caller | None:
+    """The caller, or None after refusing the socket (4401) when keys are enabled and it has no valid one."""
+    try:
+        return await identify(websocket, allow_query=True)
+    except ApiError as exc:
+        await _refuse(websocket, CLOSE_UNAUTHORIZED, exc.code, exc.message)
+        return None
+
+
+async def _visible(ctx: ApiContext, caller: Caller, order_id: UUID) -> bool:
+    """Whether a key that is not an admin may follow this order (another key's order looks unknown)."""
+    if caller.scope is None:
+        return True
+    state = await ctx.store.load(order_id)
+    if state is not None:
+        return caller.may_see(state.order.owner)
+    return await history.get_order(ctx.db, order_id, owner=caller.scope) is not None
 
 
 async def _until_client_leaves(websocket: WebSocket) -> None:
@@ -71,6 +93,12 @@ async def stream_order(websocket: WebSocket, raw_order_id: str | None, raw_after
             await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_after", "after must be a non-negative integer")
             return
         after = int(raw_after or 0)
+        caller = await _authenticate(websocket)
+        if caller is None:
+            return
+        if not await _visible(ctx, caller, order_id):
+            await _refuse(websocket, CLOSE_NOT_FOUND, "order_not_found", f"no order {order_id}")
+            return
 
         async def follow() -> bool:
             if await follow_order(ctx.store, ctx.hub, order_id, after, websocket.send_bytes):
@@ -119,9 +147,14 @@ async def user_ws(websocket: WebSocket) -> None:
     if not 1 <= len(user_id) <= 64:
         await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_user_id", "userId must be 1-64 characters")
         return
+    caller = await _authenticate(websocket)
+    if caller is None:
+        return
+    # An order placed with a key fans out under "<keyId>/<userId>" (Order.stream_user): a key hears its own.
+    routing_key = user_id if caller.owner is None else f"{caller.owner}/{user_id}"
     ctx.metrics.websockets.labels("user").inc()
     try:
-        with ctx.hub.subscribe_user(user_id) as live:
+        with ctx.hub.subscribe_user(routing_key) as live:
 
             async def forward() -> None:
                 while True:
