@@ -28,7 +28,9 @@ from tests.support.orders import (
     make_store,
     place_limit_order,
     place_market_order,
+    wait_for,
 )
+from tests.support.processes import Engine
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +224,47 @@ async def test_replay_all_takes_a_bounded_batch_oldest_first_and_purge_drops_old
     assert await dead_letters(redis).purge_older_than(50) == 1
     assert await dead_letters(redis).count() == 0
     assert await redis.llen(redis_keys.dramatiq_queue()) == 3  # two replays + the live order
+
+
+@pytest.fixture
+def engine(redis_url, database_url, tmp_path):
+    engine = Engine(
+        env={
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "SIM_SEED": "dead-letter-tests",
+            "SIM_FAILURE_RATE": "0",
+            "SIM_LATENCY_SCALE": "0",
+            "RETRY_MIN_BACKOFF_MS": "20",
+            "RETRY_MAX_BACKOFF_MS": "200",
+        },
+        log_dir=tmp_path,
+    )
+    yield engine
+    engine.stop_all()
+
+
+async def test_an_order_dead_lettered_by_a_real_worker_is_replayed_and_executed_by_one(redis, engine):
+    store = make_store(redis)
+    original = await place_market_order(store)
+    failing = engine.start("execution-worker", SIM_FAILURE_RATE="1")
+    await wait_for(store, original, timeout=30)
+    for _ in range(100):  # the nack lands just after the failed event
+        if await dead_letters(redis).count():
+            break
+        await asyncio.sleep(0.05)
+    failing.stop()
+    (row,) = await dead_letters(redis).list()
+    assert row["orderId"] == str(original.order_id) and row["status"] == "failed" and row["attempts"] == 3
+
+    result = await dead_letters(redis).replay(original.order_id)
+    engine.start("execution-worker")
+    new_order = (await store.load(result.new_order_id)).order
+    assert (await wait_for(store, new_order, timeout=30)).status is OrderStatus.CONFIRMED
+    messages = await event_messages(store, new_order)
+    assert_gapless_and_legal(messages)
+    assert messages[0]["replayOf"] == str(original.order_id)
+    assert len(await RedisLedger(redis).executions_for(result.new_order_id)) == 1
+    assert len(await RedisLedger(redis).executions_for(str(original.order_id))) == 0
+    assert [m["status"] for m in await event_messages(store, original)] == ["pending", "failed"]
+    assert await dead_letters(redis).count() == 0
