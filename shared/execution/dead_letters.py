@@ -68,16 +68,21 @@ from shared.store.order_store import CreateOutcome, OrderState, OrderStore
 from shared.store.placement import placement
 from shared.venues.ledger import Ledger
 
+#: How many dead letters a listing shows unless asked for more (newest first).
 DEFAULT_LIST_LIMIT = 100
 #: How many dead letters one `replay --all` takes on (oldest first), so one call stays short.
 DEFAULT_REPLAY_BATCH = 100
+#: The most one listing or batch replay may ask for.
 MAX_BATCH = 1000
 #: How long a replay's record answers repeated replays: as long as dramatiq keeps the dead letters themselves.
 REPLAY_RECORD_TTL_S = DEFAULT_DEAD_MESSAGE_TTL // 1000
 #: Optimistic-transaction retries when another writer touched the same order meanwhile (each one re-reads).
 MAX_REPLAY_TRIES = 20
 REPLAY_RETRY_PAUSE_S = 0.01
+#: Dead letters read per HSCAN step when looking for one order's (dead letters are found by orderId by
+#: scanning their hash: fine at operator scale; an index kept at nack time would be the next step).
 SCAN_COUNT = 500
+#: Dead letters removed per purge script call, so one call never blocks Redis for long.
 PURGE_BATCH = 500
 
 # KEYS: dead-letter zset, dead-letter messages. ARGV: cutoff (epoch ms), batch size.
