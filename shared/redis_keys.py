@@ -66,7 +66,18 @@ def dramatiq_delayed(queue: str = EXECUTION_QUEUE) -> str:
 
 
 def dramatiq_dead_letters(queue: str = EXECUTION_QUEUE) -> str:
+    """Sorted set (dramatiq's): dead-lettered message ids, score = when they were dead-lettered (epoch ms)."""
     return f"{DRAMATIQ_NAMESPACE}:{queue}.XQ"
+
+
+def dramatiq_dead_letter_messages(queue: str = EXECUTION_QUEUE) -> str:
+    """Hash (dramatiq's): dead-lettered message id → the message as it was last enqueued."""
+    return f"{dramatiq_dead_letters(queue)}.msgs"
+
+
+def dead_letter_replay(order_id: UUID | str) -> str:
+    """String: what replaying the order's dead letter did (JSON), so a second replay answers the same."""
+    return f"dlq:replayed:{order_id}"
 
 
 def venue_transaction(tx_hash: str) -> str:

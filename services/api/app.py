@@ -15,7 +15,7 @@ from services.api import errors
 from services.api.deps import ApiContext
 from services.api.metrics import ApiMetrics
 from services.api.responses import JsonResponse
-from services.api.routes import ops, orders, streams
+from services.api.routes import admin, ops, orders, streams
 from shared.auth.api_keys import KeyRing, parse_configured
 from shared.event_feed import EventHub
 from shared.settings import Settings
@@ -55,4 +55,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(streams.router)
     app.include_router(ops.router)
+    app.include_router(admin.router)
     return app

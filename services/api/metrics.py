@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shared.execution.backlog import ExecutionBacklog
+
 
 class ApiMetrics:
     def __init__(self) -> None:
@@ -23,7 +25,15 @@ class ApiMetrics:
         )
         self.queue_depth = Gauge(
             "engine_execution_queue_depth",
-            "Messages waiting in the execution queue",
+            "Messages waiting in the execution queue (ready, delayed retries), read at scrape time",
             ["queue"],
             registry=self.registry,
         )
+        self.dead_letters = Gauge(
+            "engine_dead_letters", "Dead-lettered execution messages, read at scrape time", registry=self.registry
+        )
+
+    def observe_backlog(self, backlog: ExecutionBacklog) -> None:
+        self.queue_depth.labels("ready").set(backlog.ready)
+        self.queue_depth.labels("delayed").set(backlog.delayed)
+        self.dead_letters.set(backlog.dead_letters)

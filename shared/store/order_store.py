@@ -183,6 +183,25 @@ class OrderStore:
         max_queue_depth: int = 0,
     ) -> CreateResult:
         """Accept the order: with an execution message (it runs now) or a resting place (it waits)."""
+        keys, args = self._create_call(order, first_event, body_hash, message, resting, max_queue_depth)
+        return self.create_outcome(order, body_hash, await self._create(keys=keys, args=args))
+
+    async def queue_create(
+        self,
+        pipe: Any,
+        order: Order,
+        first_event: OrderEvent,
+        *,
+        body_hash: str = "",
+        message: QueuedMessage | None = None,
+        resting: tuple[OrderEvent, RestingPlace] | None = None,
+    ) -> None:
+        """`create`, queued in the caller's MULTI so it commits with the caller's other writes (e.g. the
+        removal of a dead letter); read its outcome from the EXEC reply with `create_outcome`."""
+        keys, args = self._create_call(order, first_event, body_hash, message, resting, 0)
+        await self._create(keys=keys, args=args, client=pipe)
+
+    def _create_call(self, order, first_event, body_hash, message, resting, max_queue_depth):
         check_transition(None, first_event.status)
         last_event, place = first_event, None
         rest_args: list[Any] = ["", "", 0, "", 0, ""]
@@ -227,7 +246,12 @@ class OrderStore:
             (place.index_key or "-") if place else "-",
             (place.expiries_key or "-") if place else "-",
         ]
-        outcome, existing = await self._create(keys=keys, args=args)
+        return keys, args
+
+    @staticmethod
+    def create_outcome(order: Order, body_hash: str, reply: list[Any]) -> CreateResult:
+        """What the create script's reply means for `order`."""
+        outcome, existing = reply
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         if outcome == "created":
             return CreateResult(CreateOutcome.CREATED, order.order_id)

@@ -15,6 +15,7 @@ from services.api.errors import ApiError
 from services.api.responses import JsonResponse
 from shared import redis_keys
 from shared.domain import tokens
+from shared.execution.backlog import read_backlog
 
 router = APIRouter(tags=["operations"])
 
@@ -52,15 +53,8 @@ async def ready(ctx: Context) -> JsonResponse:
 
 @router.get("/metrics")
 async def metrics(ctx: Context) -> Response:
-    """Prometheus text format."""
-    async with ctx.redis.pipeline(transaction=False) as pipe:
-        pipe.llen(redis_keys.dramatiq_queue())
-        pipe.hlen(f"{redis_keys.dramatiq_delayed()}.msgs")
-        pipe.zcard(redis_keys.dramatiq_dead_letters())
-        ready_depth, delayed_depth, dead_depth = await pipe.execute()
-    ctx.metrics.queue_depth.labels("ready").set(ready_depth)
-    ctx.metrics.queue_depth.labels("delayed").set(delayed_depth)
-    ctx.metrics.queue_depth.labels("dead_letter").set(dead_depth)
+    """Prometheus text format. Queue and dead-letter depths are read from Redis now, in one round trip."""
+    ctx.metrics.observe_backlog(await read_backlog(ctx.redis))
     ctx.metrics.events_delivered.set(ctx.hub.delivered)
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

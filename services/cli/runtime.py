@@ -1,0 +1,73 @@
+"""What every command shares: settings, a Redis client, running a coroutine, and turning failures into a
+clear message and a documented exit code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.cli.errors import CliError, ExitCode
+from services.cli.output import fail
+from shared.logging import setup_logging
+from shared.settings import Settings
+
+T = TypeVar("T")
+
+#: How long a command waits for Redis before saying it is unreachable.
+REDIS_TIMEOUT_S = 5.0
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, so it can be shown in an error."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise CliError(f"invalid settings: {exc}") from None
+    setup_logging("cli", settings)
+    return settings
+
+
+def run_with_redis(settings: Settings, work: Callable[[Redis], Awaitable[T]]) -> T:
+    """Run `work(redis)` to completion on a fresh event loop; Redis failures become CliErrors."""
+
+    async def session() -> T:
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S)
+        try:
+            return await work(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(session())
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise CliError(
+            f"cannot reach Redis at {redacted(settings.redis_url)}: {exc}", ExitCode.UNAVAILABLE, "unavailable"
+        ) from None
+    except RedisError as exc:
+        raise CliError(f"Redis refused the command: {exc}", ExitCode.FAILED, "redis_error") from None
+
+
+def run_command(as_json: bool, work: Callable[[Settings, Redis], Awaitable[T]]) -> T:
+    """Load the settings, run `work(settings, redis)`; a CliError is reported and exits with its code."""
+    try:
+        settings = load_settings()
+        return run_with_redis(settings, lambda redis: work(settings, redis))
+    except CliError as exc:
+        raise fail(exc, as_json) from None

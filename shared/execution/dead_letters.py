@@ -1,0 +1,358 @@
+"""The execution queue's dead letters, for operators: list, show, replay, purge (the API and the CLI use this).
+
+A message is dead-lettered when its last attempt fails; the executor has then already persisted the order
+as `failed` with its reason. dramatiq keeps dead letters in the sorted set `dramatiq:execution.XQ` (score =
+when, epoch ms) and the hash `dramatiq:execution.XQ.msgs`, for 7 days; it never re-queues them. Operators
+address dead letters by orderId.
+
+Replaying an order's dead letter(s) does one of three things, chosen from the order's current state
+(`replay_policy.decide`):
+
+- **requeued** — the order is not terminal (it was dead-lettered by a crash, an age limit, or a `failed`
+  event that could not be written). Its original execution message (same ids, delivery count reset) goes
+  back on the queue; the executor resumes from the last persisted stage, with at most MAX_ATTEMPTS per
+  order counted from the order's own events. The order lease, the seq compare-and-set and the ledger's
+  per-order nonce keep it at-most-once even if another delivery of it is still around.
+- **recreated** — the order ended `failed`. A terminal order has no outgoing transitions, so it stays
+  failed; a *new* order with the same request is created through `OrderStore.create` as the API creates
+  one (market → execution queue; limit/sniper → resting again), under the Idempotency-Key
+  `replay:<orderId>`, its `pending` event carrying `replayOf: <orderId>`. Refused (`may_have_executed`)
+  while a transaction of the original was sent and never settled or executed, and (`expired`) once a
+  resting order's expiresAt has passed.
+- **discarded** — the order is confirmed, cancelled or expired: it already has its one terminal state, so
+  the dead letter is only removed.
+
+Each replay is one optimistic transaction (WATCH the order, its replay record and the replay's
+Idempotency-Key; MULTI; re-enqueue or create; remove the order's dead letters; write the replay record;
+EXEC). So the effect and the removal of the dead letter commit together, and of two concurrent replays of
+one order exactly one commits: the other retries, finds no dead letter, and answers with the first one's
+record (`alreadyReplayed: true`, same `newOrderId`). The record is kept as long as dramatiq keeps dead
+letters. Refused dead letters stay until purged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from dramatiq.brokers.redis import DEFAULT_DEAD_MESSAGE_TTL
+from loguru import logger
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from shared import redis_keys
+from shared.domain.events import iso_utc, utc_now
+from shared.domain.lifecycle import OrderStatus
+from shared.execution.replay_policy import (
+    REPLAY_BODY_HASH,
+    DeadLetter,
+    NotReplayable,
+    ReplayAction,
+    ReplayResult,
+    decide,
+    replay_key,
+    replay_link,
+    replay_order,
+    requeue_message,
+    summary,
+)
+from shared.logging import order_logger
+from shared.redis_keys import EXECUTION_QUEUE
+from shared.store.order_store import CreateOutcome, OrderState, OrderStore
+from shared.store.placement import placement
+from shared.venues.ledger import Ledger
+
+#: How many dead letters a listing shows unless asked for more (newest first).
+DEFAULT_LIST_LIMIT = 100
+#: How many dead letters one `replay --all` takes on (oldest first), so one call stays short.
+DEFAULT_REPLAY_BATCH = 100
+#: The most one listing or batch replay may ask for.
+MAX_BATCH = 1000
+#: How long a replay's record answers repeated replays: as long as dramatiq keeps the dead letters themselves.
+REPLAY_RECORD_TTL_S = DEFAULT_DEAD_MESSAGE_TTL // 1000
+#: Optimistic-transaction retries when another writer touched the same order meanwhile (each one re-reads).
+MAX_REPLAY_TRIES = 20
+REPLAY_RETRY_PAUSE_S = 0.01
+#: Dead letters read per HSCAN step when looking for one order's (dead letters are found by orderId by
+#: scanning their hash: fine at operator scale; an index kept at nack time would be the next step).
+SCAN_COUNT = 500
+#: Dead letters removed per purge script call, so one call never blocks Redis for long.
+PURGE_BATCH = 500
+
+# KEYS: dead-letter zset, dead-letter messages. ARGV: cutoff (epoch ms), batch size.
+_PURGE_OLDER = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids > 0 then
+  redis.call('ZREM', KEYS[1], unpack(ids))
+  redis.call('HDEL', KEYS[2], unpack(ids))
+end
+return #ids
+"""
+
+
+class DeadLetterNotFound(LookupError):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"no dead letter for order {order_id}")
+        self.order_id = order_id
+
+
+class ReplayContended(RuntimeError):
+    """The order kept changing under the replay: try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One order of a `replay_all`: what happened, or why it was refused."""
+
+    order_id: str | None
+    result: ReplayResult | None = None
+    error: NotReplayable | None = None
+
+    def to_view(self) -> dict[str, Any]:
+        if self.result is not None:
+            return {"success": True, **self.result.to_view()}
+        assert self.error is not None
+        return {"success": False, "orderId": self.order_id, "error": self.error.code, "message": self.error.message}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class DeadLetters:
+    def __init__(
+        self,
+        redis: Redis,
+        store: OrderStore,
+        ledger: Ledger,
+        *,
+        queue: str = EXECUTION_QUEUE,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.redis = redis
+        self.store = store
+        self.ledger = ledger
+        self.clock = clock
+        self.queue_key = redis_keys.dramatiq_queue(queue)
+        self.queue_messages_key = redis_keys.dramatiq_messages(queue)
+        self.dead_key = redis_keys.dramatiq_dead_letters(queue)
+        self.dead_messages_key = redis_keys.dramatiq_dead_letter_messages(queue)
+        self._purge_older = redis.register_script(_PURGE_OLDER)
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    async def count(self) -> int:
+        return await self.redis.zcard(self.dead_key)
+
+    async def list(self, limit: int = DEFAULT_LIST_LIMIT) -> list[dict[str, Any]]:
+        """The newest `limit` dead letters, each with its order's status, type, pair and last error."""
+        letters = await self._letters(await self.redis.zrevrange(self.dead_key, 0, limit - 1, withscores=True))
+        states = await self._states([letter.order_id for letter in letters])
+        return [summary(letter, states.get(letter.order_id)) for letter in letters]
+
+    async def show(self, order_id: UUID | str) -> dict[str, Any]:
+        """The order's dead letters (whole messages), its current state and every event, and its last replay."""
+        order_id = str(order_id)
+        letters = await self._find(order_id, self.redis)
+        record = await self.redis.get(redis_keys.dead_letter_replay(order_id))
+        if not letters and record is None:
+            raise DeadLetterNotFound(order_id)
+        state = (await self._states([order_id])).get(order_id)
+        events = await self.redis.lrange(redis_keys.order_events(order_id), 0, -1)
+        return {
+            "orderId": order_id,
+            "deadLetters": [
+                {**letter.to_view(with_message=True), "lastError": summary(letter, state)["lastError"]}
+                for letter in letters
+            ],
+            "order": state.to_view() if state else None,
+            "events": [orjson.loads(raw) for raw in events],
+            "lastReplay": ReplayResult.from_record(record).to_view() if record else None,
+        }
+
+    # --- replaying ------------------------------------------------------------------------------------
+
+    async def replay(self, order_id: UUID | str) -> ReplayResult:
+        """Replay the order's dead letter(s) once, whatever the number of callers (see the module docstring).
+
+        Raises DeadLetterNotFound (no dead letter and no earlier replay), NotReplayable, ReplayContended.
+        """
+        order_id = str(order_id)
+        for _ in range(MAX_REPLAY_TRIES):
+            try:
+                return await self._replay_once(order_id)
+            except WatchError:
+                await asyncio.sleep(REPLAY_RETRY_PAUSE_S * random.uniform(1, 2))
+        raise ReplayContended(f"order {order_id} kept changing while being replayed; try again")
+
+    async def replay_all(self, limit: int = DEFAULT_REPLAY_BATCH) -> list[BatchItem]:
+        """Replay the orders of the oldest `limit` dead letters, one transaction per order."""
+        oldest = await self.redis.zrange(self.dead_key, 0, min(limit, MAX_BATCH) - 1, withscores=True)
+        letters = await self._letters(oldest)
+        items: list[BatchItem] = []
+        for order_id in dict.fromkeys(letter.order_id for letter in letters):
+            if order_id is None:
+                unreadable = NotReplayable("unreadable_message", "a dead letter without an orderId: purge it")
+                items.append(BatchItem(None, error=unreadable))
+                continue
+            try:
+                items.append(BatchItem(order_id, result=await self.replay(order_id)))
+            except NotReplayable as exc:
+                items.append(BatchItem(order_id, error=exc))
+            except DeadLetterNotFound:
+                continue  # purged meanwhile
+            except ReplayContended as exc:
+                items.append(BatchItem(order_id, error=NotReplayable("contended", str(exc))))
+        return items
+
+    async def _replay_once(self, order_id: str) -> ReplayResult:
+        record_key = redis_keys.dead_letter_replay(order_id)
+        order_key = redis_keys.order(order_id)
+        idempotency_key = redis_keys.idempotency(replay_key(order_id))
+        log = order_logger(order_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # Watched: a second replay writes the record; the executor writes the order; a replay that got
+            # as far as creating the new order wrote the key. Any of them makes this EXEC fail and retry.
+            await pipe.watch(record_key, order_key, idempotency_key)
+            letters = await self._find(order_id, pipe)
+            if not letters:
+                record = await pipe.get(record_key)
+                if record is None:
+                    raise DeadLetterNotFound(order_id)
+                return ReplayResult.from_record(record)
+            state = OrderStore.state_from(await pipe.hgetall(order_key))
+            failed = state is not None and state.status is OrderStatus.FAILED
+            transactions = await self.ledger.transactions_for(order_id) if failed else []
+            now = self.clock()
+            try:
+                action = decide(state, transactions, now)
+            except NotReplayable as exc:
+                log.warning("dead letter not replayed ({}): {}", exc.code, exc.message)
+                raise
+            new_order_id = await pipe.get(idempotency_key) if action is ReplayAction.RECREATE else None
+            if new_order_id is not None:
+                new_order_id = self._earlier_replay(order_id, _text(new_order_id))
+            pipe.multi()
+            new_order = None
+            if action is ReplayAction.REQUEUE:
+                newest = max(letters, key=lambda letter: letter.dead_lettered_at or now)
+                message = requeue_message(newest)
+                pipe.hset(self.queue_messages_key, message.redis_message_id, message.data)
+                pipe.rpush(self.queue_key, message.redis_message_id)
+            elif action is ReplayAction.RECREATE and new_order_id is None:
+                new_order = replay_order(state.order, now)
+                new_order_id = str(new_order.order_id)
+                plan = placement(new_order, replay_link(order_id))
+                await self.store.queue_create(
+                    pipe,
+                    new_order,
+                    plan.first_event,
+                    body_hash=REPLAY_BODY_HASH,
+                    message=plan.message,
+                    resting=plan.resting,
+                )
+            ids = [letter.message_id for letter in letters]
+            pipe.zrem(self.dead_key, *ids)
+            pipe.hdel(self.dead_messages_key, *ids)
+            result = ReplayResult(order_id, action, iso_utc(now), new_order_id, len(ids))
+            pipe.set(record_key, result.to_record(), ex=REPLAY_RECORD_TTL_S)
+            replies = await pipe.execute()
+        if new_order is not None:
+            created = OrderStore.create_outcome(new_order, REPLAY_BODY_HASH, replies[0])
+            if created.outcome is not CreateOutcome.CREATED:  # cannot happen: the key was watched and free
+                raise RuntimeError(f"replay of {order_id} did not create its order: {created.outcome}")
+            order_logger(new_order_id).info("created as the replay of failed order {}", order_id)
+        log.info("dead letter replayed: {}{}", action.value, f" as {new_order_id}" if new_order_id else "")
+        return result
+
+    @staticmethod
+    def _earlier_replay(order_id: str, idempotency_value: str) -> str:
+        """The order an earlier replay created under the replay's Idempotency-Key (or refuse: someone else's)."""
+        existing_id, _, body_hash = idempotency_value.partition(" ")
+        if body_hash != REPLAY_BODY_HASH:
+            raise NotReplayable(
+                "idempotency_key_taken",
+                f"the Idempotency-Key {replay_key(order_id)} was used by a client for order {existing_id}",
+            )
+        return existing_id
+
+    # --- purging --------------------------------------------------------------------------------------
+
+    async def purge_older_than(self, age_s: float) -> int:
+        """Remove dead letters older than `age_s` seconds (dramatiq itself drops them after 7 days)."""
+        cutoff_ms = int((self.clock().timestamp() - age_s) * 1000)
+        removed = 0
+        while True:
+            batch = await self._purge_older(keys=[self.dead_key, self.dead_messages_key], args=[cutoff_ms, PURGE_BATCH])
+            removed += batch
+            if batch < PURGE_BATCH:
+                break
+        logger.info("purged {} dead letters older than {}s", removed, age_s)
+        return removed
+
+    async def purge_order(self, order_id: UUID | str) -> int:
+        """Remove the order's dead letters without replaying them (e.g. ones replay refuses)."""
+        order_id = str(order_id)
+        ids = [letter.message_id for letter in await self._find(order_id, self.redis)]
+        if not ids:
+            raise DeadLetterNotFound(order_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.dead_key, *ids)
+            pipe.hdel(self.dead_messages_key, *ids)
+            removed, _ = await pipe.execute()
+        order_logger(order_id).info("purged {} dead letters without replaying them", removed)
+        return removed
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    async def _letters(self, members: list[tuple[bytes, float]]) -> list[DeadLetter]:
+        """Dead letters for (id, score) members of the dead-letter zset, skipping ones gone meanwhile."""
+        if not members:
+            return []
+        ids = [_text(member) for member, _ in members]
+        datas = await self.redis.hmget(self.dead_messages_key, ids)
+        return [
+            DeadLetter.parse(message_id, data, score)
+            for message_id, data, (_, score) in zip(ids, datas, members, strict=True)
+            if data is not None
+        ]
+
+    async def _find(self, order_id: str, client: Any) -> list[DeadLetter]:
+        """Every dead letter of one order. A scan of the whole (small, operator-sized) dead-letter hash."""
+        needle = order_id.encode()
+        found: dict[str, bytes] = {}
+        cursor = 0
+        while True:
+            cursor, page = await client.hscan(self.dead_messages_key, cursor, count=SCAN_COUNT)
+            for message_id, data in page.items():
+                if needle in data:  # cheap filter before parsing
+                    found[_text(message_id)] = data
+            if cursor == 0:
+                break
+        if not found:
+            return []
+        ids = list(found)
+        scores = await client.zmscore(self.dead_key, ids)
+        letters = [DeadLetter.parse(i, found[i], score) for i, score in zip(ids, scores, strict=True)]
+        return [letter for letter in letters if letter.order_id == order_id]
+
+    async def _states(self, order_ids: list[str | None]) -> dict[str, OrderState]:
+        wanted = [order_id for order_id in dict.fromkeys(order_ids) if order_id]
+        if not wanted:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for order_id in wanted:
+                pipe.hgetall(redis_keys.order(order_id))
+            raws = await pipe.execute()
+        states = {}
+        for order_id, raw in zip(wanted, raws, strict=True):
+            state = OrderStore.state_from(raw)
+            if state is not None:
+                states[order_id] = state
+        return states
