@@ -59,6 +59,7 @@ from shared.execution.replay_policy import (
     replay_key,
     replay_link,
     replay_order,
+    replay_scope,
     requeue_message,
     summary,
 )
@@ -214,12 +215,11 @@ class DeadLetters:
     async def _replay_once(self, order_id: str) -> ReplayResult:
         record_key = redis_keys.dead_letter_replay(order_id)
         order_key = redis_keys.order(order_id)
-        idempotency_key = redis_keys.idempotency(replay_key(order_id))
         log = order_logger(order_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             # Watched: a second replay writes the record; the executor writes the order; a replay that got
             # as far as creating the new order wrote the key. Any of them makes this EXEC fail and retry.
-            await pipe.watch(record_key, order_key, idempotency_key)
+            await pipe.watch(record_key, order_key)
             letters = await self._find(order_id, pipe)
             if not letters:
                 record = await pipe.get(record_key)
@@ -227,6 +227,8 @@ class DeadLetters:
                     raise DeadLetterNotFound(order_id)
                 return ReplayResult.from_record(record)
             state = OrderStore.state_from(await pipe.hgetall(order_key))
+            idempotency_key = redis_keys.idempotency(replay_scope(state.order) if state else replay_key(order_id))
+            await pipe.watch(idempotency_key)  # known only now: it is scoped by the order's owner
             failed = state is not None and state.status is OrderStatus.FAILED
             transactions = await self.ledger.transactions_for(order_id) if failed else []
             now = self.clock()

@@ -151,6 +151,11 @@ def replay_key(order_id: UUID | str) -> str:
     return f"{REPLAY_KEY_PREFIX}{order_id}"
 
 
+def replay_scope(original: Order) -> str:
+    """The replay's Idempotency-Key as the store remembers it (per owner when API keys are on)."""
+    return dataclasses.replace(original, idempotency_key=replay_key(original.order_id)).idempotency_scope
+
+
 def replay_order(original: Order, now: datetime) -> Order:
     """The same request as a new order: new id and time, the replay's Idempotency-Key, all else as accepted
     (owner, clientOrderId, limit price, trigger, expiry)."""

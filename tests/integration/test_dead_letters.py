@@ -268,3 +268,15 @@ async def test_an_order_dead_lettered_by_a_real_worker_is_replayed_and_executed_
     assert len(await RedisLedger(redis).executions_for(str(original.order_id))) == 0
     assert [m["status"] for m in await event_messages(store, original)] == ["pending", "failed"]
     assert await dead_letters(redis).count() == 0
+
+
+async def test_a_replayed_order_keeps_its_owner_and_replays_once_under_the_owners_key_scope(redis):
+    store = make_store(redis)
+    order = await place_market_order(store, owner="a1b2c3d4e5f6")
+    await fail(store, order.order_id)
+    await dead_letter(redis, order.order_id)
+    first = await dead_letters(redis).replay(order.order_id)
+    again = await dead_letters(redis).replay(order.order_id)
+    assert again.already_replayed and again.new_order_id == first.new_order_id
+    assert (await store.load(first.new_order_id)).order.owner == "a1b2c3d4e5f6"
+    assert await redis.exists(redis_keys.idempotency(f"a1b2c3d4e5f6/replay:{order.order_id}"))

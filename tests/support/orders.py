@@ -19,9 +19,9 @@ def make_store(redis: Redis) -> OrderStore:
     return OrderStore(redis, retention_s=3600, idempotency_ttl_s=3600)
 
 
-async def place_market_order(store: OrderStore, **fields) -> Order:
+async def place_market_order(store: OrderStore, *, owner: str | None = None, **fields) -> Order:
     body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5", **fields}
-    order = accept(OrderRequest.model_validate(body))
+    order = accept(OrderRequest.model_validate(body), owner=owner)
     first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
     await store.create(order, first, message=execute_order_message(order.order_id))
     return order

@@ -20,11 +20,11 @@ from services.api.responses import JsonResponse
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import Order, OrderRequest, OrderType, accept
-from shared.execution.messages import execute_order_message
+from shared.execution.replay_policy import REPLAY_KEY_PREFIX
 from shared.logging import order_logger
 from shared.persistence import history
-from shared.store import limit_book, sniper_book
 from shared.store.order_store import ClaimLost, CreateOutcome, CreateResult, RestingPlace, StaleWrite
+from shared.store.placement import placement
 from shared.venues.launches import is_listed
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -62,6 +62,8 @@ def _check_idempotency_key(key: str | None) -> str | None:
         return None
     if not 1 <= len(key) <= 128 or not key.isprintable() or not key.isascii():
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-128 printable ASCII characters")
+    if key.startswith(REPLAY_KEY_PREFIX):
+        raise ApiError(400, "invalid_idempotency_key", f"Idempotency-Keys starting {REPLAY_KEY_PREFIX!r} are reserved")
     return key
 
 
@@ -139,24 +141,19 @@ async def submit_order(
 
 async def _create(ctx: ApiContext, order: Order, body_hash: str) -> CreateResult:
     """A market order is enqueued for execution; limit and sniper orders rest (`waiting`) until triggered."""
-    first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value, client_order_id=order.client_order_id)
     if order.type is not OrderType.SNIPER and not is_listed(order.token_in, order.token_out, time.time(), ctx.sim):
         raise ApiError(400, "pair_not_listed", f"no venue has a {order.pair} pool yet; a sniper order can wait for it")
-    if order.type is OrderType.MARKET:
-        message = execute_order_message(order.order_id)
-        return await ctx.store.create(
-            order, first, body_hash=body_hash, message=message, max_queue_depth=ctx.settings.max_queue_depth
-        )
-    if order.type is OrderType.LIMIT:
-        if (order.token_in, order.token_out) not in ctx.settings.pairs:
-            raise ApiError(400, "pair_not_streamed", f"no price stream for {order.pair}: the order could never trigger")
-        place, extra = limit_book.resting_place(order), {"limitPrice": str(order.limit_price)}
-    else:
-        place, extra = sniper_book.resting_place(order), {"trigger": order.trigger}
-    waiting = OrderEvent(
-        order.order_id, 2, OrderStatus.WAITING, order.type.value, client_order_id=order.client_order_id, extra=extra
+    if order.type is OrderType.LIMIT and (order.token_in, order.token_out) not in ctx.settings.pairs:
+        raise ApiError(400, "pair_not_streamed", f"no price stream for {order.pair}: the order could never trigger")
+    plan = placement(order)
+    return await ctx.store.create(
+        order,
+        plan.first_event,
+        body_hash=body_hash,
+        message=plan.message,
+        resting=plan.resting,
+        max_queue_depth=ctx.settings.max_queue_depth,
     )
-    return await ctx.store.create(order, first, body_hash=body_hash, resting=(waiting, place))
 
 
 @router.get("", summary="Order history (PostgreSQL), newest first")
