@@ -62,7 +62,8 @@ def render(data: dict[str, Any]) -> list[str]:
         f"rejected {orders['rejected']}, gave up {orders['gaveUp']}, "
         f"{orders['retriesAfterNoAnswer']} retries after no answer, {orders['retriesAfter5xx']} after 5xx)",
         f"final status: {data['byStatus']}",
-        f"faults injected: {data['faultsTotal']} {data['faultsInjected']}",
+        f"faults injected: {data['faultsTotal']} {data['faultsInjected']}, hitting "
+        f"{data.get('ordersExecutingWhenFaultsHit', '?')} orders mid-execution in all",
         f"lost {data['lost']}, duplicated {data['duplicated']}, execution mismatches {data['executionMismatches']}, "
         f"stuck {data['stuck']}, gaps {data['gaps']}, PostgreSQL mismatches {data['mismatches']}, "
         f"services dead on their own {data['deadServices']}",

@@ -1,15 +1,17 @@
 """Every service as two real processes (the API as one) under steady load, while everything gets killed.
 
-The schedule: each service SIGKILLed and restarted three times (once with both execution workers at once),
-Redis SIGKILLed and restarted on its AOF twice, Redis frozen (SIGSTOP) for 10 s, PostgreSQL down for 30 s
-while services keep dying. Then the load stops, the engine drains, and `invariants.check` must find
-every accepted order terminal or legitimately resting, executed at most once, with a gapless legal event
-log that PostgreSQL holds exactly as Redis does. The numbers go to the terminal and to reports/faults.json.
+The schedule: each service SIGKILLed and restarted three or four times (one replica, then every replica
+at once), Redis SIGKILLed and restarted on its AOF three times, Redis frozen (SIGSTOP) for 10 s, PostgreSQL
+down for 30 s while services and Redis keep dying. Then the load stops, the engine drains, and
+`invariants.check` must find every accepted order terminal or legitimately resting, executed at most once,
+with a gapless legal event log that PostgreSQL holds exactly as Redis does. The numbers go to the terminal
+and to reports/faults.json.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.e2e
 #: Fast enough that orders are in flight when faults hit, and that recovery happens within the run.
 ENGINE_ENV = {
     "SIM_SEED": "faults",
-    "SIM_LATENCY_SCALE": "0.15",  # a swap ~0.4 s, a quote ~30 ms
+    "SIM_LATENCY_SCALE": "0.25",  # a swap ~0.6 s, a quote ~50 ms: orders are in flight when faults hit
     "SIM_FAILURE_RATE": "0.02",
     "SIM_DAILY_VOLATILITY": "0.5",  # prices move enough in a minute for resting limit orders to trigger
     "SIM_LAUNCH_FIRST_S": "5",
@@ -48,29 +50,47 @@ POSTGRES_DOWN_S = 30
 
 
 def run_schedule(faults: FaultInjector) -> None:
-    # Round 1: each service once (first replica), Redis crashes and comes back from its AOF.
+    # Round 1: each service once (first replica), then Redis crashes and comes back from its AOF.
     for name in ALL_SERVICES:
         faults.kill_service(name, (0,))
         time.sleep(2)
     faults.restart_redis()
     time.sleep(6)
-    # Round 2: each service again (second replica); both execution workers die together.
+    # Round 2: each service again (second replica; both execution workers together), then Redis freezes.
     for name in ALL_SERVICES:
         faults.kill_service(name, (0, 1) if name == "execution-worker" else (0,) if name == "api" else (1,))
         time.sleep(2)
     faults.freeze_redis(10)
     time.sleep(6)
-    # Round 3: PostgreSQL is down for 30 s, and every service dies once more meanwhile.
+    # Round 3: PostgreSQL down for 30 s; meanwhile every service loses all its replicas at once, and
+    # Redis crashes once more half-way through.
     faults.stop_postgres()
     down_since = time.monotonic()
     for name in ALL_SERVICES:
-        faults.kill_service(name, (0,) if name in ("api", "db-sync") else (1,))
+        faults.kill_service(name, tuple(range(REPLICAS.get(name, 1))))
         time.sleep(2)
+        if name == "db-sync":
+            faults.restart_redis()
     time.sleep(max(0.0, POSTGRES_DOWN_S - (time.monotonic() - down_since)))
     faults.start_postgres()
-    time.sleep(5)
+    time.sleep(6)
+    # Round 4: what PostgreSQL's return has to catch up with is interrupted too.
+    faults.kill_service("db-sync", (0, 1))
     faults.restart_redis()
     time.sleep(5)
+
+
+def executing(client: redis.Redis) -> Callable[[], int | None]:
+    """How many execution messages workers hold unacknowledged (orders mid-execution or awaiting a retry)."""
+
+    def count() -> int | None:
+        try:
+            keys = list(client.scan_iter(match="dramatiq:__acks__.*", count=1000))
+            return sum(client.scard(key) for key in keys)
+        except (redis.RedisError, OSError):
+            return None
+
+    return count
 
 
 def drain(redis_client: redis.Redis, db, acknowledged: set[str]) -> tuple[Verdict, float]:
@@ -103,8 +123,9 @@ def test_every_accepted_order_survives_crashes_of_every_service_and_both_servers
     )
     redis_client = redis.Redis.from_url(fault_servers.redis_url, socket_timeout=10)
     db = make_engine(fault_servers.database_url)
-    faults = FaultInjector(engine, fault_servers.redis, fault_servers.postgres)
-    load = LoadDriver(engine.api_url, rate_per_s=6, give_up_after_s=30)
+    probe = redis.Redis.from_url(fault_servers.redis_url, socket_timeout=1, socket_connect_timeout=1)
+    faults = FaultInjector(engine, fault_servers.redis, fault_servers.postgres, in_flight=executing(probe))
+    load = LoadDriver(engine.api_url, rate_per_s=8, give_up_after_s=30)
     try:
         load.start()
         time.sleep(8)
@@ -117,12 +138,14 @@ def test_every_accepted_order_survives_crashes_of_every_service_and_both_servers
     finally:
         engine.stop_all()
         redis_client.close()
+        probe.close()
         db.dispose()
     data = report.build(
         load, verdict, faults.counts, dead_services=dead, faults_and_load=faulted_s, drain=drained_s,
         total=time.monotonic() - began,
     )  # fmt: skip
     data["timeline"] = faults.timeline
+    data["ordersExecutingWhenFaultsHit"] = sum(faults.in_flight_at_faults)
     data["logs"] = str(log_dir)
     report.save(data, report.ROOT / "reports" / "faults.json", Path(log_dir) / "faults.json")
     print("\n".join(report.render(data)))
