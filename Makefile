@@ -2,7 +2,8 @@
 #   make install       dependencies into .venv (idempotent; instant when uv.lock and pyproject.toml are unchanged)
 #   make run           the whole engine locally: embedded Redis + PostgreSQL, migrations, every service
 #                      (RUN_ARGS="--only api,db-sync" runs a subset)
-#   make test          deploy-check, then the test suite
+#   make test          deploy-check, then the test suite, then the fault-injection suite
+#   make faults        the fault-injection suite alone (~5 min): kills services and servers under load
 #   make deploy-check  validate compose.yaml and lint deploy/Dockerfile
 #   make lint          ruff
 
@@ -14,7 +15,7 @@ PYTEST_ARGS ?= -q
 RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test deploy-check lint
+.PHONY: help install run test faults deploy-check lint
 
 help:
 	@sed -n 's/^#   /  /p' $(MAKEFILE_LIST)
@@ -38,8 +39,14 @@ deploy-check: install
 	$(UV_RUN) hadolint deploy/Dockerfile
 	@echo "deploy-check: compose.yaml and deploy/Dockerfile OK"
 
+# The fault suite is its own pytest run (pyproject's addopts leave tests/faults out of the default one):
+# it starts and kills its own servers and takes minutes, so it runs last and alone.
 test: install deploy-check
 	$(UV_RUN) pytest $(PYTEST_ARGS)
+	$(UV_RUN) pytest tests/faults $(PYTEST_ARGS)
+
+faults: install
+	$(UV_RUN) pytest tests/faults $(PYTEST_ARGS)
 
 lint: install
 	$(UV_RUN) ruff check .

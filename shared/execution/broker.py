@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+import copy
+import time
+
+import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import AgeLimit, Retries
+from loguru import logger
 
 from shared.redis_keys import DRAMATIQ_NAMESPACE
 from shared.settings import Settings
+
+#: Back-off while Redis cannot take a retry's message.
+REENQUEUE_MIN_S, REENQUEUE_MAX_S = 0.5, 5.0
+
+
+class DurableRetries(Retries):
+    """dramatiq's Retries, except that scheduling a retry waits out a Redis outage instead of dropping it.
+
+    dramatiq's own middleware enqueues the retry and, if Redis is down at that moment, the error is only
+    logged (`emit_after` swallows it); the worker then acks the original message once Redis is back, so the
+    order is never attempted again and stays stuck mid-lifecycle. Here the enqueue is repeated, with the
+    message's options as they were before each try, until Redis takes it; only then is the original acked.
+    """
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        options = copy.deepcopy(message.options)
+        delay = REENQUEUE_MIN_S
+        while True:
+            try:
+                return super().after_process_message(broker, message, result=result, exception=exception)
+            except (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError) as exc:
+                logger.warning("cannot schedule the retry of {} yet ({}); trying again", message, exc)
+                message.options.clear()
+                message.options.update(copy.deepcopy(options))
+                time.sleep(delay)
+                delay = min(delay * 2, REENQUEUE_MAX_S)
 
 
 def build_broker(settings: Settings) -> RedisBroker:
@@ -14,7 +46,7 @@ def build_broker(settings: Settings) -> RedisBroker:
     # and our coroutine actors do not run on the thread that picked their message up.
     middleware = [
         AgeLimit(),
-        Retries(
+        DurableRetries(
             max_retries=settings.max_attempts - 1,
             min_backoff=settings.retry_min_backoff_ms,
             max_backoff=settings.retry_max_backoff_ms,

@@ -23,6 +23,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from shared.domain import tokens
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
@@ -37,6 +40,8 @@ S = OrderStatus
 
 #: How often a worker waiting for another's lease on the same order looks again.
 LEASE_POLL_S = 0.25
+#: Back-off while Redis cannot take the `failed` of an order's last attempt.
+MARK_FAILED_MIN_S, MARK_FAILED_MAX_S = 0.5, 5.0
 
 TransactionBuilder = Callable[..., SwapTransaction]
 
@@ -208,12 +213,27 @@ class OrderExecutor:
                 "attempt {} failed{}: {!r}; dramatiq will retry", attempt, " transiently" if transient else "", exc
             )
             raise exc
-        state = await self.store.load(order_id)
-        if state is not None and not state.terminal:
-            code = "venue_unavailable" if transient else "execution_error"
-            message = f"gave up after {attempt} attempts: {exc}"
-            await self.store.append(
-                state, next_event(state, S.FAILED, attempt=attempt, error=code, error_message=message)
-            )
-            log.error("failed: {}", message)
+        code = "venue_unavailable" if transient else "execution_error"
+        await self._mark_failed(order_id, attempt, code, f"gave up after {attempt} attempts: {exc}")
         raise ExecutionFailed(f"order {order_id} failed after {attempt} attempts") from exc
+
+    async def _mark_failed(self, order_id: UUID, attempt: int, code: str, message: str) -> None:
+        """Persist `failed`, waiting out a Redis outage: the last attempt often failed *because* Redis was
+        away, and giving up here would dead-letter the message with the order stuck mid-lifecycle."""
+        log = order_logger(order_id)
+        delay = MARK_FAILED_MIN_S
+        while True:
+            try:
+                state = await self.store.load(order_id)
+                if state is None or state.terminal:
+                    return
+                event = next_event(state, S.FAILED, attempt=attempt, error=code, error_message=message)
+                await self.store.append(state, event)
+                log.error("failed: {}", message)
+                return
+            except StaleWrite:
+                continue  # another writer moved it on: look again
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("cannot persist failed yet ({!r}); trying again in {} s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MARK_FAILED_MAX_S)

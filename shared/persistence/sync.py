@@ -3,7 +3,9 @@
 Loop: re-read this consumer's own pending entries, claim the idle ones of dead consumers, then
 XREADGROUP `>` -> `persist_batch` -> XACK -> XTRIM MINID (only what the group has persisted). While
 PostgreSQL or Redis is away the same batch is retried with back-off (0.5 s doubling to 5 s) and
-nothing is acknowledged, so the backlog drains when they return.
+nothing is acknowledged, so the backlog drains when they return. An event whose order has no row yet
+(its seq-1 entry is pending with another consumer, maybe a dead one) gets that entry rebuilt from the
+order's hash and event log in Redis, so replicas never wait on, or drop, each other's entries.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sqlalchemy.exc as sa_exc
 from loguru import logger
 from sqlalchemy.engine import Engine
 
+from shared import redis_keys
 from shared.persistence.batch import OrphanEventsError, make_engine, parse_entries, persist_batch
 from shared.redis_keys import DBSYNC_GROUP, EVENTS_STREAM
 
@@ -199,11 +202,19 @@ class StreamSyncer:
 
     def _persist_until_done(self, entries: Sequence[Entry]) -> bool:
         delay, orphans_since = self.min_backoff_s, None
+        batch, rebuilt = list(entries), set()
         while True:
             try:
                 allow = orphans_since is not None and time.monotonic() - orphans_since > self.orphan_grace_s
-                self._persist_isolating(entries, allow_orphans=allow)
+                self._persist_isolating(batch, allow_orphans=allow)
             except OrphanEventsError as exc:
+                # Their seq-1 entries are pending elsewhere (another consumer, or a dead one whose entries are
+                # claimed only after claim_idle_ms): rebuild them from the orders themselves, once, rather
+                # than wait out the grace and drop events that PostgreSQL would then never get.
+                if first_entries := self._first_entries(exc.order_ids - rebuilt):
+                    rebuilt |= exc.order_ids
+                    batch = [*first_entries, *batch]
+                    continue
                 if orphans_since is None:
                     orphans_since = time.monotonic()
                     logger.warning("db-sync: {}; retrying for {} s", exc, self.orphan_grace_s)
@@ -222,6 +233,27 @@ class StreamSyncer:
             if self.stop_event.wait(delay):
                 return False
             delay = min(delay * 2, self.max_backoff_s)
+
+    def _first_entries(self, order_ids: set[Any]) -> list[Entry]:
+        """Each order's seq-1 stream entry (id, spec, first event) rebuilt from its hash and event log in Redis;
+        orders Redis no longer holds are left out."""
+        ids = sorted(str(order_id) for order_id in order_ids)
+        if not ids:
+            return []
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for order_id in ids:
+                pipe.hget(redis_keys.order(order_id), "spec")
+                pipe.lindex(redis_keys.order_events(order_id), 0)
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("db-sync cannot read orders to rebuild their first entries: {}", exc)
+            return []
+        return [
+            (None, {b"o": order_id.encode(), b"e": first, b"s": spec})
+            for order_id, spec, first in zip(ids, replies[::2], replies[1::2], strict=True)
+            if spec and first
+        ]
 
     def _persist_isolating(self, entries: Sequence[Entry], *, allow_orphans: bool) -> None:
         """One transaction for the batch; if PostgreSQL rejects the data, one per entry, dropping bad ones."""

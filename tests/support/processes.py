@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +27,44 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _spawn(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("ab") as log:  # a restarted replica keeps writing to its slot's log
+        return subprocess.Popen(
+            [sys.executable, "-m", MODULES[name]], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
 @dataclass
 class ServiceProcess:
+    """One replica slot of a service: its current process, which `kill` and `respawn` replace."""
+
     name: str
     process: subprocess.Popen
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    restarts: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash or an OOM kill."""
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(10)
+
+    def respawn(self) -> None:
+        """Start the slot's service again (after `kill` or `stop`), with the same environment and log."""
+        if self.alive:
+            raise RuntimeError(f"{self.name} (pid {self.process.pid}) is still running")
+        self.restarts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n----- restart {self.restarts} -----\n".encode())
+        self.process = _spawn(self.name, self.env, self.log_path)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -67,15 +92,24 @@ class Engine:
         return f"ws://127.0.0.1:{self.env['API_PORT']}"
 
     def start(self, name: str, **extra_env: str) -> ServiceProcess:
+        """Start one more replica of `name` (its own slot, log `<name>-<slot>.log`)."""
         index = len(self.processes.get(name, []))
         log_path = self.log_dir / f"{name}-{index}.log"
+        log_path.unlink(missing_ok=True)
         env = {**os.environ, **self.env, **extra_env}
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", MODULES[name]], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        service = ServiceProcess(name, process, log_path)
+        service = ServiceProcess(name, _spawn(name, env, log_path), log_path, env)
         self.processes.setdefault(name, []).append(service)
+        if name == "api":
+            self.wait_for_api(service)
+        return service
+
+    def replica(self, name: str, index: int = 0) -> ServiceProcess:
+        return self.processes[name][index]
+
+    def restart(self, name: str, index: int = 0) -> ServiceProcess:
+        """Start a killed (or stopped) replica again; for the API, wait until it answers."""
+        service = self.replica(name, index)
+        service.respawn()
         if name == "api":
             self.wait_for_api(service)
         return service
@@ -107,11 +141,19 @@ class Engine:
 ALL_SERVICES = ("execution-worker", "quote-stream", "db-sync", "limit-worker", "sniper-worker", "api")
 
 
-def start_engine(redis_url: str, database_url: str, log_dir: Path, epoch_in_s: float = 0, **env: str) -> Engine:
+def start_engine(
+    redis_url: str,
+    database_url: str,
+    log_dir: Path,
+    epoch_in_s: float = 0,
+    replicas: Mapping[str, int] | None = None,
+    **env: str,
+) -> Engine:
     """Every service as a real process on an emptied Redis, with simulated latencies halved by default.
 
     `epoch_in_s` places the simulation's epoch (its launch schedule's origin) that far in the future, so
-    scheduled events happen after the services are up, however long they take to start.
+    scheduled events happen after the services are up, however long they take to start. `replicas` runs
+    that many processes of a service (default one each).
     """
     import redis
 
@@ -136,7 +178,8 @@ def start_engine(redis_url: str, database_url: str, log_dir: Path, epoch_in_s: f
     )
     try:
         for name in ALL_SERVICES:
-            engine.start(name)
+            for _ in range((replicas or {}).get(name, 1)):
+                engine.start(name)
     except BaseException:
         engine.stop_all()
         raise
