@@ -212,9 +212,7 @@ class Order:
     @property
     def idempotency_scope(self) -> str | None:
         """The Idempotency-Key as remembered: per key owner, so two keys never see each other's orders."""
-        if self.idempotency_key is None:
-            return None
-        return f"{self.owner}/{self.idempotency_key}" if self.owner else self.idempotency_key
+        return idempotency_scope(self.owner, self.idempotency_key)
 
     def to_spec(self) -> dict[str, Any]:
         return {
@@ -259,6 +257,12 @@ class Order:
             expires_at=_parse_time(spec["expiresAt"]) if spec.get("expiresAt") else None,
             owner=spec.get("owner"),
         )
+
+
+def idempotency_scope(owner: str | None, key: str | None) -> str | None:
+    if key is None:
+        return None
+    return f"{owner}/{key}" if owner else key
 
 
 def _parse_time(text: str) -> datetime:

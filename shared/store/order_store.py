@@ -248,6 +248,15 @@ class OrderStore:
         ]
         return keys, args
 
+    async def remembered(self, scope: str, body_hash: str) -> CreateResult | None:
+        """What an Idempotency-Key (as scoped by `Order.idempotency_scope`) already stands for, if anything."""
+        existing = await self.redis.get(redis_keys.idempotency(scope))
+        if existing is None:
+            return None
+        existing_id, _, existing_hash = existing.decode().partition(" ")
+        same = existing_hash == body_hash
+        return CreateResult(CreateOutcome.REPLAYED if same else CreateOutcome.KEY_CONFLICT, UUID(existing_id))
+
     @staticmethod
     def create_outcome(order: Order, body_hash: str, reply: list[Any]) -> CreateResult:
         """What the create script's reply means for `order`."""

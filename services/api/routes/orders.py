@@ -19,7 +19,7 @@ from services.api.errors import ApiError, from_validation
 from services.api.responses import JsonResponse
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.orders import Order, OrderRequest, OrderType, accept
+from shared.domain.orders import Order, OrderRequest, OrderType, accept, idempotency_scope
 from shared.execution.replay_policy import REPLAY_KEY_PREFIX
 from shared.logging import order_logger
 from shared.persistence import history
@@ -97,6 +97,13 @@ async def submit_order(
     body = await _read_json(request)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    body_hash = _body_hash(body)
+    if key is not None:
+        # Answered before validating: a retry of an accepted order must get its id even when the body would
+        # no longer pass (an expiresAt now past, a pair delisted). The create script checks again, atomically.
+        earlier = await ctx.store.remembered(idempotency_scope(caller.owner, key), body_hash)
+        if earlier is not None:
+            return await _answer(ctx, earlier, None)
     try:
         order_request = OrderRequest.model_validate(body)
     except ValidationError as exc:
@@ -104,7 +111,11 @@ async def submit_order(
         ctx.metrics.orders_rejected.labels(error.code).inc()
         raise error from None
     order = accept(order_request, idempotency_key=key, owner=caller.owner)
-    result = await _create(ctx, order, _body_hash(body))
+    return await _answer(ctx, await _create(ctx, order, body_hash), order)
+
+
+async def _answer(ctx: ApiContext, result: CreateResult, order: Order | None) -> JsonResponse:
+    """The response to a submission: `order` is the one just accepted, None when answering a retry."""
     if result.outcome is CreateOutcome.OVERLOADED:
         ctx.metrics.orders_rejected.labels("overloaded").inc()
         raise ApiError(
@@ -116,12 +127,16 @@ async def submit_order(
     if result.outcome is CreateOutcome.KEY_CONFLICT:
         raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with a different body")
     headers = {}
-    status = OrderStatus.PENDING.value
+    status, order_type = OrderStatus.PENDING.value, order.type.value if order else OrderType.MARKET.value
     if result.outcome is CreateOutcome.REPLAYED:
         ctx.metrics.idempotent_replays.inc()
         headers["Idempotent-Replayed"] = "true"
         state = await ctx.store.load(result.order_id)
-        status = state.status.value if state else status
+        if state is not None:
+            status, order_type = state.status.value, state.order.type.value
+        elif order is None:  # past its retention in Redis: PostgreSQL has it
+            archived = await history.get_order(ctx.db, result.order_id)
+            status, order_type = (archived["status"], archived["type"]) if archived else (status, order_type)
     else:
         ctx.metrics.orders_accepted.labels(order.type.value).inc()
         order_logger(order.order_id).info(
@@ -132,7 +147,7 @@ async def submit_order(
             "success": True,
             "orderId": str(result.order_id),
             "status": status,
-            "type": order.type.value,  # a replay has the same body, hence the same type
+            "type": order_type,
             "wsUrl": f"/ws/orders/{result.order_id}",
         },
         headers=headers,
