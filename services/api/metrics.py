@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
@@ -27,3 +29,21 @@ class ApiMetrics:
             ["queue"],
             registry=self.registry,
         )
+        self.refused = Counter(
+            "engine_requests_refused_total",
+            "Requests and WebSockets refused by a per-client limit",
+            ["reason"],
+            registry=self.registry,
+        )
+        # Leaked tasks (a WebSocket handler that never ended, say) show here as a count that only grows.
+        self.asyncio_tasks = Gauge(
+            "engine_api_asyncio_tasks", "Tasks alive in the API's event loop", registry=self.registry
+        )
+        self.asyncio_tasks.set_function(_task_count)
+
+
+def _task_count() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # scraped from outside the event loop
+        return 0
