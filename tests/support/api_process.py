@@ -18,6 +18,7 @@ SERVER_ERROR_MARKS = ("Traceback", " ERROR ", " CRITICAL ", "Exception in ASGI a
 
 @contextmanager
 def api_only(redis_url: str, database_url: str, log_dir: Path, **env: str) -> Iterator[Engine]:
+    log_dir.mkdir(parents=True, exist_ok=True)
     engine = Engine(
         env={
             "REDIS_URL": redis_url,
