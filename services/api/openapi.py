@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 ERROR_SCHEMA_NAME = "ErrorBody"
 ERROR_SCHEMA: dict[str, Any] = {
@@ -31,16 +30,12 @@ _COMPONENTS = "#/components/schemas/"
 
 
 def install(app: FastAPI) -> None:
+    generate = app.openapi  # FastAPI's own: builds the document once and caches it in app.openapi_schema
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            app.openapi_schema = truthful(schema)
-        return app.openapi_schema
+        first_time = app.openapi_schema is None
+        schema = generate()
+        return truthful(schema) if first_time else schema  # corrected in place, so the cache holds the truth
 
     app.openapi = openapi
 

@@ -13,6 +13,7 @@ import contextlib
 
 import orjson
 from loguru import logger
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -75,7 +76,7 @@ class Admission:
         limit = self.settings.ws_max_per_client
         await _refuse_websocket(connection, TOO_MANY_WEBSOCKETS, f"at most {limit} open WebSockets per client")
 
-    async def _hit(self, redis, client: str) -> int | None:
+    async def _hit(self, redis: Redis, client: str) -> int | None:
         if not self.settings.rate_limit_per_s:
             return None
         if self._rate is None:
