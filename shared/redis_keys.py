@@ -23,6 +23,9 @@ TICKS_MAXLEN = 10_000
 #: Hash: SHA-256 of an API key → its name, role and creation time (keys made with `order-engine keys`).
 API_KEYS = "auth:api-keys"
 
+#: Prefix of the API's per-client rate-limit counters (sliding windows kept by the `limits` library).
+RATE_LIMIT_PREFIX = "ratelimit"
+
 #: Shared simulation parameters, so that every process sees the same seeded market.
 SIM_SEED = "sim:seed"
 SIM_EPOCH = "sim:epoch"

@@ -14,6 +14,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PAIRS = "SOL-USDC,USDC-SOL,SOL-USDT,USDT-SOL,JUP-USDC,USDC-JUP,BONK-SOL,SOL-BONK"
 
+#: The contract promises a 4xx for order bodies over 16 KiB; no route needs more.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024
+#: Requests per second per client: one local load script offers ~300 orders/s, so this never throttles the
+#: project's own benchmarks, while a runaway client cannot take a whole API process for itself.
+DEFAULT_RATE_LIMIT_PER_S = 1000
+#: The rate limit's sliding window; a client that was idle may spend a whole window's allowance at once.
+DEFAULT_RATE_LIMIT_WINDOW_S = 2
+#: Open WebSockets per client (per API process): far more than one client follows at once (a socket ends
+#: with its order), far fewer than the file descriptors one process has.
+DEFAULT_WS_MAX_PER_CLIENT = 256
+#: Clients only send pings and the odd control message; anything this big is garbage (closed with 1009).
+DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * 1024
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -47,6 +60,24 @@ class Settings(BaseSettings):
     auth_enabled: bool = Field(False, description="require an API key on every order and admin route")
     api_keys: str = Field(
         "", description="comma-separated name:role:sha256hex keys (role user or admin); more with `order-engine keys`"
+    )
+
+    # --- limits on what one client may ask of the API (services/api/guards) ---------------------------
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, description="largest request body, any route; → 413")
+    rate_limit_per_s: int = Field(
+        DEFAULT_RATE_LIMIT_PER_S, ge=0, description="requests/s per client over all API replicas (Redis); 0 = off"
+    )
+    rate_limit_window_s: int = Field(
+        DEFAULT_RATE_LIMIT_WINDOW_S, ge=1, description="sliding window of the rate limit; burst = rate × window"
+    )
+    ws_max_per_client: int = Field(
+        DEFAULT_WS_MAX_PER_CLIENT, ge=0, description="open WebSockets per client per API process; 0 = off"
+    )
+    ws_max_message_bytes: int = Field(
+        DEFAULT_WS_MAX_MESSAGE_BYTES, ge=1, description="largest WebSocket message a client may send; → 1009"
+    )
+    forwarded_allow_ips: str = Field(
+        "", description="proxies (IPs/CIDRs, comma-separated) trusted to name the client in X-Forwarded-For"
     )
 
     # --- services ------------------------------------------------------------------------------------

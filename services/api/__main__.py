@@ -18,7 +18,11 @@ def main() -> None:
         port=settings.api_port,
         log_config=None,
         access_log=False,
-        ws_max_size=64 * 1024,
+        ws_max_size=settings.ws_max_message_bytes,
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise; the client's identity (its rate
+        # limit) must not be a header it can set, so only the proxies named in FORWARDED_ALLOW_IPS are trusted.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         timeout_graceful_shutdown=5,
     )
 

@@ -11,7 +11,7 @@ from loguru import logger
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.api import errors
+from services.api import errors, guards, openapi
 from services.api.deps import ApiContext
 from services.api.metrics import ApiMetrics
 from services.api.responses import JsonResponse
@@ -52,8 +52,10 @@ def create_app(settings: Settings) -> FastAPI:
         default_response_class=JsonResponse,
     )
     errors.install(app)
+    guards.install(app, settings)
     app.include_router(orders.router)
     app.include_router(streams.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
+    openapi.install(app)
     return app

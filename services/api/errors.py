@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from loguru import logger
 from pydantic import ValidationError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.responses import JsonResponse
@@ -71,6 +71,12 @@ def install(app: FastAPI) -> None:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JsonResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JsonResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    async def _refused_as_data(request: Request, exc: DataError) -> JsonResponse:
+        # PostgreSQL answered, and refused a value the client sent (a NUL in a filter, say): the client's error.
+        logger.info("{} {}: PostgreSQL refused a parameter: {}", request.method, request.url.path, exc.orig)
+        return JsonResponse(error_body("invalid_parameter", "a parameter holds a value that cannot be stored"), 400)
 
     @app.exception_handler(RedisError)
     @app.exception_handler(DBAPIError)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.execution.backlog import ExecutionBacklog
@@ -32,8 +34,26 @@ class ApiMetrics:
         self.dead_letters = Gauge(
             "engine_dead_letters", "Dead-lettered execution messages, read at scrape time", registry=self.registry
         )
+        self.refused = Counter(
+            "engine_requests_refused_total",
+            "Requests and WebSockets refused by a per-client limit",
+            ["reason"],
+            registry=self.registry,
+        )
+        # Leaked tasks (a WebSocket handler that never ended, say) show here as a count that only grows.
+        self.asyncio_tasks = Gauge(
+            "engine_api_asyncio_tasks", "Tasks alive in the API's event loop", registry=self.registry
+        )
+        self.asyncio_tasks.set_function(_task_count)
 
     def observe_backlog(self, backlog: ExecutionBacklog) -> None:
         self.queue_depth.labels("ready").set(backlog.ready)
         self.queue_depth.labels("delayed").set(backlog.delayed)
         self.dead_letters.set(backlog.dead_letters)
+
+
+def _task_count() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # scraped from outside the event loop
+        return 0

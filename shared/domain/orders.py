@@ -24,6 +24,12 @@ MAX_SLIPPAGE_BPS = 5000
 #: Resting prices are compared as IEEE doubles inside Redis; 15 significant digits survive that exactly.
 MAX_PRICE_DIGITS = 15
 DEFAULT_SLIPPAGE_BPS = 50
+#: No amount, price or liquidity here is anywhere near 1e±30; bounding the exponent keeps the decimal
+#: arithmetic, the bucket integers and the doubles Redis compares finite (1e999999999 overflowed them).
+MAX_DECIMAL_EXPONENT = 30
+#: PostgreSQL text cannot hold NUL, and control characters have no business in an id: refusing them here
+#: keeps a stored order from poisoning db-sync later.
+PRINTABLE_ID = r"^[^\x00-\x1f\x7f]*$"
 
 
 class OrderType(StrEnum):
@@ -45,6 +51,8 @@ def _to_decimal(value: Any, name: str) -> Decimal:
         raise _fail("invalid_decimal", f"{name} must be a decimal string or number") from None
     if not number.is_finite():
         raise _fail("invalid_decimal", f"{name} must be finite")
+    if number and abs(number.adjusted()) > MAX_DECIMAL_EXPONENT:
+        raise _fail("invalid_decimal", f"{name} must be between 1e-{MAX_DECIMAL_EXPONENT} and 1e{MAX_DECIMAL_EXPONENT}")
     return number
 
 
@@ -93,8 +101,8 @@ class OrderRequest(BaseModel):
     limit_price: Decimal | None = Field(None, alias="limitPrice")
     trigger: SniperTrigger | None = None
     expires_at: datetime | None = Field(None, alias="expiresAt")
-    user_id: str | None = Field(None, alias="userId", min_length=1, max_length=64)
-    client_order_id: str | None = Field(None, alias="clientOrderId", min_length=1, max_length=64)
+    user_id: str | None = Field(None, alias="userId", min_length=1, max_length=64, pattern=PRINTABLE_ID)
+    client_order_id: str | None = Field(None, alias="clientOrderId", min_length=1, max_length=64, pattern=PRINTABLE_ID)
 
     @field_validator("amount", mode="before")
     @classmethod

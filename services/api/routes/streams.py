@@ -25,6 +25,8 @@ CLOSE_NORMAL = 1000
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+#: How long a cancelled task may take to end before it is cancelled again.
+CANCEL_RETRY_S = 0.05
 
 
 def _context(websocket: WebSocket) -> ApiContext:
@@ -64,16 +66,24 @@ async def _until_client_leaves(websocket: WebSocket) -> None:
                 return
 
 
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it has ended, cancelling again if it must: on Python 3.11,
+    `asyncio.wait_for` (redis-py awaits one in every command) swallows a cancel that lands just as its inner
+    call completes, and a follower that missed its cancel would follow a quiet order forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_RETRY_S)
+    with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+        task.result()
+
+
 async def _race_client(websocket: WebSocket, work: Coroutine[Any, Any, T]) -> tuple[bool, T | None]:
     """Run `work` until it ends or the client disconnects: (True, its result) or (False, None)."""
     worker = asyncio.create_task(work)
     watcher = asyncio.create_task(_until_client_leaves(websocket))
     done, pending = await asyncio.wait({worker, watcher}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
-        task.cancel()
-    for task in pending:
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-            await task
+        await _cancel(task)
     if worker in done:
         return True, worker.result()
     return False, None
@@ -145,7 +155,8 @@ async def user_ws(websocket: WebSocket) -> None:
     await websocket.accept()
     user_id = websocket.query_params.get("userId") or ""
     if not 1 <= len(user_id) <= 64:
-        await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_user_id", "userId must be 1-64 characters")
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may already be gone
+            await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_user_id", "userId must be 1-64 characters")
         return
     caller = await _authenticate(websocket)
     if caller is None:
