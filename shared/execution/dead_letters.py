@@ -33,6 +33,7 @@ letters. Refused dead letters stay until purged.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -288,7 +289,9 @@ class DeadLetters:
 
     async def purge_older_than(self, age_s: float) -> int:
         """Remove dead letters older than `age_s` seconds (dramatiq itself drops them after 7 days)."""
-        cutoff_ms = int((self.clock().timestamp() - age_s) * 1000)
+        if not math.isfinite(age_s) or age_s < 0:
+            raise ValueError(f"age must be a finite number of seconds, not {age_s!r}")
+        cutoff_ms = max(0, int((self.clock().timestamp() - age_s) * 1000))
         removed = 0
         while True:
             batch = await self._purge_older(keys=[self.dead_key, self.dead_messages_key], args=[cutoff_ms, PURGE_BATCH])

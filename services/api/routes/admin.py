@@ -31,6 +31,10 @@ router = APIRouter(prefix="/api/admin", tags=["admin"])
 CONTENDED_RETRY_AFTER_S = 1
 
 
+#: Ten years: anything older than the oldest possible dead letter (finite, so the cut-off time is a date).
+MAX_PURGE_AGE_S = 10 * 365 * 86_400
+
+
 async def _dead_letters(ctx: Context) -> DeadLetters:
     return DeadLetters(ctx.redis, ctx.store, RedisLedger(ctx.redis))
 
@@ -114,7 +118,7 @@ async def purge_dead_letter(order_id: UUID, caller: AdminDep, dead_letters: Dead
 async def purge_dead_letters(
     caller: AdminDep,
     dead_letters: DeadLettersDep,
-    older_than_s: Annotated[float, Query(alias="olderThanS", ge=0)],
+    older_than_s: Annotated[float, Query(alias="olderThanS", ge=0, le=MAX_PURGE_AGE_S)],
 ) -> JsonResponse:
     logger.info("purge of dead letters older than {}s requested by {}", older_than_s, _who(caller))
     return JsonResponse({"success": True, "purged": await dead_letters.purge_older_than(older_than_s)})

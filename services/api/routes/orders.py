@@ -62,7 +62,10 @@ def _check_idempotency_key(key: str | None) -> str | None:
 
 
 def _body_hash(body: Any) -> str:
-    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
+    try:
+        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # an integer beyond 64 bits: the standard encoder takes it (same body, same bytes)
+        canonical = json.dumps(body, sort_keys=True, default=str, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()
 
 
