@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.api.app import create_app
 from shared import redis_keys
 from shared.auth.api_keys import KeyRing, Role
-from tests.support.dead_letters import dead_letter, enqueue_execution, fail
+from tests.support.dead_letters import dead_letter, enqueue_execution, failed_dead_letter
 from tests.support.orders import make_store, place_market_order
 
 pytestmark = pytest.mark.integration
@@ -23,14 +23,6 @@ async def api(settings):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=10) as client:
             yield client
-
-
-async def failed_dead_letter(redis):
-    store = make_store(redis)
-    order = await place_market_order(store)
-    await fail(store, order.order_id)
-    await dead_letter(redis, order.order_id)
-    return order
 
 
 async def test_list_show_replay_and_purge_dead_letters(redis, settings):

@@ -10,7 +10,7 @@ import pytest
 
 from shared import redis_keys
 from shared.auth.api_keys import KeyRing, hash_key
-from tests.support.dead_letters import dead_letter, fail
+from tests.support.dead_letters import dead_letter, failed_dead_letter
 from tests.support.orders import make_store, place_market_order
 from tests.support.processes import ROOT, free_port
 
@@ -38,14 +38,6 @@ def cli_runner(redis_url: str):
 @pytest.fixture
 def order_engine(redis_url):
     return cli_runner(redis_url)
-
-
-async def failed_dead_letter(redis):
-    store = make_store(redis)
-    order = await place_market_order(store)
-    await fail(store, order.order_id)
-    await dead_letter(redis, order.order_id)
-    return order
 
 
 async def test_dlq_list_show_replay_and_purge(redis, order_engine):

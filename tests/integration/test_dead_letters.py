@@ -18,6 +18,7 @@ from tests.support.dead_letters import (
     dead_letter,
     enqueue_execution,
     fail,
+    failed_dead_letter,
     in_process_executor,
     queued_message_id,
     run_queued,
@@ -30,7 +31,7 @@ from tests.support.orders import (
     place_market_order,
     wait_for,
 )
-from tests.support.processes import Engine
+from tests.support.processes import fast_worker_engine
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +43,6 @@ def dead_letters(redis) -> DeadLetters:
 async def order_ids_in_redis(redis) -> set[str]:
     keys = [key.decode() async for key in redis.scan_iter("order:*")]
     return {key.split(":")[1] for key in keys if key.count(":") == 1}
-
-
-async def failed_dead_letter(redis, **fields):
-    store = make_store(redis)
-    order = await place_market_order(store, **fields)
-    await fail(store, order.order_id)
-    await dead_letter(redis, order.order_id)
-    return order
 
 
 class SubmitFails(SimulatedVenue):
@@ -228,18 +221,7 @@ async def test_replay_all_takes_a_bounded_batch_oldest_first_and_purge_drops_old
 
 @pytest.fixture
 def engine(redis_url, database_url, tmp_path):
-    engine = Engine(
-        env={
-            "REDIS_URL": redis_url,
-            "DATABASE_URL": database_url,
-            "SIM_SEED": "dead-letter-tests",
-            "SIM_FAILURE_RATE": "0",
-            "SIM_LATENCY_SCALE": "0",
-            "RETRY_MIN_BACKOFF_MS": "20",
-            "RETRY_MAX_BACKOFF_MS": "200",
-        },
-        log_dir=tmp_path,
-    )
+    engine = fast_worker_engine(redis_url, database_url, tmp_path, "dead-letter-tests")
     yield engine
     engine.stop_all()
 

@@ -15,25 +15,14 @@ from tests.support.orders import (
     place_market_order,
     wait_for,
 )
-from tests.support.processes import Engine
+from tests.support.processes import fast_worker_engine
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def engine(redis_url, database_url, tmp_path):
-    engine = Engine(
-        env={
-            "REDIS_URL": redis_url,
-            "DATABASE_URL": database_url,
-            "SIM_SEED": "worker-tests",
-            "SIM_FAILURE_RATE": "0",
-            "SIM_LATENCY_SCALE": "0",
-            "RETRY_MIN_BACKOFF_MS": "20",
-            "RETRY_MAX_BACKOFF_MS": "200",
-        },
-        log_dir=tmp_path,
-    )
+    engine = fast_worker_engine(redis_url, database_url, tmp_path, "worker-tests")
     yield engine
     engine.stop_all()
 

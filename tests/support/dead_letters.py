@@ -21,6 +21,7 @@ from shared.store.order_store import OrderStore
 from shared.venues.base import Dex
 from shared.venues.ledger import RedisLedger
 from shared.venues.simulated import SimConfig, SimulatedVenue, build_swap_transaction
+from tests.support.orders import make_store, place_market_order
 
 SIM = SimConfig(seed="dead-letter-tests", epoch=1_700_000_000.0, latency_scale=Decimal(0), failure_rate=Decimal(0))
 TRACEBACK = "Traceback (most recent call last):\n  ...\nshared.venues.base.VenueUnavailable: raydium quote timeout\n"
@@ -87,3 +88,12 @@ async def run_queued(redis: Redis, executor: OrderExecutor) -> list[str]:
         await redis.hdel(redis_keys.dramatiq_messages(), message_id)
         delivered.append(message.args[0])
     return delivered
+
+
+async def failed_dead_letter(redis: Redis, **fields):
+    """A market order that failed for good and whose message was dead-lettered, as the worker leaves it."""
+    store = make_store(redis)
+    order = await place_market_order(store, **fields)
+    await fail(store, order.order_id)
+    await dead_letter(redis, order.order_id)
+    return order

@@ -195,3 +195,19 @@ def running_engine(redis_url: str, database_url: str, log_dir: Path, **options) 
     finally:
         engine.stop_all()
         print(engine.logs()[-6000:])
+
+
+def fast_worker_engine(redis_url: str, database_url: str, log_dir: Path, seed: str) -> Engine:
+    """An engine (no process started yet) with no simulated latency or failures and quick retries."""
+    return Engine(
+        env={
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "SIM_SEED": seed,
+            "SIM_FAILURE_RATE": "0",
+            "SIM_LATENCY_SCALE": "0",
+            "RETRY_MIN_BACKOFF_MS": "20",
+            "RETRY_MAX_BACKOFF_MS": "200",
+        },
+        log_dir=log_dir,
+    )
