@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_redis_connections: int = Field(64, ge=2, description="Redis connections one API process may open")
 
     # --- simulation (part of the public contract) ----------------------------------------------------
     sim_latency_scale: Decimal = Field(Decimal(1), ge=0, description="multiplies every simulated latency")

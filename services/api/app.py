@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from loguru import logger
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api import errors, guards, openapi
@@ -22,11 +22,22 @@ from shared.settings import Settings
 from shared.store.order_store import OrderStore
 from shared.venues.simulated import load_sim_config
 
+#: How long a request waits for a free Redis connection before it is answered 503.
+REDIS_POOL_WAIT_S = 5
+
 
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis_url, health_check_interval=30)
+        # Bounded: a burst of requests or WebSocket handshakes waits for a connection instead of opening
+        # hundreds that then idle in the pool (each holds buffers: ~40 KB of API memory per connection).
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.api_redis_connections,
+            timeout=REDIS_POOL_WAIT_S,
+            health_check_interval=30,
+        )
+        redis = Redis.from_pool(pool)
         db = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
         hub = EventHub(redis)
