@@ -23,6 +23,9 @@ def main() -> None:
         # limit) must not be a header it can set, so only the proxies named in FORWARDED_ALLOW_IPS are trusted.
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        # Events are a few hundred bytes of JSON: compressing them saves little, and each socket's zlib state
+        # cost ~33 KB of RSS (5,000 sockets: 404 → 240 MB on a bare uvicorn app).
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
     )
 
