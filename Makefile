@@ -6,6 +6,8 @@
 #   make faults        the fault-injection suite alone (~5 min): kills services and servers under load
 #   make deploy-check  validate compose.yaml and lint deploy/Dockerfile
 #   make lint          ruff
+#   make load          a locust scenario, headless, against a running engine; reports in reports/locust/
+#                      (SCENARIO=market|limit|sniper|subscribers USERS=20 RATE=5 DURATION=30s HOST=...)
 
 PYTHON ?= python3
 UV ?= $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
@@ -15,7 +17,7 @@ PYTEST_ARGS ?= -q
 RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test faults deploy-check lint
+.PHONY: help install run test faults deploy-check lint load
 
 help:
 	@sed -n 's/^#   /  /p' $(MAKEFILE_LIST)
@@ -50,3 +52,23 @@ faults: install
 
 lint: install
 	$(UV_RUN) ruff check .
+
+# Load tests (README "Load tests (locust)"): one locustfile per scenario under loadtests/locustfiles/. RATE is
+# locust's spawn rate (users started per second); scenario settings are environment variables (see each file).
+SCENARIO ?= market
+USERS ?= 20
+RATE ?= 5
+DURATION ?= 30s
+HOST ?= http://127.0.0.1:$(or $(API_PORT),8000)
+# Seconds a user may take to finish its current order after DURATION; its result still counts.
+STOP_TIMEOUT ?= 20
+LOCUST_ARGS ?=
+LOAD_REPORT := reports/locust/$(SCENARIO)-$(shell date +%Y%m%d-%H%M%S)
+
+load: install
+	@test -f loadtests/locustfiles/$(SCENARIO).py || { echo "unknown SCENARIO=$(SCENARIO): one of market, limit, sniper, subscribers"; exit 2; }
+	@mkdir -p reports/locust
+	PYTHONPATH=$(CURDIR) $(UV_RUN) locust -f loadtests/locustfiles/$(SCENARIO).py --headless --only-summary \
+		--users $(USERS) --spawn-rate $(RATE) --run-time $(DURATION) --host $(HOST) --stop-timeout $(STOP_TIMEOUT) \
+		--csv $(LOAD_REPORT) --html $(LOAD_REPORT).html $(LOCUST_ARGS)
+	@echo "reports: $(LOAD_REPORT)_stats.csv, $(LOAD_REPORT)_failures.csv, $(LOAD_REPORT).html"
