@@ -114,7 +114,7 @@ class Engine:
             self.wait_for_api(service)
         return service
 
-    def wait_for_api(self, service: ServiceProcess, timeout: float = 30) -> None:
+    def wait_for_api(self, service: ServiceProcess, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
