@@ -180,8 +180,15 @@ class OrderExecutor:
 
     async def _submit(self, state: OrderState) -> OrderState:
         tx = self._transaction(state, Decimal(state.fields["minOut"]))
-        tx_hash = await self.venues[tx.dex].submit(tx)
-        event = next_event(state, S.SUBMITTED, attempt=state.attempt, dex=tx.dex.value, tx_hash=tx_hash)
+        sent = await self.venues[tx.dex].submit(tx)
+        event = next_event(
+            state,
+            S.SUBMITTED,
+            attempt=state.attempt,
+            dex=tx.dex.value,
+            tx_hash=sent.tx_hash,
+            extra={"venueLatencyMs": sent.latency_ms},
+        )
         return await self.store.append(state, event)
 
     async def _confirm(self, state: OrderState) -> None:
