@@ -247,6 +247,7 @@ def _json_path(target: str) -> Path:
     if target.endswith("/") or path.is_dir():
         path.mkdir(parents=True, exist_ok=True)
         path = path / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -9,9 +9,14 @@ a status line, headers with Content-Length, a body. Anything else closes that co
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import urlparse
 
 import orjson
+
+#: uvicorn closes a keep-alive connection idle for 5 s; one idle this long is dropped instead of reused, so a
+#: request never lands on a socket the server is closing.
+MAX_IDLE_S = 3.0
 
 
 class HttpError(Exception):
@@ -23,7 +28,7 @@ class RawHttpPool:
         url = urlparse(base_url)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
         self._host_header = f"{self.host}:{self.port}"
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self._slots = asyncio.Semaphore(max_connections)
 
     async def post_json(self, path: str, body: object) -> tuple[int, dict]:
@@ -33,7 +38,7 @@ class RawHttpPool:
             f"Content-Length: {len(payload)}\r\n\r\n"
         ).encode()
         async with self._slots:
-            reader, writer = self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
+            reader, writer = await self._connection()
             try:
                 writer.write(head + payload)
                 status_line = await reader.readuntil(b"\r\n")
@@ -47,11 +52,19 @@ class RawHttpPool:
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
                 writer.close()
                 raise HttpError(repr(exc)) from exc
-            self._idle.append((reader, writer))
+            self._idle.append((reader, writer, time.monotonic()))
         status = int(status_line.split(b" ", 2)[1])
         return status, (orjson.loads(data) if data else {})
 
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self._idle:
+            reader, writer, idle_since = self._idle.pop()
+            if time.monotonic() - idle_since < MAX_IDLE_S:
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection(self.host, self.port)
+
     async def close(self) -> None:
-        for _, writer in self._idle:
+        for _, writer, _ in self._idle:
             writer.close()
         self._idle.clear()
