@@ -107,7 +107,7 @@ class _Follower:
 async def _user_socket(plan: ClientPlan, follower: _Follower, ready: asyncio.Event, result: ClientResult) -> None:
     url = plan.api.replace("http", "ws", 1) + f"/ws?userId={plan.user_id}"
     try:
-        async with connect(url, max_size=None, ping_interval=None) as socket:
+        async with connect(url, max_size=None, ping_interval=None, compression=None) as socket:
             ready.set()
             async for raw in socket:
                 follower.on_message(raw, time.time())
@@ -119,7 +119,7 @@ async def _user_socket(plan: ClientPlan, follower: _Follower, ready: asyncio.Eve
 async def _order_socket(plan: ClientPlan, follower: _Follower, order_id: str, result: ClientResult) -> None:
     url = plan.api.replace("http", "ws", 1) + f"/ws/orders/{order_id}"
     try:
-        async with connect(url, max_size=None, ping_interval=None) as socket:
+        async with connect(url, max_size=None, ping_interval=None, compression=None) as socket:
             async for raw in socket:
                 follower.on_message(raw, time.time())
     except Exception:  # noqa: BLE001
