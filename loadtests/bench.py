@@ -129,6 +129,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     database_url = args.database_url or (engine.database_url if engine else "")
     if engine:
         print(f"engine processes: {engine.describe()}")
+    if args.warmup_s:
+        # A fresh engine spends its first orders importing, connecting and filling caches: not per-order cost.
+        warmup = ClientPlan(args.api, args.rate, round(args.rate * args.warmup_s), 0, f"bench-{run_id}-warmup", 0.0)
+        warmup.start_at = time.time() + START_DELAY_S
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            await asyncio.get_running_loop().run_in_executor(pool, run_client_process, warmup)
     idle = await _idle_cpu(engine, args.idle_s) if engine and args.idle_s else {}
 
     start_at = time.time() + START_DELAY_S
@@ -268,6 +274,7 @@ def main() -> None:
         "--timeout", type=float, default=60, help="seconds to wait for terminal events after the last submit"
     )
     parser.add_argument("--engine-pids", choices=("auto", "none"), default="auto", help="CPU accounting of the engine")
+    parser.add_argument("--warmup-s", type=float, default=5, help="seconds of load before measuring (not counted)")
     parser.add_argument("--idle-s", type=float, default=3, help="seconds of idle CPU measured before the run")
     parser.add_argument("--redis-url", default="", help="for db-sync lag; default: the engine's own")
     parser.add_argument("--database-url", default="", help="to count persisted rows; default: the engine's own")
