@@ -170,7 +170,7 @@ class SimulatedVenue:
         wait_s = record.lands_at - self._clock()
         if wait_s > 0:
             await self._sleep(wait_s)
-        return await self._ledger.settle(tx_hash, execute(record, self._sim))
+        return await self._ledger.settle(tx_hash, execute(record, self._sim), order_id=record.order_id)
 
     def _latency_ms(self, bounds: tuple[int, int], *parts: object) -> int:
         low, high = bounds
