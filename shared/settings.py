@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # --- logging -------------------------------------------------------------------------------------
     log_json: bool = False
     log_level: str = "INFO"
+    log_flush_ms: int = Field(
+        50, ge=0, description="info lines are written in batches this often (warnings at once); 0 = every line"
+    )
 
     @field_validator("api_keys")
     @classmethod
