@@ -6,8 +6,10 @@ uvicorn, alembic) is routed into loguru so every line has the same shape.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
+import threading
 from typing import Any
 
 from loguru import logger
@@ -37,16 +39,78 @@ def _patch(record: Any) -> None:
     record["extra"]["order_tag"] = f"orderId={order_id} " if order_id is not None else ""
 
 
+#: Lines at this level and above are written at once, with everything batched before them.
+_FLUSH_AT_ONCE_LEVEL = logging.WARNING
+
+
+class BatchedStderr:
+    """A loguru sink that collects lines and writes them to stderr together every `interval_s`.
+
+    Writing (and flushing) stderr per line is a system call on the caller's thread, and when stderr is a
+    pipe whose reader is busy (the `make run` supervisor, a log shipper) it blocks: at 250 orders/s the
+    execution worker's event loop spent 15 % of its samples in that write. Appending to a list instead costs
+    next to nothing. Warnings and errors are written at once (with what came before them), and whatever is
+    left is written at exit; a SIGKILL loses at most `interval_s` of info lines.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # keeps batches in order between the flusher and a warning
+        threading.Thread(target=self._flush_forever, name="log-flusher", daemon=True).start()
+        atexit.register(self.flush)
+
+    def __call__(self, message: Any) -> None:
+        with self._lock:
+            self._lines.append(str(message))
+        if message.record["level"].no >= _FLUSH_AT_ONCE_LEVEL:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._write_lock:
+            with self._lock:
+                text, self._lines = "".join(self._lines), []
+            if text:
+                stream = sys.stderr  # looked up now: tests swap it
+                stream.write(text)
+                stream.flush()
+
+    def _flush_forever(self) -> None:
+        while True:
+            threading.Event().wait(self.interval_s)
+            self.flush()
+
+
+_batched: BatchedStderr | None = None
+
+
+def flush() -> None:
+    """Write every log line collected so far (see `BatchedStderr`)."""
+    if _batched is not None:
+        _batched.flush()
+
+
 def setup_logging(service: str, settings: Any = None) -> None:
-    """Configure loguru for `service`; `settings` gives `log_level`, `log_json` (default INFO, text)."""
+    """Configure loguru for `service`; `settings` gives `log_level`, `log_json` (default INFO, text) and
+    `log_flush_ms` (0 = write every line at once)."""
+    global _batched
     level = str(getattr(settings, "log_level", "INFO")).upper()
     as_json = bool(getattr(settings, "log_json", False))
+    flush_ms = int(getattr(settings, "log_flush_ms", 0))
     logger.remove()
     logger.configure(extra={"service": service}, patcher=_patch)
+    sink: Any = sys.stderr
+    if flush_ms > 0:
+        if _batched is None:
+            _batched = BatchedStderr(flush_ms / 1000)
+        _batched.interval_s = flush_ms / 1000
+        sink = _batched
+    colorize = False if as_json else (None if sink is sys.stderr else sys.stderr.isatty())
     if as_json:
-        logger.add(sys.stderr, level=level, format=_TEXT, colorize=False, serialize=True, diagnose=False)
+        logger.add(sink, level=level, format=_TEXT, colorize=colorize, serialize=True, diagnose=False)
     else:
-        logger.add(sys.stderr, level=level, format=_TEXT, colorize=None, backtrace=False, diagnose=False)
+        logger.add(sink, level=level, format=_TEXT, colorize=colorize, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "dramatiq", "alembic"):
         std = logging.getLogger(name)

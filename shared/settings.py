@@ -91,10 +91,16 @@ class Settings(BaseSettings):
     order_lease_ms: int = Field(15_000, ge=1000, description="how long a worker's claim on an order lasts")
     dbsync_batch_size: int = Field(500, ge=1)
     dbsync_block_ms: int = Field(200, ge=1)
+    dbsync_linger_ms: int = Field(
+        100, ge=0, description="after a batch that was not full, gather this long before the next; 0 = none"
+    )
 
     # --- logging -------------------------------------------------------------------------------------
     log_json: bool = False
     log_level: str = "INFO"
+    log_flush_ms: int = Field(
+        50, ge=0, description="info lines are written in batches this often (warnings at once); 0 = every line"
+    )
 
     @field_validator("api_keys")
     @classmethod

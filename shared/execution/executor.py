@@ -93,15 +93,18 @@ class OrderExecutor:
     @contextlib.asynccontextmanager
     async def _lease(self, order_id: UUID):
         """Hold the order's lease while driving it; wait while another live execution holds it."""
-        while (token := await self.leases.take(order_id)) is None:
-            state = await self.store.load(order_id)
+        while True:
+            token, raw = await self.leases.take_and_read(order_id)  # one round trip instead of two
+            state = self.store.state_from(raw)
+            if token is not None:
+                break
             if state is None or state.terminal:
                 yield state
                 return
             await asyncio.sleep(LEASE_POLL_S)
         renewer = asyncio.create_task(self._keep_renewing(order_id, token))
         try:
-            yield await self.store.load(order_id)
+            yield state
         finally:
             renewer.cancel()
             await self.leases.release(order_id, token)
@@ -180,8 +183,15 @@ class OrderExecutor:
 
     async def _submit(self, state: OrderState) -> OrderState:
         tx = self._transaction(state, Decimal(state.fields["minOut"]))
-        tx_hash = await self.venues[tx.dex].submit(tx)
-        event = next_event(state, S.SUBMITTED, attempt=state.attempt, dex=tx.dex.value, tx_hash=tx_hash)
+        sent = await self.venues[tx.dex].submit(tx)
+        event = next_event(
+            state,
+            S.SUBMITTED,
+            attempt=state.attempt,
+            dex=tx.dex.value,
+            tx_hash=sent.tx_hash,
+            extra={"venueLatencyMs": sent.latency_ms},
+        )
         return await self.store.append(state, event)
 
     async def _confirm(self, state: OrderState) -> None:

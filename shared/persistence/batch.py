@@ -18,13 +18,47 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 from loguru import logger
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
 from shared.persistence.models import events_table, orders_table
 
-#: Bound parameters per multi-row INSERT statement (PostgreSQL allows 65 535).
-_MAX_PARAMS = 30_000
+#: Column -> PostgreSQL type of the rows db-sync inserts. Each column travels as ONE array parameter of an
+#: `INSERT ... SELECT FROM unnest(...)`: the statement text never changes with the batch size, so neither
+#: SQLAlchemy nor psycopg compiles a fresh multi-row VALUES list (with a bind per cell) for every batch.
+_ORDER_COLUMNS = {
+    "order_id": "uuid",
+    "type": "text",
+    "status": "text",
+    "token_in": "text",
+    "token_out": "text",
+    "amount": "numeric",
+    "slippage_bps": "integer",
+    "user_id": "text",
+    "owner": "text",
+    "client_order_id": "text",
+    "idempotency_key": "text",
+    "limit_price": "numeric",
+    "trigger": "jsonb",
+    "expires_at": "timestamptz",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "last_seq": "integer",
+    "spec": "jsonb",
+}
+_EVENT_COLUMNS = {"order_id": "uuid", "seq": "integer", "status": "text", "ts": "timestamptz", "payload": "jsonb"}
+
+
+def _unnest_insert(table: sa.Table, columns: dict[str, str], conflict: tuple[str, ...]) -> sa.TextClause:
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{name} AS {pg_type}[])" for name, pg_type in columns.items())
+    return sa.text(
+        f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    )
+
+
+_INSERT_ORDERS = _unnest_insert(orders_table, _ORDER_COLUMNS, ("order_id",))
+_INSERT_EVENTS = _unnest_insert(events_table, _EVENT_COLUMNS, ("order_id", "seq"))
 
 _APPLY_EVENTS = sa.text(
     """
@@ -165,11 +199,19 @@ def parse_entries(entries: Iterable[Any]) -> tuple[list[dict[str, Any]], list[_E
     return [orders[k] for k in sorted(orders)], [events[k] for k in sorted(events)]
 
 
-def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    per_statement = max(1, _MAX_PARAMS // max(1, len(rows[0]) if rows else 1))
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        conn.execute(pg_insert(table).values(chunk).on_conflict_do_nothing(index_elements=keys))
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _insert_many(
+    conn: Connection, statement: sa.TextClause, columns: dict[str, str], rows: list[dict[str, Any]]
+) -> None:
+    """Insert `rows` column-wise (see `_unnest_insert`); JSONB travels as text, cast by PostgreSQL."""
+    params = {}
+    for name, pg_type in columns.items():
+        values = [row.get(name) for row in rows]
+        params[name] = [_json_text(v) for v in values] if pg_type == "jsonb" else values
+    conn.execute(statement, params)
 
 
 def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool = False) -> None:
@@ -183,7 +225,7 @@ def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool
         return
     with engine.begin() as conn:
         if orders:
-            _insert_many(conn, orders_table, orders, ["order_id"])
+            _insert_many(conn, _INSERT_ORDERS, _ORDER_COLUMNS, orders)
         ids = sorted({e.order_id for e in events})
         rows = conn.execute(
             sa.select(orders_table.c.order_id, orders_table.c.last_seq)
@@ -203,7 +245,7 @@ def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool
         event_rows = [
             {"order_id": e.order_id, "seq": e.seq, "status": e.status, "ts": e.ts, "payload": e.payload} for e in events
         ]
-        _insert_many(conn, events_table, event_rows, ["order_id", "seq"])
+        _insert_many(conn, _INSERT_EVENTS, _EVENT_COLUMNS, event_rows)
         _apply(conn, [e for e in events if e.seq > last_seq[e.order_id]])
 
 

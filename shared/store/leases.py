@@ -29,6 +29,16 @@ class OrderLeases:
         taken = await self.redis.set(redis_keys.order_lease(order_id), token, nx=True, px=self.ttl_ms)
         return token if taken else None
 
+    async def take_and_read(self, order_id: UUID) -> tuple[str | None, dict[bytes, bytes]]:
+        """`take`, and the order's hash as HGETALL returns it, in one round trip. The hash is read after the
+        SET in the same pipeline: when the lease was taken, no other holder can change the order after it."""
+        token = uuid4().hex
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(redis_keys.order_lease(order_id), token, nx=True, px=self.ttl_ms)
+            pipe.hgetall(redis_keys.order(order_id))
+            taken, raw = await pipe.execute()
+        return (token if taken else None), raw
+
     async def renew(self, order_id: UUID, token: str) -> bool:
         return bool(await self._script(keys=[redis_keys.order_lease(order_id)], args=["renew", token, self.ttl_ms]))
 

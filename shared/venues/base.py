@@ -89,6 +89,14 @@ class SwapTransaction:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A sent transaction: its hash, and the simulated time the venue took to accept it (in ms)."""
+
+    tx_hash: str
+    latency_ms: int = 0
+
+
 class TxStatus(StrEnum):
     CONFIRMED = "confirmed"
     FAILED = "failed"
@@ -113,7 +121,7 @@ class Venue(Protocol):
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         """Price `amount_in` of token_in now. Raises VenueUnavailable on a transient failure."""
 
-    async def submit(self, tx: SwapTransaction) -> str:
+    async def submit(self, tx: SwapTransaction) -> Submission:
         """Send a transaction; idempotent for the same tx_hash. Raises VenueUnavailable."""
 
     async def confirm(self, tx_hash: str) -> TxOutcome:

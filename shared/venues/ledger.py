@@ -118,9 +118,10 @@ class Ledger(Protocol):
 
     async def get(self, tx_hash: str) -> TxRecord | None: ...
 
-    async def settle(self, tx_hash: str, outcome: TxOutcome) -> TxOutcome:
+    async def settle(self, tx_hash: str, outcome: TxOutcome, order_id: str | None = None) -> TxOutcome:
         """Keep the first outcome settled, under the nonce rule, and return the stored one.
 
+        `order_id`, when the caller knows it (from the record), saves looking it up.
         Raises LookupError for a transaction that was never recorded.
         """
 
@@ -148,7 +149,7 @@ class InMemoryLedger:
     async def get(self, tx_hash: str) -> TxRecord | None:
         return self._records.get(tx_hash)
 
-    async def settle(self, tx_hash: str, outcome: TxOutcome) -> TxOutcome:
+    async def settle(self, tx_hash: str, outcome: TxOutcome, order_id: str | None = None) -> TxOutcome:
         record = self._records.get(tx_hash)
         if record is None:
             raise LookupError(f"unknown transaction {tx_hash}")
@@ -224,13 +225,14 @@ class RedisLedger:
         raw = await self._redis.hgetall(redis_keys.venue_transaction(tx_hash))
         return TxRecord.from_fields(raw) if raw else None
 
-    async def settle(self, tx_hash: str, outcome: TxOutcome) -> TxOutcome:
+    async def settle(self, tx_hash: str, outcome: TxOutcome, order_id: str | None = None) -> TxOutcome:
         key = redis_keys.venue_transaction(tx_hash)
-        # order_id never changes once recorded, so reading it outside the script is safe.
-        raw_order_id = await self._redis.hget(key, "order_id")
-        if raw_order_id is None:
-            raise LookupError(f"unknown transaction {tx_hash}")
-        order_id = _text(raw_order_id)
+        if order_id is None:
+            # order_id never changes once recorded, so reading it outside the script is safe.
+            raw_order_id = await self._redis.hget(key, "order_id")
+            if raw_order_id is None:
+                raise LookupError(f"unknown transaction {tx_hash}")
+            order_id = _text(raw_order_id)
         fields = outcome_fields(outcome)
         names = ("status", "amount_out", "executed_price", "error", "message", "latency_ms")
         args = [tx_hash, *(fields[name] for name in names), _nonce_message(order_id)]

@@ -45,6 +45,17 @@ def _normal(seed: str, key: str, level: int, index: int) -> float:
 def log_walk(seed: str, key: str, t: float) -> float:
     """Standard Brownian motion W(t), t in seconds (clamped to [0, 2^32]), with W(0) = 0."""
     t = min(max(float(t), 0.0), float(HORIZON_S))
+    second = min(int(t), HORIZON_S - 1)
+    w_lo, w_hi = _one_second_step(seed, key, second)
+    return w_lo + (w_hi - w_lo) * (t - second)
+
+
+# Every t inside one second walks the same 32 levels down to the same step, and one quote evaluates the walk
+# ~14 times for a handful of (key, second) pairs (both tokens now, at the epoch and an hour ago, the venue
+# offsets): remembering the step's two ends turns all but the first of them into one dictionary lookup.
+@lru_cache(maxsize=1 << 14)
+def _one_second_step(seed: str, key: str, second: int) -> tuple[float, float]:
+    """W at both ends of the one-second step [second, second + 1), by the bridge construction."""
     lo, hi = 0, HORIZON_S
     w_lo, w_hi = 0.0, math.sqrt(HORIZON_S) * _normal(seed, key, 0, 0)
     for level in range(1, LEVELS + 1):
@@ -52,11 +63,11 @@ def log_walk(seed: str, key: str, t: float) -> float:
         mid = lo + width // 2
         # A bridge pinned at both ends has variance width/4 at its midpoint.
         w_mid = (w_lo + w_hi) / 2 + math.sqrt(width) / 2 * _normal(seed, key, level, lo // width)
-        if t < mid:
+        if second < mid:
             hi, w_hi = mid, w_mid
         else:
             lo, w_lo = mid, w_mid
-    return w_lo + (w_hi - w_lo) * (t - lo)
+    return w_lo, w_hi
 
 
 def significant(value: Decimal, digits: int = PRICE_DIGITS) -> Decimal:

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from shared import redis_keys
 from shared.domain.slippage import within_slippage
 from shared.settings import Settings
-from shared.venues.base import Dex, Quote, SwapTransaction, TxOutcome, TxStatus, VenueUnavailable
+from shared.venues.base import Dex, Quote, Submission, SwapTransaction, TxOutcome, TxStatus, VenueUnavailable
 from shared.venues.ledger import Ledger, TxRecord
 from shared.venues.market import quote_at
 from shared.venues.price_walk import seeded_uniform
@@ -130,11 +130,12 @@ class SimulatedVenue:
         quote = quote_at(self.dex, token_in, token_out, amount_in, self._clock(), self._sim)
         return replace(quote, latency_ms=latency_ms)
 
-    async def submit(self, tx: SwapTransaction) -> str:
+    async def submit(self, tx: SwapTransaction) -> Submission:
         if tx.dex != self.dex:
             raise ValueError(f"a {tx.dex} transaction cannot be sent to {self.dex.value}")
         call = next(self._calls)
-        await self._pause(self._latency_ms(SEND_LATENCY_MS, "send", tx.tx_hash, call))
+        send_ms = self._latency_ms(SEND_LATENCY_MS, "send", tx.tx_hash, call)
+        await self._pause(send_ms)
         if self._fails("send", tx.tx_hash, call):
             raise VenueUnavailable(f"{self.dex.value} RPC dropped transaction {tx.tx_hash}")
         submitted_at = self._clock()
@@ -153,7 +154,7 @@ class SimulatedVenue:
             lands_at=submitted_at + landing_ms / 1000,
         )
         stored = await self._ledger.record_submission(record)
-        return stored.tx_hash
+        return Submission(stored.tx_hash, send_ms)
 
     async def confirm(self, tx_hash: str) -> TxOutcome:
         record = await self._ledger.get(tx_hash)
@@ -169,7 +170,7 @@ class SimulatedVenue:
         wait_s = record.lands_at - self._clock()
         if wait_s > 0:
             await self._sleep(wait_s)
-        return await self._ledger.settle(tx_hash, execute(record, self._sim))
+        return await self._ledger.settle(tx_hash, execute(record, self._sim), order_id=record.order_id)
 
     def _latency_ms(self, bounds: tuple[int, int], *parts: object) -> int:
         low, high = bounds

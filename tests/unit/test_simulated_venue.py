@@ -61,12 +61,16 @@ def swap(dex: Dex = Dex.RAYDIUM, order_id=None, attempt: int = 1, min_out: Decim
     )
 
 
+async def submitted_hash(sim_venue, tx) -> str:
+    return (await sim_venue.submit(tx)).tx_hash
+
+
 async def test_without_latency_nothing_sleeps_and_quotes_match_the_market():
     time = FakeTime()
     sim_venue = venue(Dex.METEORA, time=time)
     quote = await sim_venue.quote("SOL", "USDC", D(2))
     assert quote == quote_at(Dex.METEORA, "SOL", "USDC", D(2), time.now, config())
-    tx_hash = await sim_venue.submit(swap(Dex.METEORA))
+    tx_hash = (await sim_venue.submit(swap(Dex.METEORA))).tx_hash
     outcome = await sim_venue.confirm(tx_hash)
     assert outcome.status is TxStatus.CONFIRMED and outcome.latency_ms == 0
     assert time.sleeps == []
@@ -77,8 +81,9 @@ async def test_latencies_follow_the_documented_ranges_and_scale():
     sim_venue = venue(time=time, latency_scale=D(1))
     quote = await sim_venue.quote("SOL", "USDC", D(1))
     assert 150 <= quote.latency_ms <= 250 and time.sleeps == [quote.latency_ms / 1000]
-    tx_hash = await sim_venue.submit(swap())
-    assert 0.05 <= time.sleeps[1] <= 0.15
+    sent = await sim_venue.submit(swap())
+    assert 0.05 <= time.sleeps[1] <= 0.15 and sent.latency_ms == round(time.sleeps[1] * 1000)
+    tx_hash = sent.tx_hash
     outcome = await sim_venue.confirm(tx_hash)
     assert 1700 <= outcome.latency_ms <= 2600
     assert abs(time.sleeps[2] - outcome.latency_ms / 1000) < 0.002
@@ -124,9 +129,9 @@ async def test_submit_is_idempotent():
     time = FakeTime()
     sim_venue = venue(ledger=ledger, time=time, latency_scale=D(1))
     tx = swap()
-    first = await sim_venue.submit(tx)
+    first = (await sim_venue.submit(tx)).tx_hash
     landing = (await ledger.get(first)).lands_at
-    assert await sim_venue.submit(tx) == first == tx.tx_hash
+    assert (await sim_venue.submit(tx)).tx_hash == first == tx.tx_hash
     assert len(await ledger.transactions_for(str(tx.order_id))) == 1
     assert (await ledger.get(first)).lands_at == landing
 
@@ -135,7 +140,7 @@ async def test_confirm_executes_at_the_landing_price_once():
     ledger = InMemoryLedger()
     sim_venue = venue(ledger=ledger)
     tx = swap()
-    outcome = await sim_venue.confirm(await sim_venue.submit(tx))
+    outcome = await sim_venue.confirm(await submitted_hash(sim_venue, tx))
     record = await ledger.get(tx.tx_hash)
     expected = quote_at(Dex.RAYDIUM, "SOL", "USDC", D(2), record.lands_at, config())
     assert outcome.status is TxStatus.CONFIRMED
@@ -148,7 +153,7 @@ async def test_min_out_above_achievable_fails_with_slippage_and_executes_nothing
     ledger = InMemoryLedger()
     sim_venue = venue(ledger=ledger)
     tx = swap(min_out=D(10_000))
-    outcome = await sim_venue.confirm(await sim_venue.submit(tx))
+    outcome = await sim_venue.confirm(await submitted_hash(sim_venue, tx))
     assert outcome.status is TxStatus.FAILED and outcome.error == "slippage_exceeded"
     assert outcome.amount_out is None and "10000" in outcome.message
     assert await ledger.executions_for(str(tx.order_id)) == []
@@ -158,8 +163,8 @@ async def test_a_second_attempt_of_an_executed_order_hits_the_nonce():
     ledger = InMemoryLedger()
     sim_venue = venue(ledger=ledger)
     order_id = uuid4()
-    first = await sim_venue.confirm(await sim_venue.submit(swap(order_id=order_id, attempt=1)))
-    second = await sim_venue.confirm(await sim_venue.submit(swap(order_id=order_id, attempt=2)))
+    first = await sim_venue.confirm(await submitted_hash(sim_venue, swap(order_id=order_id, attempt=1)))
+    second = await sim_venue.confirm(await submitted_hash(sim_venue, swap(order_id=order_id, attempt=2)))
     assert first.status is TxStatus.CONFIRMED
     assert (second.status, second.error) == (TxStatus.FAILED, "nonce_used")
     assert len(await ledger.executions_for(str(order_id))) == 1

@@ -4,6 +4,12 @@ The `limits` library's sliding-window counter (one Lua call per request, on the 
 `RATE_LIMIT_PER_S × RATE_LIMIT_WINDOW_S` hits per window, the previous window weighted by how much of it
 still overlaps. A client that was idle may therefore burst a whole window's allowance, and a steady one
 gets `RATE_LIMIT_PER_S`.
+
+A Lua call per request was ~11 % of the API's CPU at 250 orders/s, so each process counts a client's hits
+locally and settles them with Redis in one weighted hit every `LOCAL_SLACK_SHARE` of the allowance (2 %:
+every 40th request at the default 2000 per window; every request when the allowance is under 50). Once
+Redis said yes, a process admits up to that many more before asking again, so all replicas together
+over-admit by at most 2 % of the allowance per replica; refusals still come from Redis's count.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from shared import redis_keys
 
 #: The least a refused client is told to wait: Retry-After is in whole seconds.
 MIN_RETRY_AFTER_S = 1
+#: Share of a window's allowance one process may admit on its own before settling the count with Redis.
+LOCAL_SLACK_SHARE = 50  # 1/50 = 2 %
+#: Clients whose unsettled hits are remembered; beyond it the memory is dropped (at most slack hits each).
+MAX_TRACKED_CLIENTS = 10_000
 
 
 class RateLimit:
@@ -33,11 +43,26 @@ class RateLimit:
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._item = RateLimitItemPerSecond(per_s * window_s, window_s)
         self.per_s = per_s
+        self._slack = per_s * window_s // LOCAL_SLACK_SHARE
+        #: client -> hits admitted here since Redis last said yes (absent: ask Redis on the next request).
+        self._unsettled: dict[str, int] = {}
 
     async def hit(self, client: str) -> int | None:
         """Count one request of `client`: None when allowed, else the seconds it should wait."""
-        if await self._limiter.hit(self._item, client):
+        unsettled = self._unsettled.get(client)
+        if unsettled is not None and unsettled < self._slack:
+            self._unsettled[client] = unsettled + 1
             return None
+        cost = (unsettled or 0) + 1
+        self._unsettled.pop(client, None)
+        if await self._limiter.hit(self._item, client, cost=cost):
+            if self._slack:
+                if len(self._unsettled) >= MAX_TRACKED_CLIENTS:
+                    self._unsettled.clear()
+                self._unsettled[client] = 0
+            return None
+        if cost > 1:  # the earlier hits were served: count them even though this one is refused
+            await self._limiter.hit(self._item, client, cost=cost - 1)
         stats = await self._limiter.get_window_stats(self._item, client)
         return retry_after_s(stats.reset_time, time.time())
 
