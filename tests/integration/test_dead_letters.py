@@ -31,7 +31,7 @@ from tests.support.orders import (
     place_market_order,
     wait_for,
 )
-from tests.support.processes import fast_worker_engine
+from tests.support.processes import fast_engine
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +221,7 @@ async def test_replay_all_takes_a_bounded_batch_oldest_first_and_purge_drops_old
 
 @pytest.fixture
 def engine(redis_url, database_url, tmp_path):
-    engine = fast_worker_engine(redis_url, database_url, tmp_path, "dead-letter-tests")
+    engine = fast_engine(redis_url, database_url, tmp_path, "dead-letter-tests")
     yield engine
     engine.stop_all()
 

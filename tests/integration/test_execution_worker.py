@@ -15,14 +15,14 @@ from tests.support.orders import (
     place_market_order,
     wait_for,
 )
-from tests.support.processes import fast_worker_engine
+from tests.support.processes import fast_engine
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def engine(redis_url, database_url, tmp_path):
-    engine = fast_worker_engine(redis_url, database_url, tmp_path, "worker-tests")
+    engine = fast_engine(redis_url, database_url, tmp_path, "worker-tests")
     yield engine
     engine.stop_all()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import Engine, free_port
+from tests.support.processes import Engine, fast_engine
 
 #: Lines an API log must never have: an unhandled exception anywhere, or anything logged as an error.
 SERVER_ERROR_MARKS = ("Traceback", " ERROR ", " CRITICAL ", "Exception in ASGI application")
@@ -19,18 +19,7 @@ SERVER_ERROR_MARKS = ("Traceback", " ERROR ", " CRITICAL ", "Exception in ASGI a
 @contextmanager
 def api_only(redis_url: str, database_url: str, log_dir: Path, **env: str) -> Iterator[Engine]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    engine = Engine(
-        env={
-            "REDIS_URL": redis_url,
-            "DATABASE_URL": database_url,
-            "API_PORT": str(free_port()),
-            "SIM_SEED": "api-only",
-            "SIM_LATENCY_SCALE": "0",
-            "SIM_FAILURE_RATE": "0",
-            **env,
-        },
-        log_dir=log_dir,
-    )
+    engine = fast_engine(redis_url, database_url, log_dir, "api-only", **env)
     try:
         engine.start("api")
         yield engine

@@ -197,17 +197,19 @@ def running_engine(redis_url: str, database_url: str, log_dir: Path, **options) 
         print(engine.logs()[-6000:])
 
 
-def fast_worker_engine(redis_url: str, database_url: str, log_dir: Path, seed: str) -> Engine:
+def fast_engine(redis_url: str, database_url: str, log_dir: Path, seed: str, **env: str) -> Engine:
     """An engine (no process started yet) with no simulated latency or failures and quick retries."""
     return Engine(
         env={
             "REDIS_URL": redis_url,
             "DATABASE_URL": database_url,
+            "API_PORT": str(free_port()),
             "SIM_SEED": seed,
             "SIM_FAILURE_RATE": "0",
             "SIM_LATENCY_SCALE": "0",
             "RETRY_MIN_BACKOFF_MS": "20",
             "RETRY_MAX_BACKOFF_MS": "200",
+            **env,
         },
         log_dir=log_dir,
     )

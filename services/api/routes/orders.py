@@ -113,20 +113,27 @@ async def submit_order(
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     body_hash = _body_hash(body)
-    if key is not None:
-        # Answered before validating: a retry of an accepted order must get its id even when the body would
-        # no longer pass (an expiresAt now past, a pair delisted). The create script checks again, atomically.
-        earlier = await ctx.store.remembered(idempotency_scope(caller.owner, key), body_hash)
-        if earlier is not None:
-            return await _answer(ctx, earlier, None)
     try:
-        order_request = OrderRequest.model_validate(body)
+        order = accept(_validated(body), idempotency_key=key, owner=caller.owner)
+        result = await _create(ctx, order, body_hash)
+    except ApiError as refusal:
+        # A retry of an accepted order gets its id even when its body would no longer pass (an expiresAt now
+        # past, a pair delisted). Only a refused body needs this look-up: the create script checks the key.
+        earlier = None
+        if key is not None and refusal.status == 400:
+            earlier = await ctx.store.remembered(idempotency_scope(caller.owner, key), body_hash)
+        if earlier is None:
+            ctx.metrics.orders_rejected.labels(refusal.code).inc()
+            raise
+        return await _answer(ctx, earlier, None)
+    return await _answer(ctx, result, order)
+
+
+def _validated(body: dict[str, Any]) -> OrderRequest:
+    try:
+        return OrderRequest.model_validate(body)
     except ValidationError as exc:
-        error = from_validation(exc)
-        ctx.metrics.orders_rejected.labels(error.code).inc()
-        raise error from None
-    order = accept(order_request, idempotency_key=key, owner=caller.owner)
-    return await _answer(ctx, await _create(ctx, order, body_hash), order)
+        raise from_validation(exc) from None
 
 
 async def _answer(ctx: ApiContext, result: CreateResult, order: Order | None) -> JsonResponse:
