@@ -12,13 +12,13 @@ from uuid import UUID
 
 import dramatiq
 from loguru import logger
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from shared.execution.async_worker import AsyncWorker, LoopThread, attempt_of, current_message
 from shared.execution.broker import build_broker
 from shared.execution.executor import OrderExecutor
 from shared.execution.messages import EXECUTE_ORDER
 from shared.logging import setup_logging
+from shared.redis_client import redis_client
 from shared.redis_keys import EXECUTION_QUEUE
 from shared.settings import Settings
 from shared.store.leases import OrderLeases
@@ -29,8 +29,9 @@ from shared.venues.simulated import SimulatedVenue, build_swap_transaction, load
 
 
 async def build_executor(settings: Settings) -> OrderExecutor:
-    # A blocking pool makes hundreds of concurrent orders queue for a connection instead of failing.
-    redis = Redis(connection_pool=BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=20))
+    # Hundreds of orders in flight issue their commands together: auto-pipelining sends each event-loop
+    # turn's as one round trip, and the bounded pool makes a burst wait for a connection instead of failing.
+    redis = redis_client(settings.redis_url, max_connections=64, wait_for_connection_s=20, auto_pipeline=True)
     sim = await load_sim_config(redis, settings)
     ledger = RedisLedger(redis)
     logger.info("simulation seed {}, latency x{}, failure rate {}", sim.seed, sim.latency_scale, sim.failure_rate)

@@ -17,7 +17,6 @@ lets the message go to the dead-letter queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -32,7 +31,7 @@ from shared.domain.lifecycle import OrderStatus
 from shared.domain.slippage import min_amount_out
 from shared.logging import order_logger
 from shared.routing import choose_best
-from shared.store.leases import OrderLeases
+from shared.store.leases import Lease, LeaseKeeper, OrderLeases
 from shared.store.order_store import OrderState, OrderStore, StaleWrite
 from shared.venues.base import Dex, Quote, SwapTransaction, TxStatus, Venue, VenueUnavailable
 
@@ -76,58 +75,63 @@ class OrderExecutor:
         self.venues = venues
         self.build_transaction = build_transaction
         self.max_attempts = max_attempts
+        self.keeper = LeaseKeeper(leases, on_lost=self._lost_lease)
 
     async def execute(self, order_id: UUID, attempt: int) -> None:
         log = order_logger(order_id)
-        async with self._lease(order_id) as state:
+        lease, state = await self._take_lease(order_id)
+        if lease is None:
+            return
+        self.keeper.hold(lease)
+        released = False
+        try:
             if state is None or state.terminal:
                 return
             attempt = max(attempt, state.attempt)
             try:
-                await self._drive(state, attempt)
+                released = await self._drive(state, lease, attempt)
             except StaleWrite as exc:
                 log.warning("another writer moved the order on ({}); leaving it to them", exc)
             except Exception as exc:
                 await self._after_failure(order_id, attempt, exc)
-
-    @contextlib.asynccontextmanager
-    async def _lease(self, order_id: UUID):
-        """Hold the order's lease while driving it; wait while another live execution holds it."""
-        while True:
-            token, raw = await self.leases.take_and_read(order_id)  # one round trip instead of two
-            state = self.store.state_from(raw)
-            if token is not None:
-                break
-            if state is None or state.terminal:
-                yield state
-                return
-            await asyncio.sleep(LEASE_POLL_S)
-        renewer = asyncio.create_task(self._keep_renewing(order_id, token))
-        try:
-            yield state
         finally:
-            renewer.cancel()
-            await self.leases.release(order_id, token)
+            self.keeper.let_go(lease)
+            if not released:
+                await self.leases.release(lease)
 
-    async def _keep_renewing(self, order_id: UUID, token: str) -> None:
+    async def _take_lease(self, order_id: UUID) -> tuple[Lease | None, OrderState | None]:
+        """The order's lease and its state; waits while another live execution holds the lease, and gives
+        up (None) when the order turns out to be gone or finished."""
         while True:
-            await asyncio.sleep(self.leases.ttl_ms / 3000)
-            if not await self.leases.renew(order_id, token):
-                order_logger(order_id).warning("lost the order's lease; the event CAS keeps it safe")
-                return
+            lease, raw = await self.leases.take_and_read(order_id)
+            state = self.store.state_from(raw)
+            if lease is not None:
+                return lease, state
+            if state is None or state.terminal:
+                return None, state
+            await asyncio.sleep(LEASE_POLL_S)
 
-    async def _drive(self, state: OrderState, attempt: int) -> None:
+    @staticmethod
+    def _lost_lease(lease: Lease) -> None:
+        order_logger(lease.order_id).warning("lost the order's lease; the event CAS keeps it safe")
+
+    async def _drive(self, state: OrderState, lease: Lease, attempt: int) -> bool:
+        """Drive the order as far as it goes; True when the final append also released the lease."""
         stale_attempt = state.attempt < attempt
         if state.status in (S.PENDING, S.TRIGGERED) or (stale_attempt and state.status in (S.ROUTING, S.BUILDING)):
-            state = await self._route(state, attempt)
-        if state.status is S.ROUTING:
-            state = await self._build(state)
+            routing = await self._route(state, attempt)
+            # Building is pure (nothing leaves the process before `submitted`), so both land in one write.
+            state = await self.store.append_steps(state, [routing, self._build(self.store.advanced(state, *routing))])
+        elif state.status is S.ROUTING:
+            state = await self.store.append_steps(state, [self._build(state)])
         if state.status is S.BUILDING:
             state = await self._submit(state)
         if state.status is S.SUBMITTED:
-            await self._confirm(state)
+            await self._confirm(state, lease)
+            return True
+        return False
 
-    async def _route(self, state: OrderState, attempt: int) -> OrderState:
+    async def _route(self, state: OrderState, attempt: int) -> tuple[OrderEvent, dict[str, Any]]:
         order = state.order
         results = await asyncio.gather(
             *(venue.quote(order.token_in, order.token_out, order.amount) for venue in self.venues.values()),
@@ -153,7 +157,7 @@ class OrderExecutor:
             quotes=decision.quotes_message(),
             extra={"venueLatencyMs": max(q.latency_ms for q in quotes)},
         )
-        return await self.store.append(state, event, remember={"quotedOut": best.amount_out})
+        return event, {"quotedOut": best.amount_out}
 
     def _transaction(self, state: OrderState, minimum_out: Decimal) -> SwapTransaction:
         order = state.order
@@ -169,7 +173,7 @@ class OrderExecutor:
             native_sol_out=order.native_sol_out,
         )
 
-    async def _build(self, state: OrderState) -> OrderState:
+    def _build(self, state: OrderState) -> tuple[OrderEvent, dict[str, Any]]:
         # A triggered order measures slippage from the price at trigger time, a market order from its quote.
         reference = state.fields.get("referencePrice")
         basis = state.order.amount * Decimal(reference) if reference else Decimal(state.fields["quotedOut"])
@@ -179,7 +183,7 @@ class OrderExecutor:
         event = next_event(
             state, S.BUILDING, attempt=state.attempt, dex=tx.dex.value, extra={"transaction": tx.as_dict()}
         )
-        return await self.store.append(state, event, remember={"minOut": minimum_out})
+        return event, {"minOut": minimum_out}
 
     async def _submit(self, state: OrderState) -> OrderState:
         tx = self._transaction(state, Decimal(state.fields["minOut"]))
@@ -194,7 +198,7 @@ class OrderExecutor:
         )
         return await self.store.append(state, event)
 
-    async def _confirm(self, state: OrderState) -> None:
+    async def _confirm(self, state: OrderState, lease: Lease) -> None:
         dex = Dex(state.fields["dex"])
         outcome = await self.venues[dex].confirm(state.fields["txHash"])
         common = {
@@ -209,7 +213,7 @@ class OrderExecutor:
             )
         else:
             event = next_event(state, S.FAILED, error=outcome.error, error_message=outcome.message, **common)
-        await self.store.append(state, event)
+        await self.store.append(state, event, release=lease)
         order_logger(state.order.order_id).info(
             "{} on {}: {}", event.status.value, dex.value, outcome.amount_out or outcome.error
         )

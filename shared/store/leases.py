@@ -7,6 +7,9 @@ take turns; the event CAS in `OrderStore.append` makes one that lost its lease h
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -17,30 +20,81 @@ from shared import redis_keys
 _SCRIPT = (Path(__file__).parent / "lua" / "lease.lua").read_text()
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that one execution holds an order: only the holder of the token may renew or release it."""
+
+    order_id: UUID
+    token: str
+
+    @property
+    def key(self) -> str:
+        return redis_keys.order_lease(self.order_id)
+
+
 class OrderLeases:
     def __init__(self, redis: Redis, *, ttl_ms: int) -> None:
         self.redis = redis
         self.ttl_ms = ttl_ms
         self._script = redis.register_script(_SCRIPT)
 
-    async def take(self, order_id: UUID) -> str | None:
-        """A token proving this execution holds the lease, or None while someone else holds it."""
-        token = uuid4().hex
-        taken = await self.redis.set(redis_keys.order_lease(order_id), token, nx=True, px=self.ttl_ms)
-        return token if taken else None
+    async def take(self, order_id: UUID) -> Lease | None:
+        """The lease, or None while someone else holds it."""
+        lease, _ = await self.take_and_read(order_id)
+        return lease
 
-    async def take_and_read(self, order_id: UUID) -> tuple[str | None, dict[bytes, bytes]]:
-        """`take`, and the order's hash as HGETALL returns it, in one round trip. The hash is read after the
-        SET in the same pipeline: when the lease was taken, no other holder can change the order after it."""
-        token = uuid4().hex
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(redis_keys.order_lease(order_id), token, nx=True, px=self.ttl_ms)
-            pipe.hgetall(redis_keys.order(order_id))
-            taken, raw = await pipe.execute()
-        return (token if taken else None), raw
+    async def take_and_read(self, order_id: UUID) -> tuple[Lease | None, dict[bytes, bytes]]:
+        """`take`, and the order's hash as HGETALL returns it, in one script. The hash is read after the
+        lease is taken: when it was, no other holder can change the order after the read."""
+        lease = Lease(order_id, uuid4().hex)
+        taken, flat = await self._script(
+            keys=[lease.key, redis_keys.order(order_id)], args=["take", lease.token, self.ttl_ms]
+        )
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        return (lease if taken else None), raw
 
-    async def renew(self, order_id: UUID, token: str) -> bool:
-        return bool(await self._script(keys=[redis_keys.order_lease(order_id)], args=["renew", token, self.ttl_ms]))
+    async def renew(self, lease: Lease) -> bool:
+        return bool(await self._script(keys=[lease.key, "-"], args=["renew", lease.token, self.ttl_ms]))
 
-    async def release(self, order_id: UUID, token: str) -> bool:
-        return bool(await self._script(keys=[redis_keys.order_lease(order_id)], args=["release", token, 0]))
+    async def release(self, lease: Lease) -> bool:
+        return bool(await self._script(keys=[lease.key, "-"], args=["release", lease.token, 0]))
+
+
+class LeaseKeeper:
+    """Renews every lease this process holds, all in one go every third of the TTL.
+
+    One timer task per order in flight costs a task, a timer and a round trip each; here a single task
+    renews them together (one pipeline on an auto-pipelining client) and exits when none is held, so an
+    idle process keeps no timer.
+    """
+
+    def __init__(self, leases: OrderLeases, on_lost: Callable[[Lease], None]) -> None:
+        self.leases = leases
+        self.on_lost = on_lost
+        self._held: dict[Lease, None] = {}
+        self._task: asyncio.Task | None = None
+
+    @property
+    def interval_s(self) -> float:
+        return self.leases.ttl_ms / 3000
+
+    def hold(self, lease: Lease) -> None:
+        self._held[lease] = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._renew_while_held(), name="lease-keeper")
+
+    def let_go(self, lease: Lease) -> None:
+        self._held.pop(lease, None)
+
+    async def _renew_while_held(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if not self._held:
+                self._task = None  # no await between this check and the end: `hold` starts a new one
+                return
+            held = list(self._held)
+            renewed = await asyncio.gather(*(self.leases.renew(lease) for lease in held), return_exceptions=True)
+            for lease, ok in zip(held, renewed, strict=True):
+                if ok is False and lease in self._held:
+                    self._held.pop(lease, None)
+                    self.on_lost(lease)

@@ -6,6 +6,7 @@ stream never disagree. Writers name the seq they last saw; a stale writer change
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +20,7 @@ from shared import redis_keys
 from shared.domain.events import OrderEvent, iso_utc
 from shared.domain.lifecycle import OrderStatus, check_transition, is_terminal
 from shared.domain.orders import Order
+from shared.store.leases import Lease
 
 _LUA = Path(__file__).parent / "lua"
 
@@ -280,22 +282,41 @@ class OrderStore:
         *,
         claim: RestingPlace | None = None,
         message: QueuedMessage | None = None,
+        release: Lease | None = None,
         client: Any = None,
     ) -> OrderState:
         """Append `event` (whose seq must be state.seq + 1) and return the new state.
 
         `remember` adds fields to the order hash that a resumed worker needs (e.g. the quoted output);
         `claim` takes the order from its resting place (ClaimLost if someone else already did);
-        `message` enqueues its execution in the same step. `client` may be a pipeline (see `append_many`).
+        `message` enqueues its execution in the same step; `release` gives up the writer's lease on the
+        order in the same step (a terminal event's). `client` may be a pipeline (see `append_many`).
         """
-        check_transition(state.status, event.status)
-        if event.seq != state.seq + 1:
-            raise ValueError(f"event seq {event.seq} does not follow {state.seq}")
-        keys, args, flat = self._transition_call(state, event, remember, claim, message)
+        return await self.append_steps(
+            state, [(event, remember)], claim=claim, message=message, release=release, client=client
+        )
+
+    async def append_steps(
+        self,
+        state: OrderState,
+        steps: Sequence[tuple[OrderEvent, dict[str, Any] | None]],
+        *,
+        claim: RestingPlace | None = None,
+        message: QueuedMessage | None = None,
+        release: Lease | None = None,
+        client: Any = None,
+    ) -> OrderState:
+        """Append consecutive events (each with its `remember`) atomically, in one round trip: for stages
+        with no side effect between them, such as routing and building."""
+        keys, args, after = self._transition_call(state, steps, claim, message, release)
         result = await self._transition(keys=keys, args=args, client=client)
         _raise_for(result, state)
-        merged = {**state.fields, **dict(zip(flat[::2], flat[1::2], strict=True))}
-        return OrderState(state.order, event.status, event.seq, event.attempt or state.attempt, merged)
+        return after
+
+    @staticmethod
+    def advanced(state: OrderState, event: OrderEvent, remember: dict[str, Any] | None = None) -> OrderState:
+        """The state `event` leads to (nothing is written): for building the next step before appending."""
+        return _advanced(state, event, _step_fields(event, remember))
 
     async def append_many(
         self,
@@ -304,8 +325,7 @@ class OrderStore:
         """Several independent appends in one round trip; per change, None or the exception it met."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for state, event, remember, claim, message in changes:
-                check_transition(state.status, event.status)
-                keys, args, _ = self._transition_call(state, event, remember, claim, message)
+                keys, args, _ = self._transition_call(state, [(event, remember)], claim, message, None)
                 await self._transition(keys=keys, args=args, client=pipe)
             results = await pipe.execute(raise_on_error=False)
         outcomes: list[Exception | None] = []
@@ -319,9 +339,13 @@ class OrderStore:
                 outcomes.append(exc)
         return outcomes
 
-    def _transition_call(self, state, event, remember, claim, message):
-        flat = _flatten({**_result_fields(event), **(remember or {})})
-        terminal = is_terminal(event.status)
+    def _transition_call(self, state, steps, claim, message, release):
+        after, events, fields = state, [], {}
+        for event, remember in steps:
+            changed = _step_fields(event, remember)
+            after = _advanced(after, event, changed)
+            events.append(event.to_json())
+            fields.update(changed)
         order_id = state.order.order_id
         keys = [
             redis_keys.order(order_id),
@@ -332,20 +356,23 @@ class OrderStore:
             (claim.expiries_key or "-") if claim else "-",
             redis_keys.dramatiq_queue(),
             redis_keys.dramatiq_messages(),
+            redis_keys.order_lease(order_id),
         ]
         args = [
             state.seq,
-            event.to_json(),
             str(order_id),
             state.order.stream_user,
-            self.retention_s if terminal else 0,
+            self.retention_s if after.terminal else 0,
             claim.member if claim else "",
             claim.index_member if claim else "",
             message.redis_message_id if message else "",
             message.data if message else b"",
-            *flat,
+            release.token if release else "",
+            len(events),
+            *events,
+            *(item for pair in fields.items() for item in pair),
         ]
-        return keys, args, flat
+        return keys, args, after
 
     async def load(self, order_id: UUID) -> OrderState | None:
         return self.state_from(await self.redis.hgetall(redis_keys.order(order_id)))
@@ -367,6 +394,19 @@ class OrderStore:
     async def events(self, order_id: UUID, after_seq: int = 0) -> list[bytes]:
         """Raw event messages with seq > after_seq, in seq order (the list index is seq - 1)."""
         return await self.redis.lrange(redis_keys.order_events(order_id), max(after_seq, 0), -1)
+
+
+def _step_fields(event: OrderEvent, remember: dict[str, Any] | None) -> dict[str, str]:
+    """The order-hash fields one event sets, as strings (None leaves a field as it was)."""
+    flat = _flatten({**_result_fields(event), **(remember or {})})
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _advanced(state: OrderState, event: OrderEvent, changed: dict[str, str]) -> OrderState:
+    check_transition(state.status, event.status)
+    if event.seq != state.seq + 1:
+        raise ValueError(f"event seq {event.seq} does not follow {state.seq}")
+    return OrderState(state.order, event.status, event.seq, event.attempt or state.attempt, {**state.fields, **changed})
 
 
 def _raise_for(result: int, state: OrderState) -> None:

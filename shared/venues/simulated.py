@@ -11,9 +11,11 @@ import hashlib
 import itertools
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import lru_cache
 from uuid import UUID
 
 import base58
@@ -31,6 +33,9 @@ from shared.venues.price_walk import seeded_uniform
 QUOTE_LATENCY_MS = (150, 250)
 SEND_LATENCY_MS = (50, 150)
 LANDING_LATENCY_MS = (1_700, 2_600)
+#: Transactions this venue sent and has not confirmed yet, remembered so that confirming one needs no read
+#: of the ledger (a round trip per order). More in flight than this just read the ledger as before.
+RECENT_SUBMISSIONS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ async def _shared_value(redis: Redis, key: str, proposal: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@lru_cache(maxsize=4096)  # the executor builds an attempt's transaction twice: at `building` and to send it
 def build_swap_transaction(
     order_id: UUID,
     attempt: int,
@@ -120,6 +126,7 @@ class SimulatedVenue:
         self._sleep = sleep
         # Numbers this venue's calls so a replay with the same seed draws the same latencies and failures.
         self._calls = itertools.count()
+        self._sent: OrderedDict[str, TxRecord] = OrderedDict()
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         call = next(self._calls)
@@ -154,10 +161,14 @@ class SimulatedVenue:
             lands_at=submitted_at + landing_ms / 1000,
         )
         stored = await self._ledger.record_submission(record)
+        self._sent[stored.tx_hash] = stored
+        if len(self._sent) > RECENT_SUBMISSIONS:
+            self._sent.popitem(last=False)
         return Submission(stored.tx_hash, send_ms)
 
     async def confirm(self, tx_hash: str) -> TxOutcome:
-        record = await self._ledger.get(tx_hash)
+        # A record never changes once written but for its outcome, which `settle` reads afresh anyway.
+        record = self._sent.pop(tx_hash, None) or await self._ledger.get(tx_hash)
         if record is None:
             return TxOutcome(
                 tx_hash,

@@ -1,4 +1,7 @@
-"""The Redis order store against a real Redis: atomic acceptance, idempotency, back-pressure, CAS."""
+"""The Redis order store against a real Redis: atomic acceptance, idempotency, back-pressure, CAS.
+
+Every case runs on a plain client and on the auto-pipelining one the execution worker uses.
+"""
 
 from decimal import Decimal
 
@@ -10,6 +13,8 @@ from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import IllegalTransition, OrderStatus
 from shared.domain.orders import OrderRequest, accept
 from shared.execution.messages import execute_order_message
+from shared.redis_client import redis_client
+from shared.store.leases import OrderLeases
 from shared.store.order_store import CreateOutcome, OrderStore, StaleWrite
 
 
@@ -22,9 +27,14 @@ def pending(order):
     return OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
 
 
-@pytest.fixture
-def store(redis):
-    return OrderStore(redis, retention_s=60, idempotency_ttl_s=60)
+@pytest.fixture(params=["plain", "auto-pipelined"])
+async def store(request, redis, redis_url):
+    if request.param == "plain":
+        yield OrderStore(redis, retention_s=60, idempotency_ttl_s=60)
+        return
+    client = redis_client(redis_url, auto_pipeline=True)
+    yield OrderStore(client, retention_s=60, idempotency_ttl_s=60)
+    await client.aclose()
 
 
 async def test_accepting_writes_state_event_stream_entry_and_message_together(store, redis):
@@ -88,3 +98,37 @@ async def test_terminal_orders_expire_after_retention(store, redis):
     await store.append(state, OrderEvent(order.order_id, 2, OrderStatus.FAILED, "market", error="x"))
     assert 0 < await redis.ttl(redis_keys.order(order.order_id)) <= 60
     assert 0 < await redis.ttl(redis_keys.order_events(order.order_id)) <= 60
+
+
+async def test_consecutive_steps_land_together_or_not_at_all(store, redis):
+    order = new_order()
+    await store.create(order, pending(order))
+    state = await store.load(order.order_id)
+    routing = OrderEvent(order.order_id, 2, OrderStatus.ROUTING, "market", attempt=1, dex="meteora")
+    building = OrderEvent(order.order_id, 3, OrderStatus.BUILDING, "market", attempt=1, dex="meteora")
+    routed = store.advanced(state, routing, {"quotedOut": Decimal("300")})
+    built = await store.append_steps(state, [(routing, {"quotedOut": Decimal("300")}), (building, {"minOut": "298"})])
+    assert (routed.seq, built.seq, built.status) == (2, 3, OrderStatus.BUILDING)
+    assert await store.load(order.order_id) == built
+    assert [orjson.loads(e)["status"] for e in await store.events(order.order_id)] == ["pending", "routing", "building"]
+    entries = await redis.xrange(redis_keys.EVENTS_STREAM)
+    assert [orjson.loads(fields[b"e"])["seq"] for _, fields in entries] == [1, 2, 3]
+    with pytest.raises(StaleWrite):  # a stale writer's steps add nothing, not even the first
+        await store.append_steps(state, [(routing, None), (building, None)])
+    assert len(await store.events(order.order_id)) == 3
+
+
+async def test_a_terminal_append_releases_the_writers_lease_and_no_one_elses(store):
+    leases = OrderLeases(store.redis, ttl_ms=5000)
+    order, other = new_order(), new_order()
+    for each in (order, other):
+        await store.create(each, pending(each))
+    mine, _ = await leases.take_and_read(order.order_id)
+    state = await store.load(order.order_id)
+    await store.append(state, OrderEvent(order.order_id, 2, OrderStatus.FAILED, "market", error="x"), release=mine)
+    assert await leases.take(order.order_id) is not None  # free again
+    theirs, _ = await leases.take_and_read(other.order_id)
+    stolen = type(theirs)(other.order_id, "not-the-holders-token")
+    state = await store.load(other.order_id)
+    await store.append(state, OrderEvent(other.order_id, 2, OrderStatus.FAILED, "market", error="x"), release=stolen)
+    assert await leases.take(other.order_id) is None  # still held by its holder

@@ -229,3 +229,23 @@ async def test_sim_config_is_fixed_by_the_first_process():
     assert (first.latency_scale, first.failure_rate, first.daily_vol) == (D("0.5"), D("0.1"), D("0.05"))
     pinned = await load_sim_config(redis, Settings(sim_seed="fixed"))
     assert pinned.seed == "fixed" and pinned.epoch == EPOCH
+
+
+class CountingLedger(InMemoryLedger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get(self, tx_hash):
+        self.reads += 1
+        return await super().get(tx_hash)
+
+
+async def test_confirming_what_this_venue_sent_reads_no_ledger_and_a_stranger_reads_it_once():
+    ledger = CountingLedger()
+    tx = swap()
+    sender = venue(ledger=ledger)
+    outcome = await sender.confirm(await submitted_hash(sender, tx))
+    assert outcome.status is TxStatus.CONFIRMED and ledger.reads == 0
+    # Another process (a retry after a crash) knows only the hash: it reads the ledger and sees the same outcome.
+    assert await venue(ledger=ledger).confirm(tx.tx_hash) == outcome and ledger.reads == 1
