@@ -59,7 +59,9 @@ class _HiredisPacking:
             args = (*args[0].encode().split(), *args[1:])
         elif b" " in args[0]:
             args = (*args[0].split(), *args[1:])
-        if any(isinstance(arg, memoryview | bytearray) for arg in args):
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:  # hiredis takes str, bytes, int and float only: views become bytes, as redis-py does
             args = tuple(bytes(arg) if isinstance(arg, memoryview | bytearray) else arg for arg in args)
         try:
             return [hiredis.pack_command(args)]

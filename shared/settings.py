@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     quote_interval_ms: int = Field(500, ge=10)
     quote_reference_usd: Decimal = Field(Decimal(100), gt=0, description="USD size the streamed quotes price")
     worker_max_in_flight: int = Field(1000, ge=1, description="orders one execution worker holds at once")
+    worker_fetch_linger_ms: int = Field(
+        10, ge=0, le=1000, description="after fetching orders, the worker waits this long before fetching again"
+    )
     worker_heartbeat_timeout_ms: int = Field(60_000, ge=1000, description="after this a silent worker is dead")
     worker_maintenance_chance: int = Field(1000, ge=0, le=1_000_000, description="per-million dramatiq sweep")
     order_lease_ms: int = Field(15_000, ge=1000, description="how long a worker's claim on an order lasts")

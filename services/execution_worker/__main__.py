@@ -12,8 +12,9 @@ from uuid import UUID
 
 import dramatiq
 from loguru import logger
+from redis.asyncio import Redis
 
-from shared.execution.async_worker import AsyncWorker, LoopThread, attempt_of, current_message
+from shared.execution.async_worker import AsyncWorker, LoopAcks, LoopThread, attempt_of, current_message
 from shared.execution.broker import build_broker
 from shared.execution.executor import OrderExecutor
 from shared.execution.messages import EXECUTE_ORDER
@@ -28,10 +29,13 @@ from shared.venues.ledger import RedisLedger
 from shared.venues.simulated import SimulatedVenue, build_swap_transaction, load_sim_config
 
 
-async def build_executor(settings: Settings) -> OrderExecutor:
+def build_redis(settings: Settings) -> Redis:
     # Hundreds of orders in flight issue their commands together: auto-pipelining sends each event-loop
     # turn's as one round trip, and the bounded pool makes a burst wait for a connection instead of failing.
-    redis = redis_client(settings.redis_url, max_connections=64, wait_for_connection_s=20, auto_pipeline=True)
+    return redis_client(settings.redis_url, max_connections=64, wait_for_connection_s=20, auto_pipeline=True)
+
+
+async def build_executor(settings: Settings, redis: Redis) -> OrderExecutor:
     sim = await load_sim_config(redis, settings)
     ledger = RedisLedger(redis)
     logger.info("simulation seed {}, latency x{}, failure rate {}", sim.seed, sim.latency_scale, sim.failure_rate)
@@ -62,9 +66,16 @@ def main() -> None:
     setup_logging("execution-worker", settings)
     broker = build_broker(settings)
     loop = LoopThread().start()
-    executor = loop.run(build_executor(settings))
+    redis = build_redis(settings)
+    executor = loop.run(build_executor(settings, redis))
     declare_actor(broker, executor, settings)
-    worker = AsyncWorker(broker, loop=loop.loop, max_in_flight=settings.worker_max_in_flight, queues={EXECUTION_QUEUE})
+    worker = AsyncWorker(
+        broker,
+        loop=loop.loop,
+        max_in_flight=settings.worker_max_in_flight,
+        queues={EXECUTION_QUEUE},
+        acks=LoopAcks(broker, redis),
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -2,11 +2,13 @@
 
 dramatiq's own `AsyncIO` middleware runs a coroutine actor on an event loop but parks a worker thread
 on it until it ends, so in-flight messages per process = threads. Here one dispatch thread hands each
-message's coroutine to the loop and returns at once; when the coroutine ends, a finisher thread runs
-the usual `after_process_message` middleware (Retries, dead letters) and acks or nacks the message.
-A message therefore stays unacked in Redis for exactly as long as its coroutine runs, which keeps
-dramatiq's crash recovery: a worker that dies mid-order leaves its messages to be re-delivered.
-Sync actors, if any, still run the ordinary way on the dispatch thread.
+message's coroutine to the loop and returns at once. When a coroutine succeeds, the loop itself runs
+the `after_process_message` middleware and acks the message with dramatiq's own dispatch script on the
+loop's (auto-pipelining) Redis client, so hundreds of acks share round trips instead of each costing a
+thread hand-off and a blocking call; when it fails, a finisher thread runs the usual middleware (Retries,
+dead letters) and acks or nacks it. A message therefore stays unacked in Redis for exactly as long as its
+coroutine runs, which keeps dramatiq's crash recovery: a worker that dies mid-order leaves its messages
+to be re-delivered. Sync actors, if any, still run the ordinary way on the dispatch thread.
 """
 
 from __future__ import annotations
@@ -20,15 +22,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import dramatiq
 from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis
 from dramatiq.middleware import SkipMessage
 from dramatiq.worker import WorkerThread
 from loguru import logger
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 #: The message whose coroutine is running, for actors that need its options (e.g. the retry count).
 current_message: contextvars.ContextVar[MessageProxy] = contextvars.ContextVar("current_message")
 
 #: How long a graceful stop waits for in-flight coroutines before handing their messages back.
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
+
+#: What a coroutine's future holds once the loop has acked its message (nothing is left to do but count it),
+#: or when the loop could not reach Redis to ack it (the finisher acks it, waiting Redis out).
+_ACKED_ON_LOOP, _ACK_ON_FINISHER = object(), object()
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -62,6 +72,33 @@ class LoopThread:
         self._thread.join(timeout=5)
 
 
+class LoopAcks:
+    """Acks messages from the event loop with the script `RedisBroker` itself acks with.
+
+    The arguments are the ones `RedisBroker._dispatch("ack")` builds (heartbeat, maintenance chance and
+    all), so the broker's bookkeeping in Redis is exactly what a thread's ack would have left.
+    """
+
+    def __init__(self, broker: RedisBroker, redis: Redis) -> None:
+        self.broker = broker
+        self._dispatch = redis.register_script(broker.scripts["dispatch"].script)
+
+    async def ack(self, message: MessageProxy) -> None:
+        broker = self.broker
+        args = [
+            "ack",
+            current_millis(),
+            message.queue_name,
+            broker.broker_id,
+            broker.heartbeat_timeout,
+            broker.dead_message_ttl,
+            broker._should_do_maintenance("ack"),
+            broker._max_unpack_size(),
+            message.options["redis_message_id"],
+        ]
+        await self._dispatch(keys=[broker.namespace], args=args)
+
+
 def attempt_of(message: MessageProxy) -> int:
     """1 for the first delivery, +1 for each retry dramatiq scheduled."""
     return int(message.options.get("retries", 0)) + 1
@@ -87,7 +124,10 @@ class _DispatchThread(WorkerThread):
 
         async def run():
             current_message.set(message)
-            return await coroutine_fn(*message.args, **message.kwargs)
+            result = await coroutine_fn(*message.args, **message.kwargs)
+            if self.owner.acks is None:
+                return result
+            return await self.owner.ack_on_loop(message, result)
 
         future = asyncio.run_coroutine_threadsafe(run(), self.owner.loop)
         self.owner.track(message, future)
@@ -102,8 +142,10 @@ class AsyncWorker(dramatiq.Worker):
         max_in_flight: int,
         queues: set[str] | None = None,
         worker_timeout: int = 100,
+        acks: LoopAcks | None = None,
     ) -> None:
         super().__init__(broker, queues=queues, worker_timeout=worker_timeout, worker_threads=1)
+        self.acks = acks
         # Prefetch is what bounds unacked messages, hence orders in flight, for this process.
         self.queue_prefetch = max_in_flight
         self.loop = loop
@@ -126,17 +168,48 @@ class AsyncWorker(dramatiq.Worker):
     def track(self, message: MessageProxy, future: Future) -> None:
         with self._lock:
             self._in_flight[message.message_id] = (message, future)
-        future.add_done_callback(lambda done: self._finisher.submit(self._finish, message, done))
+        future.add_done_callback(lambda done: self._done(message, done))
 
-    def _finish(self, message: MessageProxy, future: Future) -> None:
+    async def ack_on_loop(self, message: MessageProxy, result: object) -> object:
+        """The end of a successful coroutine, on the loop: middleware, then the ack (see `LoopAcks`)."""
+        self.broker.emit_after("process_message", message, result=result)
+        try:
+            self.broker.emit_before("ack", message)
+            await self.acks.ack(message)
+        except (RedisError, OSError) as exc:
+            logger.warning("cannot ack {} from the event loop ({!r}); the finisher will", message, exc)
+            return _ACK_ON_FINISHER
+        self.broker.emit_after("ack", message)
+        return _ACKED_ON_LOOP
+
+    def _done(self, message: MessageProxy, future: Future) -> None:
+        # Thread-safe: it runs where the coroutine's future is resolved (the loop), or on the dispatch thread
+        # if that future was already resolved when `track` added this callback.
+        if not future.cancelled() and future.exception() is None and future.result() is _ACKED_ON_LOOP:
+            if self._forget(message):
+                consumer = self.consumers[message.queue_name].consumer
+                getattr(consumer, "queued_message_ids", set()).discard(message.message_id)  # as its ack() does
+                self.work_queue.task_done()
+                message.clear_exception()
+            return
+        self._finisher.submit(self._finish, message, future)
+
+    def _forget(self, message: MessageProxy) -> bool:
+        """Stop tracking a finished message; False if a stop already handed it back."""
         with self._lock:
             self._in_flight.pop(message.message_id, None)
             if message.message_id in self._abandoned:
                 self._abandoned.discard(message.message_id)
-                return
+                return False
+        return True
+
+    def _finish(self, message: MessageProxy, future: Future) -> None:
+        if not self._forget(message):
+            return
         exception = future.exception() if not future.cancelled() else asyncio.CancelledError()
         if exception is None:
-            self.broker.emit_after("process_message", message, result=future.result())
+            if future.result() is not _ACK_ON_FINISHER:  # else the loop already ran the middleware
+                self.broker.emit_after("process_message", message, result=future.result())
         else:
             message.stuff_exception(exception)
             try:

@@ -6,7 +6,7 @@ import copy
 import time
 
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import AgeLimit, Retries
 from loguru import logger
@@ -41,6 +41,45 @@ class DurableRetries(Retries):
                 delay = min(delay * 2, REENQUEUE_MAX_S)
 
 
+class LingeringConsumer(_RedisConsumer):
+    """dramatiq's Redis consumer, except that after a fetch that found messages it lets `linger_s` pass
+    before fetching again.
+
+    Fetching as soon as the last message was handed out takes the queue one or two messages at a time
+    under steady load, and each order then runs alone: every one of its Redis commands is a round trip of
+    its own. Orders fetched together start together and stay in step (each stage's replies come back in
+    one pipeline), so their commands share round trips; a few milliseconds of waiting buys that.
+    """
+
+    def __init__(self, broker, *args, **kwargs) -> None:
+        super().__init__(broker, *args, **kwargs)
+        self.linger_s = getattr(broker, "fetch_linger_s", 0.0)
+        self._fetched_at = 0.0
+
+    def __next__(self):
+        fetching = not self.message_cache
+        if fetching and self.linger_s:
+            wait = self._fetched_at + self.linger_s - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        message = super().__next__()
+        if fetching and message is not None:
+            self._fetched_at = time.monotonic()
+        return message
+
+
+class EngineBroker(RedisBroker):
+    """The Redis broker with a lingering consumer (see `LingeringConsumer`)."""
+
+    def __init__(self, *args, fetch_linger_ms: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetch_linger_s = fetch_linger_ms / 1000
+
+    @property
+    def consumer_class(self):
+        return LingeringConsumer
+
+
 def build_broker(settings: Settings) -> RedisBroker:
     # TimeLimit, ShutDown and Callbacks are left out on purpose: they track work per worker thread,
     # and our coroutine actors do not run on the thread that picked their message up.
@@ -52,8 +91,9 @@ def build_broker(settings: Settings) -> RedisBroker:
             max_backoff=settings.retry_max_backoff_ms,
         ),
     ]
-    return RedisBroker(
+    return EngineBroker(
         url=settings.redis_url,
+        fetch_linger_ms=settings.worker_fetch_linger_ms,
         namespace=DRAMATIQ_NAMESPACE,
         middleware=middleware,
         heartbeat_timeout=settings.worker_heartbeat_timeout_ms,

@@ -77,6 +77,8 @@ def significant(value: Decimal, digits: int = PRICE_DIGITS) -> Decimal:
     return value.quantize(Decimal(1).scaleb(value.adjusted() - digits + 1), rounding=ROUND_HALF_EVEN)
 
 
+# One Meteora quote prices both tokens at t twice (the pool, then its volatility fee): the second is a lookup.
+@lru_cache(maxsize=1 << 12)
 def reference_price(seed: str, symbol: str, t: float, epoch: float, daily_vol: Decimal) -> Decimal:
     """The token's USD price at t: its registry price at `epoch`, moved by a geometric Brownian motion."""
     token = TOKENS[symbol]
