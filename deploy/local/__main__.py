@@ -1,6 +1,6 @@
 """`make run`: the whole engine on this machine, with no Docker and no installed servers.
 
-    python -m deploy.local [--only api,db-sync] [--no-migrate]
+    python -m deploy.local [--only api,db-sync] [--replicas execution-worker=2,db-sync=2] [--no-migrate]
 
 1. Servers: REDIS_URL / DATABASE_URL when set, else embedded Redis and PostgreSQL keeping their data in
    `.data/` under the project root (env DATA_DIR overrides).
@@ -8,6 +8,8 @@
 3. Every service in SERVICES as its own child process, with REDIS_URL, DATABASE_URL, API_HOST (default
    127.0.0.1) and API_PORT (default 8000) in its environment, output prefixed with its name, restarted with
    back-off if it exits (see supervisor.py), until Ctrl-C or SIGTERM stops the children, then the servers.
+   `--replicas` runs several processes of a worker (`execution-worker.1`, `execution-worker.2`, ...): every
+   worker is built to share its queue or stream with others; the API is one process on its port.
 """
 
 from __future__ import annotations
@@ -33,6 +35,32 @@ MIGRATE_MODULE = "shared.persistence.migrate"
 
 #: For testing the runner itself: a JSON object {"name": ["argv", ...]} that replaces SERVICES.
 SERVICES_OVERRIDE_ENV = "DEPLOY_LOCAL_SERVICES"
+
+
+def parse_replicas(spec: str | None) -> dict[str, int]:
+    """`execution-worker=2,db-sync=2` → {"execution-worker": 2, "db-sync": 2}."""
+    counts: dict[str, int] = {}
+    for item in (spec or "").split(","):
+        if not item.strip():
+            continue
+        name, _, count = item.partition("=")
+        if not count.strip().isdigit() or int(count) < 1:
+            raise SystemExit(f"--replicas wants NAME=COUNT with COUNT >= 1, got {item.strip()!r}")
+        counts[name.strip()] = int(count)
+    if "api" in counts and counts["api"] > 1:
+        raise SystemExit("the API listens on API_PORT: run one (compose or a load balancer scale it)")
+    return counts
+
+
+def with_replicas(commands: dict[str, list[str]], counts: Mapping[str, int]) -> dict[str, list[str]]:
+    if unknown := [name for name in counts if name not in commands]:
+        raise SystemExit(f"--replicas names unknown service(s) {', '.join(unknown)}; known: {', '.join(commands)}")
+    result: dict[str, list[str]] = {}
+    for name, argv in commands.items():
+        count = counts.get(name, 1)
+        for index in range(1, count + 1):
+            result[name if count == 1 else f"{name}.{index}"] = argv
+    return result
 
 
 def service_commands(only: str | None) -> dict[str, list[str]]:
@@ -74,10 +102,11 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__.split("\n")[0])
     parser.add_argument("--only", metavar="NAMES", help="comma-separated services to run, e.g. api,db-sync")
+    parser.add_argument("--replicas", metavar="NAME=N,...", help="processes per worker, e.g. execution-worker=2")
     parser.add_argument("--no-migrate", action="store_true", help="skip the migrations step")
     args = parser.parse_args(argv)
 
-    services = service_commands(args.only)
+    services = with_replicas(service_commands(args.only), parse_replicas(args.replicas))
     out = Output(["runner", "migrate", *services])
     data_dir = Path(os.environ.get("DATA_DIR") or ROOT / ".data").resolve()
     servers_env = (("Redis", "REDIS_URL"), ("PostgreSQL", "DATABASE_URL"))

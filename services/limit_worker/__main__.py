@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import redis_keys
+from shared.redis_client import redis_client
 from shared.service import pause, run_service
 from shared.settings import Settings
 from shared.store.expiries import ExpirySweeper
@@ -68,7 +69,7 @@ async def housekeeping(book: LimitBook, sweeper: ExpirySweeper, stop: asyncio.Ev
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
     book = LimitBook(redis, store)
     sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)

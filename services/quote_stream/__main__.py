@@ -6,11 +6,11 @@ import asyncio
 import time
 
 from loguru import logger
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.domain import tokens
 from shared.quote_cache import QuoteCache, QuotePoller
+from shared.redis_client import redis_client
 from shared.service import pause, run_service
 from shared.settings import Settings
 from shared.venue_events import VenueEventPublisher
@@ -20,7 +20,7 @@ from shared.venues.simulated import SimulatedVenue, load_sim_config
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     sim = await load_sim_config(redis, settings)
     ledger = RedisLedger(redis)
     venues = [SimulatedVenue(dex, sim, ledger) for dex in Dex]

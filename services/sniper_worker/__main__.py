@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import redis_keys
+from shared.redis_client import redis_client
 from shared.service import pause, run_service
 from shared.settings import Settings
 from shared.store.expiries import ExpirySweeper
@@ -67,7 +68,7 @@ async def housekeeping(book: SniperBook, sweeper: ExpirySweeper, sim: SimConfig,
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     sim = await load_sim_config(redis, settings)
     store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
     book = SniperBook(redis, store)
