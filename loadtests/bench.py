@@ -29,7 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from loadtests import engine_cpu  # noqa: E402
+from loadtests import engine_cpu, machine  # noqa: E402
 from loadtests.bench_client import ClientPlan, ClientResult, run_client_process  # noqa: E402
 from loadtests.dbsync_lag import LagSampler  # noqa: E402
 
@@ -136,6 +136,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         with ProcessPoolExecutor(max_workers=1) as pool:
             await asyncio.get_running_loop().run_in_executor(pool, run_client_process, warmup)
     idle = await _idle_cpu(engine, args.idle_s) if engine and args.idle_s else {}
+    calibration = machine.calibration_ms()
 
     start_at = time.time() + START_DELAY_S
     per_client = [count // args.clients + (1 if i < count % args.clients else 0) for i in range(args.clients)]
@@ -158,12 +159,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop)) if sampler else None
     cpu_before = engine_cpu.cpu_seconds(engine) if engine else {}
+    machine_before = machine.CpuTimes.read()
     loop = asyncio.get_running_loop()
     with ProcessPoolExecutor(max_workers=args.clients) as pool:
         futures = [loop.run_in_executor(pool, run_client_process, plan) for plan in plans]
         results: list[ClientResult] = await asyncio.gather(*futures)
     drained_s = await sampler.drained_within(args.timeout) if sampler else None
     cpu_after = engine_cpu.cpu_seconds(engine) if engine else {}
+    usage = machine.usage_between(machine_before, machine.CpuTimes.read())
     stop.set()
     if sampling:
         await sampling
@@ -177,6 +180,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "max_late_ms": max(r.max_late_s for r in results) * 1000,
         "ws_errors": sum(r.ws_errors for r in results),
     }
+    report["machine"] = {"calibration_ms": calibration, **usage}
+    if usage and engine:
+        measured_s = sum(after - cpu_before.get(name, 0.0) for name, after in cpu_after.items() if name != "runner")
+        client_s = sum(r.cpu_s for r in results)
+        report["machine"]["other_load_cpu_s"] = max(usage["busy_cpu_s"] - measured_s - client_s, 0.0)
     if engine:
         per_order = engine_cpu.per_order_ms(cpu_before, cpu_after, completed)
         services = {k: v for k, v in per_order.items() if k in engine.services}
@@ -236,6 +244,13 @@ def print_report(report: dict[str, Any]) -> None:
         idle = "  ".join(f"{k} {v:.1f}" for k, v in sorted(report["idle_cpu_ms_per_s"].items()))
         if idle:
             print(f"idle CPU ms/s before the run: {idle}")
+    box = report.get("machine", {})
+    if "busy_pct" in box:
+        print(
+            f"machine: calibration {box['calibration_ms']:.0f} ms (lower = faster; compare runs only at similar"
+            f" values), {box['cpus']} CPUs {box['busy_pct']:.0f} % busy, steal {box['steal_pct']:.1f} %,"
+            f" other load {box.get('other_load_cpu_s', 0.0):.1f} CPU-s during the run"
+        )
     if "dbsync_lag_ms" in report:
         lag = report["dbsync_lag_ms"]
         print(
