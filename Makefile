@@ -1,7 +1,7 @@
 # Needs only Python 3.11+ (and make). `uv` is used from PATH, else installed into .tools/ with pip.
 #   make install       dependencies into .venv (idempotent; instant when uv.lock and pyproject.toml are unchanged)
-#   make run           the whole engine locally: embedded Redis + PostgreSQL, migrations, every service
-#                      (RUN_ARGS="--only api,db-sync" runs a subset)
+#   make run           the whole engine locally (`order-engine up`): embedded Redis + PostgreSQL, migrations,
+#                      every service (RUN_ARGS="--only api,db-sync" runs a subset; see order-engine up --help)
 #   make test          deploy-check, then the test suite, then the fault-injection suite
 #   make faults        the fault-injection suite alone (~5 min): kills services and servers under load
 #   make deploy-check  validate compose.yaml and lint deploy/Dockerfile
@@ -34,7 +34,7 @@ help:
 install: .venv/.make-synced
 
 run: install
-	$(UV_RUN) python -m deploy.local $(RUN_ARGS)
+	$(UV_RUN) order-engine up $(RUN_ARGS)
 
 deploy-check: install
 	$(UV_RUN) docker-compose --file compose.yaml config --quiet

@@ -20,6 +20,11 @@ def print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
+def print_json_line(data: Any) -> None:
+    """One object on one line, flushed at once (NDJSON: a script reads each line as it comes)."""
+    typer.echo(orjson.dumps(data).decode())
+
+
 def emit(data: Any, as_json: bool, text: Callable[[Any], None]) -> None:
     if as_json:
         print_json(data)
@@ -41,9 +46,23 @@ def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
-def fail(error: CliError, as_json: bool) -> typer.Exit:
-    """Report the error (stderr; also stdout as JSON with --json) and return the Exit to raise."""
-    if as_json:
-        print_json({"success": False, "error": error.code, "message": error.message})
+def error_view(error: CliError) -> dict[str, Any]:
+    view: dict[str, Any] = {"success": False, "error": error.code, "message": error.message}
+    if error.status is not None:
+        view["status"] = error.status
+    if error.details:
+        view["details"] = error.details
+    return view
+
+
+def fail(error: CliError, as_json: bool, *, one_line: bool = False) -> typer.Exit:
+    """Report the error (stderr; also stdout as JSON with --json) and return the Exit to raise.
+
+    `one_line`: the command prints NDJSON, so the error is one more line, `{"type": "error", ...}` (the shape
+    of the API's own WebSocket error messages)."""
+    if as_json and one_line:
+        print_json_line({"type": "error", **error_view(error)})
+    elif as_json:
+        print_json(error_view(error))
     typer.echo(f"error: {error.message}", err=True)
     return typer.Exit(int(error.exit_code))
