@@ -13,8 +13,7 @@ import orjson
 import typer
 
 from services.cli.errors import CliError, ExitCode
-from services.cli.output import fail
-from services.cli.runtime import redacted
+from services.cli.output import fail, redacted
 
 T = TypeVar("T")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -12,6 +11,7 @@ from redis.asyncio import Redis
 
 from services.cli.errors import CliError, ExitCode
 from services.cli.output import JsonFlag, emit, print_table
+from services.cli.parsing import parse_duration_s
 from services.cli.runtime import run_command
 from shared.execution.dead_letters import (
     DEFAULT_LIST_LIMIT,
@@ -39,18 +39,8 @@ LIST_COLUMNS = (
     ("PAIR", "pair"),
     ("LAST ERROR", "lastError"),
 )
-DURATION_UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 OrderIdArgument = Annotated[UUID, typer.Argument(help="The dead-lettered order's id.", show_default=False)]
-
-
-def parse_duration_s(text: str) -> float:
-    """`90`, `90s`, `15m`, `24h`, `7d` → seconds."""
-    match = _DURATION.match(text.lower())
-    if not match:
-        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 24h or 7d")
-    return float(match.group(1)) * DURATION_UNITS_S[match.group(2)]
 
 
 def _run(as_json: bool, work: Callable[[DeadLetters], Awaitable[T]]) -> T:

@@ -46,8 +46,9 @@ REFUSALS = {
     1008: ExitCode.FAILED,
     1009: ExitCode.FAILED,
 }
-#: Reconnecting gives up after this long without a working socket.
-RECONNECT_FOR_S = 30.0
+#: Reconnecting gives up after this long without a working socket (an API restart on a loaded machine can
+#: take tens of seconds).
+RECONNECT_FOR_S = 60.0
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 3.0
 #: A socket open this long was working, even if the order had nothing to say.
 HEALTHY_AFTER_S = 2.0
@@ -121,24 +122,27 @@ def follow(
                 max_size=MAX_MESSAGE_BYTES,
             ) as socket:
                 opened_at = time.monotonic()
-                while True:
-                    try:
-                        raw = socket.recv(timeout=remaining())
-                    except TimeoutError:
-                        remaining()  # raises the timeout
-                        continue
-                    message = orjson.loads(raw)
-                    if message.get("type") == "error":
-                        refusal = message
-                        continue
-                    seq = message.get("seq")
-                    if message.get("type") != "status" or not isinstance(seq, int) or seq <= last_seq:
-                        continue  # not an event, or one already shown
-                    last_seq, last_status = seq, message.get("status")
-                    healthy = True
-                    on_event(message)
-                    if is_terminal(last_status):
-                        return Outcome(last_status, message)
+                try:
+                    while True:
+                        try:
+                            raw = socket.recv(timeout=remaining())
+                        except TimeoutError:
+                            remaining()  # raises the timeout
+                            continue
+                        message = orjson.loads(raw)
+                        if message.get("type") == "error":
+                            refusal = message
+                            continue
+                        seq = message.get("seq")
+                        if message.get("type") != "status" or not isinstance(seq, int) or seq <= last_seq:
+                            continue  # not an event, or one already shown
+                        last_seq, last_status = seq, message.get("status")
+                        healthy = True
+                        on_event(message)
+                        if is_terminal(last_status):
+                            return Outcome(last_status, message)
+                finally:
+                    socket.close()  # a normal close (1000), also when we stop (timeout, Ctrl-C): not an error
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else None
             if code in REFUSALS:

@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-from pydantic import ValidationError
 
 from services.cli.api_client import ApiClient, ApiKeyOption, ApiUrlOption, run_api_command
-from services.cli.dlq import parse_duration_s
 from services.cli.errors import CliError, ExitCode
 from services.cli.lifecycle import JsonLines, LiveDisplay, Outcome, follow, summary
 from services.cli.output import JsonFlag, emit, print_json_line, print_table
+from services.cli.parsing import parse_duration_s
 from shared.domain.events import iso_utc
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.orders import OrderRequest, OrderType
+
+
+class OrderType(StrEnum):
+    """The contract's order types (shared.domain.orders.OrderType, which a test keeps equal): spelled here so
+    that commands other than submit need not import the request model and pydantic with it."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+    SNIPER = "sniper"
+
 
 #: Idempotency-Keys the engine keeps for itself (dead-letter replays: shared/execution/replay_policy.py).
 RESERVED_KEY_PREFIX = "replay:"
@@ -104,6 +113,10 @@ def check_order(body: dict[str, Any], idempotency_key: str | None) -> None:
             raise _invalid("invalid_idempotency_key", "Idempotency-Key must be 1-128 printable ASCII characters")
         if idempotency_key.startswith(RESERVED_KEY_PREFIX):
             raise _invalid("invalid_idempotency_key", f"Idempotency-Keys starting {RESERVED_KEY_PREFIX!r} are reserved")
+    from pydantic import ValidationError
+
+    from shared.domain.orders import OrderRequest  # the API's model (and pydantic): only submit needs them
+
     try:
         OrderRequest.model_validate(body)
     except ValidationError as exc:

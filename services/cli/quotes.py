@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from services.cli.api_client import ApiClient, ApiKeyOption, ApiUrlOption, run_api_command
 from services.cli.errors import CliError, ExitCode
 from services.cli.output import JsonFlag, emit, print_table
-from shared.settings import Settings
 
 QUOTE_COLUMNS = (
     ("PAIR", "pair"),
@@ -25,6 +23,10 @@ QUOTE_COLUMNS = (
 
 def configured_pairs() -> list[str]:
     """The pairs in QUOTE_PAIRS (the setting the quote stream reads; its default when unset)."""
+    from pydantic import ValidationError
+
+    from shared.settings import Settings  # pydantic-settings: only this command needs it
+
     try:
         return [f"{token_in}-{token_out}" for token_in, token_out in Settings().pairs]
     except ValidationError as exc:

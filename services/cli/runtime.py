@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -15,7 +14,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.cli.errors import CliError, ExitCode
-from services.cli.output import fail
+from services.cli.output import fail, redacted
 from shared.logging import setup_logging
 from shared.settings import Settings
 
@@ -23,16 +22,6 @@ T = TypeVar("T")
 
 #: How long a command waits for Redis before saying it is unreachable.
 REDIS_TIMEOUT_S = 5.0
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, so it can be shown in an error."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def load_settings() -> Settings:
