@@ -129,7 +129,12 @@ def follow(
                         except TimeoutError:
                             remaining()  # raises the timeout
                             continue
-                        message = orjson.loads(raw)
+                        try:
+                            message = orjson.loads(raw)
+                        except orjson.JSONDecodeError:
+                            continue  # not one of the API's messages
+                        if not isinstance(message, dict):
+                            continue
                         if message.get("type") == "error":
                             refusal = message
                             continue

@@ -392,8 +392,8 @@ def orders(
                 what="the API refused the history query",
             )
             rows += page["orders"]
-            page_cursor = page.get("nextCursor")
-            if not all_pages or not page_cursor:
+            previous, page_cursor = page_cursor, page.get("nextCursor")
+            if not all_pages or not page_cursor or page_cursor == previous:
                 return {"orders": rows, "nextCursor": page_cursor, "count": len(rows)}
 
     emit(run_api_command(as_json, api, api_key, work), as_json, lambda data: _print_history(data, filters, limit))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -63,7 +64,7 @@ def quotes(
     if pair is not None:
 
         def one(client: ApiClient) -> dict[str, Any]:
-            return client.get(f"/api/quotes/{pair}", what=f"quotes for {pair}")
+            return client.get(f"/api/quotes/{quote(pair, safe='')}", what=f"quotes for {pair}")
 
         emit(run_api_command(as_json, api, api_key, one), as_json, _print_one)
         return
