@@ -114,7 +114,7 @@ class Engine:
             self.wait_for_api(service)
         return service
 
-    def wait_for_api(self, service: ServiceProcess, timeout: float = 60) -> None:
+    def wait_for_api(self, service: ServiceProcess, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
