@@ -66,9 +66,12 @@ def create_app(settings: Settings) -> EngineApi:
             health_check_interval=30,
         )
         redis = Redis.from_pool(pool)
+        # The event reader has a connection of its own: it sends an XREAD every few milliseconds, and taking
+        # and returning a pooled connection costs more than the command (lock, timeout, liveness check).
+        reader_redis = Redis.from_url(settings.redis_url, single_connection_client=True, health_check_interval=30)
         db = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
-        hub = EventHub(redis)
+        hub = EventHub(reader_redis)
         reader = asyncio.create_task(hub.run(), name="event-reader")
         sim = await load_sim_config(redis, settings)
         keys = KeyRing(redis, parse_configured(settings.api_keys))
@@ -78,6 +81,7 @@ def create_app(settings: Settings) -> EngineApi:
             yield
         finally:
             await hub.stop(reader)
+            await reader_redis.aclose()
             await redis.aclose()
             await db.dispose()
 

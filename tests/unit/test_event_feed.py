@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from shared import event_feed
 from shared.event_feed import EventHub
 
 
@@ -135,6 +136,24 @@ async def test_leaving_mid_send_cancels_the_sender(hub):
         task = listener._task
     await until(lambda: task.done())
     assert task.cancelled() and not listener.sending
+
+
+async def test_events_that_arrive_together_come_in_one_read(monkeypatch, hub):
+    hub, fake = hub
+    monkeypatch.setattr(event_feed, "READ_LINGER_S", 0.2)
+    got: list[bytes] = []
+
+    async def send(event: bytes) -> None:
+        got.append(event)
+
+    with hub.subscribe_user("u", send):
+        fake.add("o", "u", b"first")
+        await until(lambda: got == [b"first"])  # the first event after a quiet spell is handed on at once
+        reads = fake.reads
+        for i in range(10):  # arrive while the reader lingers
+            fake.add("o", "u", b"%d" % i)
+        await until(lambda: len(got) == 11)
+    assert fake.reads - reads == 1
 
 
 async def test_stop_ends_the_reader_even_when_a_cancel_is_swallowed():
