@@ -28,6 +28,8 @@ def direct_endpoint(scope: Scope) -> ASGIApp | None:
         path = path[len(root) :]
     if scope["type"] == "http":
         return serve_submit if path == SUBMIT_PATH and scope["method"] == "POST" else None
+    if scope["type"] != "websocket":
+        return None
     if path == USER_FEED_PATH:
         return streams.user_feed
     if path == SUBMIT_PATH:  # the "same endpoint upgrades" spelling: GET /api/orders/execute?orderId=…
