@@ -4,6 +4,10 @@
 its order and of its owner. `follow_order` replays what an order already has and then goes live:
 it subscribes *before* reading the backlog and orders everything by `seq`, so an event that lands
 during the hand-over is seen once, never twice and never not at all.
+
+An owner's subscriber (`/ws?userId=`, thousands of them per process) is a `UserListener`: the reader
+hands it each event and it sends them, in order, from a task that exists only while it has something to
+send, so a quiet socket costs no task and no queue, and a slow one delays nobody else.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
 from uuid import UUID
 
 import orjson
@@ -30,6 +35,71 @@ READ_BLOCK_MS = 1000
 #: missed the entry (e.g. it was trimmed while the reader was reconnecting).
 QUIET_RECHECK_S = 5.0
 READ_BATCH = 500
+#: How long a cancelled reader may take to end before it is cancelled again.
+STOP_RETRY_S = 0.05
+#: After a read that did not fill a batch, the reader waits this long before reading again, so that the
+#: events arriving meanwhile come in one XREAD instead of one each (every round trip costs the API and
+#: Redis CPU: at 250 orders/s, ~1,250 events/s, one XREAD per event). It delays only an event that lands
+#: during the wait, by at most this much; the first event after a quiet spell is handed on at once.
+READ_LINGER_S = 0.005
+
+Send = Callable[[bytes], Awaitable[None]]
+
+
+class UserListener:
+    """The events of one owner for one socket, sent in arrival order by `send`.
+
+    `push` never waits: the first event of a burst starts a task that sends until nothing is left, then
+    ends. A send that fails (the client went away) ends it too, and what was still waiting is dropped:
+    there is no one left to send it to, and the socket's handler hears the disconnect and unsubscribes.
+    """
+
+    __slots__ = ("_send", "_outbox", "_task", "_closed", "_table", "_key")
+
+    def __init__(self, send: Send, table: dict[str, list[UserListener]], key: str) -> None:
+        self._send = send
+        self._outbox: list[bytes] | None = None  # None: no sender task is running
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._table = table
+        self._key = key
+
+    def push(self, event: bytes) -> None:
+        if self._closed:
+            return
+        if self._outbox is not None:
+            self._outbox.append(event)
+            return
+        self._outbox = [event]
+        self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    @property
+    def sending(self) -> bool:
+        return self._task is not None
+
+    async def _drain(self) -> None:
+        try:
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                for event in batch:
+                    await self._send(event)
+        except Exception:  # the socket is closing or gone: its handler will unsubscribe
+            self._closed = True
+        finally:
+            self._outbox, self._task = None, None
+
+    def __enter__(self) -> UserListener:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._closed = True
+        listeners = self._table.get(self._key)
+        if listeners is not None:
+            listeners.remove(self)
+            if not listeners:
+                del self._table[self._key]
+        if self._task is not None:
+            self._task.cancel()
 
 
 class EventHub:
@@ -37,34 +107,51 @@ class EventHub:
         self.redis = redis
         self.stream = stream
         self._by_order: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
-        self._by_user: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+        self._by_user: dict[str, list[UserListener]] = {}
         self.delivered = 0
+        self._stopping = False
 
     async def run(self) -> None:
         last_id = "$"
-        while True:
+        while not self._stopping:
             try:
                 batches = await self.redis.xread({self.stream: last_id}, count=READ_BATCH, block=READ_BLOCK_MS)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 logger.warning("event reader lost Redis ({}); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
+            read = 0
             for _stream, entries in batches:
+                read += len(entries)
                 for entry_id, fields in entries:
                     last_id = entry_id
                     self._dispatch(fields)
+            if read and read < READ_BATCH:
+                await asyncio.sleep(READ_LINGER_S)
+
+    async def stop(self, reader: asyncio.Task[None]) -> None:
+        """End `reader` (the task running `run`). Cancelled again until it ends: on Python 3.11 a cancel that
+        lands just as a redis-py read completes can be swallowed, and the loop would read on; it also stops
+        at its next turn whatever happens to the cancel."""
+        self._stopping = True
+        while not reader.done():
+            reader.cancel()
+            await asyncio.wait({reader}, timeout=STOP_RETRY_S)
+        if not reader.cancelled() and reader.exception() is not None:
+            logger.opt(exception=reader.exception()).warning("event reader ended with an error")
 
     def _dispatch(self, fields: dict[bytes, bytes]) -> None:
         event = fields.get(b"e")
         if event is None:
             return
-        for queue in self._by_order.get(fields.get(b"o", b"").decode(), ()):
-            queue.put_nowait(event)
-            self.delivered += 1
-        user = fields.get(b"u", b"").decode()
-        if user:
-            for queue in self._by_user.get(user, ()):
+        if self._by_order:
+            for queue in self._by_order.get(fields.get(b"o", b"").decode(), ()):
                 queue.put_nowait(event)
+                self.delivered += 1
+        user = fields.get(b"u")
+        if user and self._by_user:
+            for listener in self._by_user.get(user.decode(), ()):
+                listener.push(event)
                 self.delivered += 1
 
     @contextmanager
@@ -81,11 +168,11 @@ class EventHub:
     def subscribe_order(self, order_id: UUID) -> AbstractContextManager[asyncio.Queue[bytes]]:
         return self._subscribe(self._by_order, str(order_id))
 
-    def subscribe_user(self, user_id: str) -> AbstractContextManager[asyncio.Queue[bytes]]:
-        return self._subscribe(self._by_user, user_id)
-
-
-Send = Callable[[bytes], Awaitable[None]]
+    def subscribe_user(self, user_id: str, send: Send) -> UserListener:
+        """Hand every event of `user_id`'s orders to `send` until the returned listener's block ends."""
+        listener = UserListener(send, self._by_user, user_id)
+        self._by_user.setdefault(user_id, []).append(listener)
+        return listener
 
 
 async def follow_order(store: OrderStore, hub: EventHub, order_id: UUID, after: int, send: Send) -> bool:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from loguru import logger
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.types import Receive, Scope, Send
 
-from services.api import errors, guards, openapi
+from services.api import errors, openapi
 from services.api.deps import ApiContext
+from services.api.guards import Guard
 from services.api.metrics import ApiMetrics
 from services.api.responses import JsonResponse
-from services.api.routes import admin, ops, orders, streams
+from services.api.routes import admin, ops, orders
+from services.api.routes.direct import direct_endpoint
 from shared.auth.api_keys import KeyRing, parse_configured
 from shared.event_feed import EventHub
 from shared.settings import Settings
@@ -26,7 +30,31 @@ from shared.venues.simulated import load_sim_config
 REDIS_POOL_WAIT_S = 5
 
 
-def create_app(settings: Settings) -> FastAPI:
+class EngineApi(FastAPI):
+    """FastAPI declares every HTTP route (the OpenAPI document is its own) and serves most of them; in front
+    of it one guard applies every client limit, and the order submission and the WebSocket streams are
+    served directly (routes/direct.py), without FastAPI's middleware stack and dependency solving."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._front = Guard(self._route, settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await self._front(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = direct_endpoint(scope)
+        if endpoint is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await endpoint(scope, receive, send)
+
+
+def create_app(settings: Settings) -> EngineApi:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Bounded: a burst of requests or WebSocket handshakes waits for a connection instead of opening
@@ -38,9 +66,12 @@ def create_app(settings: Settings) -> FastAPI:
             health_check_interval=30,
         )
         redis = Redis.from_pool(pool)
+        # The event reader has a connection of its own: it sends an XREAD every few milliseconds, and taking
+        # and returning a pooled connection costs more than the command (lock, timeout, liveness check).
+        reader_redis = Redis.from_url(settings.redis_url, single_connection_client=True, health_check_interval=30)
         db = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
-        hub = EventHub(redis)
+        hub = EventHub(reader_redis)
         reader = asyncio.create_task(hub.run(), name="event-reader")
         sim = await load_sim_config(redis, settings)
         keys = KeyRing(redis, parse_configured(settings.api_keys))
@@ -49,13 +80,13 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await hub.stop(reader)
+            await reader_redis.aclose()
             await redis.aclose()
             await db.dispose()
 
-    app = FastAPI(
+    app = EngineApi(
+        settings,
         title="DEX order execution engine",
         version="0.1.0",
         description="Market orders routed to the better of two simulated Solana venues, streamed live.",
@@ -63,9 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         default_response_class=JsonResponse,
     )
     errors.install(app)
-    guards.install(app, settings)
     app.include_router(orders.router)
-    app.include_router(streams.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
     openapi.install(app)

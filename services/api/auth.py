@@ -7,15 +7,20 @@ gets 404 for it (its existence is not revealed), and admin routes need an admin 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, WebSocket
+from fastapi import Depends, Request
+from starlette.datastructures import QueryParams
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
+from services.api import asgi
 from services.api.errors import ApiError
 from shared.auth.api_keys import ApiKey
 
-API_KEY_HEADER = "X-API-Key"
+API_KEY_HEADER = b"x-api-key"
 API_KEY_QUERY = "apiKey"
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="order-engine"'}
 
@@ -45,41 +50,45 @@ class Caller:
 ANONYMOUS = Caller(None)
 
 
-def presented_secret(headers, query_params=None) -> str | None:
+def presented_secret(headers: Mapping[bytes, bytes], query_params: Mapping[str, str] | None = None) -> str | None:
     """The key from `Authorization: Bearer`, `X-API-Key`, or (WebSockets only, browsers cannot set
-    headers there) the `apiKey` query parameter."""
-    authorization = headers.get("authorization", "")
+    headers there) the `apiKey` query parameter. `headers` by lower-case name, as `asgi.headers` gives them."""
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    if headers.get(API_KEY_HEADER):
-        return headers.get(API_KEY_HEADER).strip()
+    api_key = headers.get(API_KEY_HEADER, b"").decode("latin-1").strip()
+    if api_key:
+        return api_key
     if query_params is not None and query_params.get(API_KEY_QUERY):
         return query_params.get(API_KEY_QUERY)
     return None
 
 
-async def identify(connection: Request | WebSocket, *, allow_query: bool = False) -> Caller:
+async def identify(connection: HTTPConnection, *, allow_query: bool = False) -> Caller:
     """The caller, or ApiError(401) when keys are enabled and none (or an unknown one) was presented."""
-    known = getattr(connection.state, "caller", None)
-    if known is not None:  # several dependencies (auth, rate limit) ask; the key is looked up once
+    return await identify_scope(connection.scope, allow_query=allow_query)
+
+
+async def identify_scope(scope: Scope, *, allow_query: bool = False) -> Caller:
+    """`identify` for the routes served as plain ASGI. The caller is remembered in the request's state, so
+    the guard (per-key rate limit) and the route that both ask look the key up once."""
+    state = scope.setdefault("state", {})
+    known = state.get("caller")
+    if known is not None:
         return known
-    caller = await _identify(connection, allow_query)
-    connection.state.caller = caller
-    return caller
-
-
-async def _identify(connection: Request | WebSocket, allow_query: bool) -> Caller:
-    ctx = connection.app.state.context
+    ctx = scope["app"].state.context
     if not ctx.settings.auth_enabled:
         return ANONYMOUS
-    secret = presented_secret(connection.headers, connection.query_params if allow_query else None)
+    query = QueryParams(scope["query_string"]) if allow_query else None
+    secret = presented_secret(asgi.headers(scope), query)
     if not secret:
         raise ApiError(401, "unauthorized", "send an API key (Authorization: Bearer)", headers=UNAUTHORIZED_HEADERS)
     key = await ctx.keys.find(secret)
     if key is None:
         raise ApiError(401, "unauthorized", "this API key is not known (or was revoked)", headers=UNAUTHORIZED_HEADERS)
-    return Caller(key)
+    state["caller"] = caller = Caller(key)
+    return caller
 
 
 async def _caller(request: Request) -> Caller:

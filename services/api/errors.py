@@ -16,6 +16,8 @@ from services.api.responses import JsonResponse
 
 #: Seconds a client should wait after a 503 caused by Redis or PostgreSQL not answering.
 BACKEND_RETRY_AFTER_S = 1
+#: Redis or PostgreSQL did not answer (or the connection to them broke): 503, not the client's fault.
+BACKEND_ERRORS: tuple[type[Exception], ...] = (RedisError, DBAPIError, OSError)
 
 
 class ApiError(Exception):
@@ -57,39 +59,35 @@ def from_validation(exc: ValidationError | RequestValidationError) -> ApiError:
     return ApiError(400, code, message, details)
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JsonResponse:
+def response_for(exc: Exception, method: str, path: str) -> JsonResponse:
+    """The answer to an exception a route raised: one mapping for FastAPI's handlers and the direct routes."""
+    if isinstance(exc, ApiError):
         return JsonResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _request_invalid(_: Request, exc: RequestValidationError) -> JsonResponse:
+    if isinstance(exc, RequestValidationError):
         error = from_validation(exc)
         return JsonResponse(error_body(error.code, error.message, error.details), 400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JsonResponse:
+    if isinstance(exc, StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JsonResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(DataError)
-    async def _refused_as_data(request: Request, exc: DataError) -> JsonResponse:
+    if isinstance(exc, DataError):
         # PostgreSQL answered, and refused a value the client sent (a NUL in a filter, say): the client's error.
-        logger.info("{} {}: PostgreSQL refused a parameter: {}", request.method, request.url.path, exc.orig)
+        logger.info("{} {}: PostgreSQL refused a parameter: {}", method, path, exc.orig)
         return JsonResponse(error_body("invalid_parameter", "a parameter holds a value that cannot be stored"), 400)
-
-    @app.exception_handler(RedisError)
-    @app.exception_handler(DBAPIError)
-    @app.exception_handler(OSError)
-    async def _backend_down(request: Request, exc: Exception) -> JsonResponse:
-        logger.warning("{} {}: a backing store did not answer: {!r}", request.method, request.url.path, exc)
+    if isinstance(exc, BACKEND_ERRORS):
+        logger.warning("{} {}: a backing store did not answer: {!r}", method, path, exc)
         return JsonResponse(
             error_body("unavailable", "a backing store is not answering; retry shortly"),
             503,
             headers={"Retry-After": str(BACKEND_RETRY_AFTER_S)},
         )
+    logger.opt(exception=exc).error("unhandled error on {} {}", method, path)
+    return JsonResponse(error_body("internal_error", "the server could not handle this request"), 500)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
-        logger.exception("unhandled error on {} {}", request.method, request.url.path)
-        return JsonResponse(error_body("internal_error", "the server could not handle this request"), 500)
+
+def install(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JsonResponse:
+        return response_for(exc, request.method, request.url.path)
+
+    # Starlette picks a handler by the exception's class; every one of them answers through response_for.
+    for handled in (ApiError, RequestValidationError, StarletteHTTPException, DataError, *BACKEND_ERRORS, Exception):
+        app.add_exception_handler(handled, handle)

@@ -6,20 +6,21 @@ in `FORWARDED_ALLOW_IPS` (empty by default), so a client cannot pick its own ide
 
 from __future__ import annotations
 
-from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
-from services.api.auth import identify
+from services.api.auth import identify_scope
 from services.api.errors import ApiError
 
 UNKNOWN_PEER = "unknown"  # a unix-socket peer has no address
 
 
-async def client_key(connection: HTTPConnection, *, websocket: bool) -> str:
-    if connection.app.state.context.settings.auth_enabled:
+async def client_key(scope: Scope, *, websocket: bool) -> str:
+    if scope["app"].state.context.settings.auth_enabled:
         try:
-            caller = await identify(connection, allow_query=websocket)
+            caller = await identify_scope(scope, allow_query=websocket)
         except ApiError:  # no key or an unknown one: the route answers 401; until then it is just an address
             caller = None
         if caller is not None and caller.owner:
             return f"key:{caller.owner}"
-    return f"ip:{connection.client.host if connection.client else UNKNOWN_PEER}"
+    peer = scope.get("client")
+    return f"ip:{peer[0] if peer else UNKNOWN_PEER}"

@@ -8,8 +8,6 @@ replicas behind a balancer a client may hold up to N × the cap.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class OpenSockets:
@@ -17,16 +15,18 @@ class OpenSockets:
         self.max_per_client = max_per_client  # 0 = no cap
         self._open: Counter[str] = Counter()
 
-    @contextmanager
-    def hold(self, client: str) -> Iterator[bool]:
-        """Yields whether `client` may open one more socket; if so, counts it until the block ends."""
+    def admit(self, client: str) -> bool:
+        """Whether `client` may open one more socket; if so it is counted until `release`."""
         if self.max_per_client and self._open[client] >= self.max_per_client:
-            yield False
-            return
+            return False
         self._open[client] += 1
-        try:
-            yield True
-        finally:
-            self._open[client] -= 1
-            if not self._open[client]:
-                del self._open[client]
+        return True
+
+    def release(self, client: str) -> None:
+        self._open[client] -= 1
+        if self._open[client] <= 0:
+            del self._open[client]
+
+    def __len__(self) -> int:
+        """Clients holding at least one socket."""
+        return len(self._open)

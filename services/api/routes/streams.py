@@ -1,4 +1,8 @@
-"""WebSockets: one order's lifecycle (two paths, same messages) and every event of one owner."""
+"""WebSockets: one order's lifecycle (two paths, same messages) and every event of one owner.
+
+Served as plain ASGI endpoints (routes/direct.py), not FastAPI routes: a socket may stay open for hours,
+and all that it keeps alive meanwhile is this module's handler, waiting for the client to say something.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,21 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from loguru import logger
+from starlette.datastructures import QueryParams
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from services.api.auth import Caller, identify
 from services.api.deps import ApiContext
-from services.api.errors import ApiError
+from services.api.errors import BACKEND_ERRORS, ApiError
 from shared.event_feed import follow_order
 from shared.persistence import history
 
-router = APIRouter(tags=["streams"])
 T = TypeVar("T")
 
 CLOSE_NORMAL = 1000
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -128,32 +134,33 @@ async def stream_order(websocket: WebSocket, raw_order_id: str | None, raw_after
             await websocket.close(CLOSE_NORMAL)
         else:
             await _refuse(websocket, CLOSE_NOT_FOUND, "order_not_found", f"no order {order_id}")
-    except (WebSocketDisconnect, RuntimeError):
-        pass
     finally:
         ctx.metrics.websockets.labels("order").dec()
-        if websocket.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close(CLOSE_NORMAL)
 
 
-@router.websocket("/ws/orders/{order_id}")
-async def order_ws(websocket: WebSocket, order_id: str) -> None:
-    await stream_order(websocket, order_id, websocket.query_params.get("after"))
+async def order_feed(scope: Scope, receive: Receive, send: Send) -> None:
+    """/ws/orders/{orderId}[?after=seq]"""
+    websocket = WebSocket(scope, receive, send)
+    await _served(websocket, stream_order(websocket, scope["path_params"]["order_id"], _query(scope, "after")))
 
 
-@router.websocket("/api/orders/execute")
-async def order_ws_same_endpoint(websocket: WebSocket) -> None:
-    """The "same endpoint upgrades" spelling: GET /api/orders/execute?orderId=... with Upgrade."""
-    await stream_order(websocket, websocket.query_params.get("orderId"), websocket.query_params.get("after"))
+async def order_feed_by_query(scope: Scope, receive: Receive, send: Send) -> None:
+    """The "same endpoint upgrades" spelling: GET /api/orders/execute?orderId=...[&after=seq] with Upgrade."""
+    websocket = WebSocket(scope, receive, send)
+    order_id, after = _query(scope, "orderId"), _query(scope, "after")
+    await _served(websocket, stream_order(websocket, order_id, after))
 
 
-@router.websocket("/ws")
-async def user_ws(websocket: WebSocket) -> None:
-    """Every event of every order of one owner, live, for as long as the socket is open."""
+async def user_feed(scope: Scope, receive: Receive, send: Send) -> None:
+    """/ws?userId=…: every event of every order of one owner, live, for as long as the socket is open."""
+    websocket = WebSocket(scope, receive, send)
+    await _served(websocket, _user_feed(websocket, scope, receive, send))
+
+
+async def _user_feed(websocket: WebSocket, scope: Scope, receive: Receive, send: Send) -> None:
     ctx = _context(websocket)
     await websocket.accept()
-    user_id = websocket.query_params.get("userId") or ""
+    user_id = _query(scope, "userId") or ""
     if not 1 <= len(user_id) <= 64:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may already be gone
             await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_user_id", "userId must be 1-64 characters")
@@ -163,16 +170,37 @@ async def user_ws(websocket: WebSocket) -> None:
         return
     # An order placed with a key fans out under "<keyId>/<userId>" (Order.stream_user): a key hears its own.
     routing_key = user_id if caller.owner is None else f"{caller.owner}/{user_id}"
+
+    async def send_event(event: bytes) -> None:  # straight to the server: the socket is open, events are bytes
+        await send({"type": "websocket.send", "bytes": event})
+
     ctx.metrics.websockets.labels("user").inc()
     try:
-        with ctx.hub.subscribe_user(routing_key) as live:
-
-            async def forward() -> None:
-                while True:
-                    await websocket.send_bytes(await live.get())
-
-            await _race_client(websocket, forward())
-    except (WebSocketDisconnect, RuntimeError):
-        pass
+        with ctx.hub.subscribe_user(routing_key, send_event):
+            # The hub sends; this handler only reads, to notice the client leave (and to drop what it sends).
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
     finally:
         ctx.metrics.websockets.labels("user").dec()
+
+
+async def _served(websocket: WebSocket, handler: Coroutine[Any, Any, None]) -> None:
+    """Run a stream's handler; the client leaving is the normal end of a stream, and a backing store that
+    stops answering ends it with 1011 (after an `{"type":"error"}` message) instead of an abrupt close."""
+    try:
+        await handler
+    except (WebSocketDisconnect, RuntimeError):  # the client left (or the socket closed under a send)
+        pass
+    except BACKEND_ERRORS as exc:
+        logger.warning("websocket {}: a backing store did not answer: {!r}", websocket.scope["path"], exc)
+        if websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await _refuse(websocket, CLOSE_INTERNAL_ERROR, "unavailable", "a backing store is not answering")
+    finally:
+        if websocket.application_state is WebSocketState.CONNECTED:  # accepted and never closed by us
+            with contextlib.suppress(Exception):
+                await websocket.close(CLOSE_NORMAL)
+
+
+def _query(scope: Scope, name: str) -> str | None:
+    return QueryParams(scope["query_string"]).get(name)
