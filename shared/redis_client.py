@@ -171,11 +171,13 @@ def redis_client(
     max_connections: int | None = None,
     wait_for_connection_s: float | None = None,
     auto_pipeline: bool = False,
+    single_connection: bool = False,
     **options: Any,
 ) -> Redis:
     """A client for `url` with hiredis command packing. `max_connections` bounds the pool; with
     `wait_for_connection_s`, a caller waits that long for a free connection instead of failing at once.
-    `auto_pipeline` gives an `AutoPipelineRedis`."""
+    `auto_pipeline` gives an `AutoPipelineRedis`; `single_connection` a client that keeps one connection
+    for itself (for a loop that sends one command after another, e.g. a stream reader)."""
     if wait_for_connection_s is not None:
         pool: ConnectionPool = BlockingConnectionPool.from_url(
             url, max_connections=max_connections or 50, timeout=wait_for_connection_s, **options
@@ -184,4 +186,6 @@ def redis_client(
         pool = ConnectionPool.from_url(url, max_connections=max_connections, **options)
     pool.connection_class = _HIREDIS_VARIANT.get(pool.connection_class, pool.connection_class)
     client_class = AutoPipelineRedis if auto_pipeline else Redis
+    if single_connection:
+        return client_class(connection_pool=pool, single_connection_client=True)
     return client_class.from_pool(pool)

@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from loguru import logger
-from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import Receive, Scope, Send
 
@@ -22,6 +21,7 @@ from services.api.routes import admin, ops, orders
 from services.api.routes.direct import direct_endpoint
 from shared.auth.api_keys import KeyRing, parse_configured
 from shared.event_feed import EventHub
+from shared.redis_client import redis_client
 from shared.settings import Settings
 from shared.store.order_store import OrderStore
 from shared.venues.simulated import load_sim_config
@@ -59,16 +59,15 @@ def create_app(settings: Settings) -> EngineApi:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Bounded: a burst of requests or WebSocket handshakes waits for a connection instead of opening
         # hundreds that then idle in the pool (each holds buffers: ~40 KB of API memory per connection).
-        pool = BlockingConnectionPool.from_url(
+        redis = redis_client(
             settings.redis_url,
             max_connections=settings.api_redis_connections,
-            timeout=REDIS_POOL_WAIT_S,
+            wait_for_connection_s=REDIS_POOL_WAIT_S,
             health_check_interval=30,
         )
-        redis = Redis.from_pool(pool)
         # The event reader has a connection of its own: it sends an XREAD every few milliseconds, and taking
         # and returning a pooled connection costs more than the command (lock, timeout, liveness check).
-        reader_redis = Redis.from_url(settings.redis_url, single_connection_client=True, health_check_interval=30)
+        reader_redis = redis_client(settings.redis_url, single_connection=True, health_check_interval=30)
         db = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
         hub = EventHub(reader_redis)
