@@ -22,9 +22,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared.persistence.models import events_table, orders_table
 
-#: Column -> PostgreSQL type of the rows db-sync inserts. Each column travels as ONE array parameter of an
-#: `INSERT ... SELECT FROM unnest(...)`: the statement text never changes with the batch size, so neither
-#: SQLAlchemy nor psycopg compiles a fresh multi-row VALUES list (with a bind per cell) for every batch.
+#: Column -> PostgreSQL type of the rows db-sync inserts. A batch's rows travel as ONE JSON document (an
+#: orjson-encoded array of objects keyed by column) that `jsonb_to_recordset` turns back into typed rows:
+#: one text parameter whatever the batch size, so psycopg has nothing to escape per cell (quoting every JSON
+#: payload into a `text[]` literal was two thirds of db-sync's CPU) and the statement text never changes,
+#: so psycopg prepares it once.
 _ORDER_COLUMNS = {
     "order_id": "uuid",
     "type": "text",
@@ -46,34 +48,52 @@ _ORDER_COLUMNS = {
     "spec": "jsonb",
 }
 _EVENT_COLUMNS = {"order_id": "uuid", "seq": "integer", "status": "text", "ts": "timestamptz", "payload": "jsonb"}
+#: The newest state of each order that has new events: folded by `_apply`, written by `_APPLY_EVENTS`.
+_STATE_COLUMNS = {
+    "order_id": "uuid",
+    "seq": "integer",
+    "status": "text",
+    "ts": "timestamptz",
+    "attempt": "integer",
+    "dex": "text",
+    "tx_hash": "text",
+    "executed_price": "numeric",
+    "amount_out": "numeric",
+    "error": "text",
+    "error_message": "text",
+}
 
 
-def _unnest_insert(table: sa.Table, columns: dict[str, str], conflict: tuple[str, ...]) -> sa.TextClause:
+def _recordset(columns: dict[str, str]) -> str:
+    """`FROM` item of the `:rows` document's objects as rows of `columns`."""
+    return f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS v({', '.join(f'{n} {t}' for n, t in columns.items())})"
+
+
+def _json_insert(table: sa.Table, columns: dict[str, str], conflict: tuple[str, ...]) -> sa.TextClause:
     names = ", ".join(columns)
-    arrays = ", ".join(f"CAST(:{name} AS {pg_type}[])" for name, pg_type in columns.items())
     return sa.text(
-        f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) "
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_recordset(columns)} "
         f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
     )
 
 
-_INSERT_ORDERS = _unnest_insert(orders_table, _ORDER_COLUMNS, ("order_id",))
-_INSERT_EVENTS = _unnest_insert(events_table, _EVENT_COLUMNS, ("order_id", "seq"))
+_INSERT_ORDERS = _json_insert(orders_table, _ORDER_COLUMNS, ("order_id",))
+_INSERT_EVENTS = _json_insert(events_table, _EVENT_COLUMNS, ("order_id", "seq"))
+
+#: The batch's orders, locked in a fixed order (so two replicas never deadlock), with their newest seq.
+_LOCK_ORDERS = sa.text(
+    "SELECT order_id, last_seq FROM orders WHERE order_id = ANY(CAST(:ids AS uuid[])) ORDER BY order_id FOR UPDATE"
+)
 
 _APPLY_EVENTS = sa.text(
-    """
+    f"""
     UPDATE orders AS o SET status = v.status, last_seq = v.seq, updated_at = v.ts,
         attempt = COALESCE(v.attempt, o.attempt), dex = COALESCE(v.dex, o.dex),
         tx_hash = COALESCE(v.tx_hash, o.tx_hash),
         executed_price = COALESCE(v.executed_price, o.executed_price),
         amount_out = COALESCE(v.amount_out, o.amount_out),
         error = v.error, error_message = v.error_message
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[]), CAST(:statuses AS text[]),
-                CAST(:ts AS timestamptz[]), CAST(:attempts AS integer[]), CAST(:dexes AS text[]),
-                CAST(:tx_hashes AS text[]), CAST(:prices AS numeric[]), CAST(:amounts_out AS numeric[]),
-                CAST(:errors AS text[]), CAST(:messages AS text[]))
-        AS v(order_id, seq, status, ts, attempt, dex, tx_hash, executed_price, amount_out,
-             error, error_message)
+    FROM {_recordset(_STATE_COLUMNS)}
     WHERE o.order_id = v.order_id AND v.seq > o.last_seq
     """
 )
@@ -92,7 +112,7 @@ class _Event:
     order_id: UUID
     seq: int
     status: str
-    ts: datetime
+    ts: str  # the timestamp as psycopg used to send a datetime (str of it): PostgreSQL reads the same instant
     payload: dict[str, Any]
 
 
@@ -119,22 +139,34 @@ def _get(fields: Mapping[Any, Any], name: str) -> Any:
     return value.decode() if isinstance(value, bytes | bytearray) else value
 
 
-def _ts(value: Any) -> datetime | None:
+def _ts(value: Any) -> str | None:
+    """A timestamp with a time zone, as the text PostgreSQL gets; ValueError without one."""
     if value in (None, ""):
         return None
     moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {value!r}")
-    return moment
+    return str(moment)
 
 
-def _dec(value: Any) -> Decimal | None:
+def _dec(value: Any) -> str | None:
+    """A finite decimal, as the text PostgreSQL gets (exact, scale kept); Decimal's errors otherwise."""
     if value in (None, ""):
         return None
     number = Decimal(str(value))
     if not number.is_finite():
         raise InvalidOperation(f"not a finite decimal: {value!r}")
-    return number
+    return str(number)
+
+
+_INT4 = range(-(2**31), 2**31)
+
+
+def _int(value: Any) -> int | str:
+    """An integer for an `integer` column. One PostgreSQL would refuse travels as text, so that PostgreSQL
+    (not orjson, which refuses integers over 64 bits) rejects it and the syncer drops that entry alone."""
+    number = int(value)
+    return number if number in _INT4 else str(number)
 
 
 def _opt_str(value: Any) -> str | None:
@@ -142,7 +174,7 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
-    payload = orjson.loads(_get(fields, "e"))
+    payload = orjson.loads(fields.get(b"e") or fields.get("e"))  # orjson reads bytes as they are
     order_id = UUID(str(_get(fields, "o") or payload["orderId"]))
     for key in ("executedPrice", "amountOut"):
         _dec(payload.get(key))  # reject now what PostgreSQL would reject later
@@ -164,7 +196,7 @@ def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
         "token_in": str(spec["tokenIn"]),
         "token_out": str(spec["tokenOut"]),
         "amount": _dec(spec["amount"]),
-        "slippage_bps": int(spec.get("slippageBps", 50)),
+        "slippage_bps": _int(spec.get("slippageBps", 50)),
         "user_id": _opt_str(spec["userId"] if "userId" in spec else _get(fields, "u")),
         "owner": _opt_str(spec.get("owner")),
         "client_order_id": _opt_str(spec.get("clientOrderId")),
@@ -199,19 +231,9 @@ def parse_entries(entries: Iterable[Any]) -> tuple[list[dict[str, Any]], list[_E
     return [orders[k] for k in sorted(orders)], [events[k] for k in sorted(events)]
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _insert_many(
-    conn: Connection, statement: sa.TextClause, columns: dict[str, str], rows: list[dict[str, Any]]
-) -> None:
-    """Insert `rows` column-wise (see `_unnest_insert`); JSONB travels as text, cast by PostgreSQL."""
-    params = {}
-    for name, pg_type in columns.items():
-        values = [row.get(name) for row in rows]
-        params[name] = [_json_text(v) for v in values] if pg_type == "jsonb" else values
-    conn.execute(statement, params)
+def _rows(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The `:rows` parameter: every row in one JSON document (UUIDs as text; the rest is JSON already)."""
+    return {"rows": orjson.dumps(rows).decode()}
 
 
 def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool = False) -> None:
@@ -225,14 +247,9 @@ def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool
         return
     with engine.begin() as conn:
         if orders:
-            _insert_many(conn, _INSERT_ORDERS, _ORDER_COLUMNS, orders)
+            conn.execute(_INSERT_ORDERS, _rows(orders))
         ids = sorted({e.order_id for e in events})
-        rows = conn.execute(
-            sa.select(orders_table.c.order_id, orders_table.c.last_seq)
-            .where(orders_table.c.order_id.in_(ids))
-            .order_by(orders_table.c.order_id)
-            .with_for_update()
-        ).all()
+        rows = conn.execute(_LOCK_ORDERS, {"ids": "{" + ",".join(map(str, ids)) + "}"}).all()
         last_seq = {row.order_id: row.last_seq for row in rows}
         missing = set(ids) - last_seq.keys()
         if missing:
@@ -243,9 +260,10 @@ def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool
         if not events:
             return
         event_rows = [
-            {"order_id": e.order_id, "seq": e.seq, "status": e.status, "ts": e.ts, "payload": e.payload} for e in events
+            {"order_id": e.order_id, "seq": _int(e.seq), "status": e.status, "ts": e.ts, "payload": e.payload}
+            for e in events
         ]
-        _insert_many(conn, _INSERT_EVENTS, _EVENT_COLUMNS, event_rows)
+        conn.execute(_INSERT_EVENTS, _rows(event_rows))
         _apply(conn, [e for e in events if e.seq > last_seq[e.order_id]])
 
 
@@ -253,34 +271,34 @@ def _apply(conn: Connection, fresh: list[_Event]) -> None:
     """Fold each order's new events (sorted by order, seq) into its row: latest status, last known results."""
     folded: dict[UUID, dict[str, Any]] = {}
     for e in fresh:
-        state = folded.setdefault(e.order_id, {})
+        state = folded.setdefault(e.order_id, {"order_id": e.order_id})
         p = e.payload
-        state.update(seq=e.seq, status=e.status, ts=e.ts, error=p.get("error"), message=p.get("errorMessage"))
+        state.update(seq=e.seq, status=e.status, ts=e.ts, error=p.get("error"), error_message=p.get("errorMessage"))
         for key, field in (
             ("attempt", "attempt"),
             ("dex", "dex"),
-            ("tx", "txHash"),
-            ("price", "executedPrice"),
-            ("out", "amountOut"),
+            ("tx_hash", "txHash"),
+            ("executed_price", "executedPrice"),
+            ("amount_out", "amountOut"),
         ):
             if p.get(field) is not None:
                 state[key] = p[field]
     if not folded:
         return
-    states = list(folded.values())
-    conn.execute(
-        _APPLY_EVENTS,
+    states = [
         {
-            "ids": list(folded),
-            "seqs": [s["seq"] for s in states],
-            "statuses": [s["status"] for s in states],
-            "ts": [s["ts"] for s in states],
-            "attempts": [None if s.get("attempt") is None else int(s["attempt"]) for s in states],
-            "dexes": [_opt_str(s.get("dex")) for s in states],
-            "tx_hashes": [_opt_str(s.get("tx")) for s in states],
-            "prices": [_dec(s.get("price")) for s in states],
-            "amounts_out": [_dec(s.get("out")) for s in states],
-            "errors": [_opt_str(s.get("error")) for s in states],
-            "messages": [_opt_str(s.get("message")) for s in states],
-        },
-    )
+            "order_id": s["order_id"],
+            "seq": _int(s["seq"]),
+            "status": s["status"],
+            "ts": s["ts"],
+            "attempt": None if s.get("attempt") is None else _int(s["attempt"]),
+            "dex": _opt_str(s.get("dex")),
+            "tx_hash": _opt_str(s.get("tx_hash")),
+            "executed_price": _dec(s.get("executed_price")),
+            "amount_out": _dec(s.get("amount_out")),
+            "error": _opt_str(s.get("error")),
+            "error_message": _opt_str(s.get("error_message")),
+        }
+        for s in folded.values()
+    ]
+    conn.execute(_APPLY_EVENTS, _rows(states))
