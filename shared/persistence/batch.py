@@ -8,6 +8,7 @@ status/result columns only move forward (to an event whose seq is above `orders.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 from loguru import logger
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from shared.persistence.models import events_table, orders_table
 
@@ -46,9 +47,17 @@ _ORDER_COLUMNS = {
     "updated_at": "timestamptz",
     "last_seq": "integer",
     "spec": "jsonb",
+    # the state of its events in the same batch (see persist_batch); absent keys are NULL
+    "attempt": "integer",
+    "dex": "text",
+    "tx_hash": "text",
+    "executed_price": "numeric",
+    "amount_out": "numeric",
+    "error": "text",
+    "error_message": "text",
 }
 _EVENT_COLUMNS = {"order_id": "uuid", "seq": "integer", "status": "text", "ts": "timestamptz", "payload": "jsonb"}
-#: The newest state of each order that has new events: folded by `_apply`, written by `_APPLY_EVENTS`.
+#: The newest state of a stored order that has new events: folded by `_fold`, written by `_APPLY_EVENTS`.
 _STATE_COLUMNS = {
     "order_id": "uuid",
     "seq": "integer",
@@ -69,20 +78,24 @@ def _recordset(columns: dict[str, str]) -> str:
     return f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS v({', '.join(f'{n} {t}' for n, t in columns.items())})"
 
 
-def _json_insert(table: sa.Table, columns: dict[str, str], conflict: tuple[str, ...]) -> sa.TextClause:
+def _json_insert(
+    table: sa.Table, columns: dict[str, str], conflict: tuple[str, ...], returning: str = ""
+) -> sa.TextClause:
     names = ", ".join(columns)
     return sa.text(
         f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_recordset(columns)} "
-        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING {returning}"
     )
 
 
-_INSERT_ORDERS = _json_insert(orders_table, _ORDER_COLUMNS, ("order_id",))
+#: RETURNING: the orders this statement created (not those already stored), as canonical text.
+_INSERT_ORDERS = _json_insert(orders_table, _ORDER_COLUMNS, ("order_id",), "RETURNING CAST(order_id AS text)")
 _INSERT_EVENTS = _json_insert(events_table, _EVENT_COLUMNS, ("order_id", "seq"))
 
 #: The batch's orders, locked in a fixed order (so two replicas never deadlock), with their newest seq.
 _LOCK_ORDERS = sa.text(
-    "SELECT order_id, last_seq FROM orders WHERE order_id = ANY(CAST(:ids AS uuid[])) ORDER BY order_id FOR UPDATE"
+    "SELECT CAST(order_id AS text), last_seq FROM orders WHERE order_id = ANY(CAST(:ids AS uuid[])) "
+    "ORDER BY order_id FOR UPDATE"
 )
 
 _APPLY_EVENTS = sa.text(
@@ -102,17 +115,17 @@ _APPLY_EVENTS = sa.text(
 class OrphanEventsError(RuntimeError):
     """Events whose order row exists neither in PostgreSQL nor in the batch (its seq-1 entry is elsewhere)."""
 
-    def __init__(self, order_ids: set[UUID]) -> None:
-        super().__init__(f"{len(order_ids)} order(s) not persisted yet: {sorted(map(str, order_ids))[:5]}")
+    def __init__(self, order_ids: set[str]) -> None:
+        super().__init__(f"{len(order_ids)} order(s) not persisted yet: {sorted(order_ids)[:5]}")
         self.order_ids = order_ids
 
 
 @dataclass(slots=True)
 class _Event:
-    order_id: UUID
+    order_id: str  # canonical (lower-case, hyphenated): sorts and compares as PostgreSQL's uuid does
     seq: int
     status: str
-    ts: str  # the timestamp as psycopg used to send a datetime (str of it): PostgreSQL reads the same instant
+    ts: str  # a text PostgreSQL reads as the instant `datetime.fromisoformat` read
     payload: dict[str, Any]
 
 
@@ -132,21 +145,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **options)
 
 
-def _get(fields: Mapping[Any, Any], name: str) -> Any:
-    value = fields.get(name)
+def _get(fields: Mapping[Any, Any], name: bytes) -> Any:
+    value = fields.get(name)  # XREADGROUP gives bytes keys; tests and rebuilt entries may use str
     if value is None:
-        value = fields.get(name.encode())
+        value = fields.get(name.decode())
     return value.decode() if isinstance(value, bytes | bytearray) else value
+
+
+#: The forms the engine writes (RFC 3339 with `Z` or an offset, at most microseconds). PostgreSQL reads
+#: them exactly as `datetime.fromisoformat` does, so once that accepted one the text itself is sent: str()
+#: of a datetime (what psycopg sent before) costs ten times the parse. Other forms go as str(datetime).
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)", re.ASCII).fullmatch
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII).fullmatch
 
 
 def _ts(value: Any) -> str | None:
     """A timestamp with a time zone, as the text PostgreSQL gets; ValueError without one."""
     if value in (None, ""):
         return None
+    if isinstance(value, str) and _RFC3339(value):
+        datetime.fromisoformat(value)  # ranges (month 13, second 60, ...): ValueError
+        return value
     moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {value!r}")
     return str(moment)
+
+
+def _uuid(value: Any) -> str:
+    """An order id in canonical form (the engine's own ids already are); ValueError if it is none."""
+    text = str(value)
+    return text if _CANONICAL_UUID(text) else str(UUID(text))
 
 
 def _dec(value: Any) -> str | None:
@@ -175,7 +204,7 @@ def _opt_str(value: Any) -> str | None:
 
 def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
     payload = orjson.loads(fields.get(b"e") or fields.get("e"))  # orjson reads bytes as they are
-    order_id = UUID(str(_get(fields, "o") or payload["orderId"]))
+    order_id = _uuid(_get(fields, b"o") or payload["orderId"])
     for key in ("executedPrice", "amountOut"):
         _dec(payload.get(key))  # reject now what PostgreSQL would reject later
     if payload.get("attempt") is not None:
@@ -184,7 +213,7 @@ def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
     if ts is None:
         raise ValueError("event without a timestamp")
     event = _Event(order_id, int(payload["seq"]), str(payload["status"]), ts, payload)
-    raw_spec = _get(fields, "s")
+    raw_spec = fields.get(b"s") or fields.get("s")
     if not raw_spec:
         return event, None
     spec = orjson.loads(raw_spec)
@@ -197,7 +226,7 @@ def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
         "token_out": str(spec["tokenOut"]),
         "amount": _dec(spec["amount"]),
         "slippage_bps": _int(spec.get("slippageBps", 50)),
-        "user_id": _opt_str(spec["userId"] if "userId" in spec else _get(fields, "u")),
+        "user_id": _opt_str(spec["userId"] if "userId" in spec else _get(fields, b"u")),
         "owner": _opt_str(spec.get("owner")),
         "client_order_id": _opt_str(spec.get("clientOrderId")),
         "idempotency_key": _opt_str(spec.get("idempotencyKey")),
@@ -213,9 +242,10 @@ def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
 
 
 def parse_entries(entries: Iterable[Any]) -> tuple[list[dict[str, Any]], list[_Event]]:
-    """Orders (from specs) and events of a batch, de-duplicated; malformed entries are logged and dropped."""
-    orders: dict[UUID, dict[str, Any]] = {}
-    events: dict[tuple[UUID, int], _Event] = {}
+    """Orders (from specs) and events of a batch, de-duplicated and sorted by order id (then seq); malformed
+    entries are logged and dropped."""
+    orders: dict[str, dict[str, Any]] = {}
+    events: dict[tuple[str, int], _Event] = {}
     for entry in entries:
         entry_id, fields = entry if isinstance(entry, tuple | list) else (None, entry)
         if not fields:  # an entry deleted from the stream while pending: nothing left to persist
@@ -232,8 +262,59 @@ def parse_entries(entries: Iterable[Any]) -> tuple[list[dict[str, Any]], list[_E
 
 
 def _rows(rows: list[dict[str, Any]]) -> dict[str, str]:
-    """The `:rows` parameter: every row in one JSON document (UUIDs as text; the rest is JSON already)."""
+    """The `:rows` parameter: every row in one JSON document."""
     return {"rows": orjson.dumps(rows).decode()}
+
+
+#: Event fields whose last non-null value an order keeps (COALESCE in `_APPLY_EVENTS`) -> their columns.
+_RESULTS = (
+    ("attempt", "attempt"),
+    ("dex", "dex"),
+    ("txHash", "tx_hash"),
+    ("executedPrice", "executed_price"),
+    ("amountOut", "amount_out"),
+)
+
+
+def _fold(order_id: str, events: list[_Event]) -> dict[str, Any]:
+    """One order's new events (by seq) folded into the `_STATE_COLUMNS` row `_APPLY_EVENTS` writes: status,
+    seq, time and error of the newest, and each result field's newest non-null value (None: keep the row's)."""
+    state: dict[str, Any] = {}
+    for e in events:
+        p = e.payload
+        state.update(seq=e.seq, status=e.status, ts=e.ts, error=p.get("error"), error_message=p.get("errorMessage"))
+        for field, column in _RESULTS:
+            if p.get(field) is not None:
+                state[column] = p[field]
+    attempt = state.get("attempt")
+    return {
+        "order_id": order_id,
+        "seq": _int(state["seq"]),
+        "status": state["status"],
+        "ts": state["ts"],
+        "attempt": None if attempt is None else _int(attempt),
+        "dex": _opt_str(state.get("dex")),
+        "tx_hash": _opt_str(state.get("tx_hash")),
+        "executed_price": _dec(state.get("executed_price")),
+        "amount_out": _dec(state.get("amount_out")),
+        "error": _opt_str(state.get("error")),
+        "error_message": _opt_str(state.get("error_message")),
+    }
+
+
+def _with_state(order: dict[str, Any], state: dict[str, Any]) -> None:
+    """Fold `state` into a new order's row as `_APPLY_EVENTS` would into the stored one (its result columns
+    are all NULL, so COALESCE keeps a None)."""
+    order.update(
+        status=state["status"],
+        last_seq=state["seq"],
+        updated_at=state["ts"],
+        error=state["error"],
+        error_message=state["error_message"],
+    )
+    for _field, column in _RESULTS:
+        if state[column] is not None:
+            order[column] = state[column]
 
 
 def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool = False) -> None:
@@ -241,22 +322,35 @@ def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool
 
     Events whose order has no row (its seq-1 entry not persisted yet) raise `OrphanEventsError` and
     roll everything back, unless `allow_orphans`, which drops them with a warning instead.
+
+    An order first seen in this batch is inserted with its events already folded in, so it needs no UPDATE
+    (an UPDATE of `orders` changes the indexed status: a new version in every index). Only orders that were
+    already stored are locked, read and updated, as before.
     """
     orders, events = parse_entries(entries)
     if not events and not orders:
         return
+    by_order: dict[str, list[_Event]] = {}
+    for e in events:
+        by_order.setdefault(e.order_id, []).append(e)
     with engine.begin() as conn:
+        created: set[str] = set()
         if orders:
-            conn.execute(_INSERT_ORDERS, _rows(orders))
-        ids = sorted({e.order_id for e in events})
-        rows = conn.execute(_LOCK_ORDERS, {"ids": "{" + ",".join(map(str, ids)) + "}"}).all()
-        last_seq = {row.order_id: row.last_seq for row in rows}
-        missing = set(ids) - last_seq.keys()
-        if missing:
-            if not allow_orphans:
-                raise OrphanEventsError(missing)
-            logger.warning("db-sync: dropping events of {} unknown order(s): {}", len(missing), sorted(missing))
-            events = [e for e in events if e.order_id not in missing]
+            for order in orders:  # a stored row has last_seq >= 0: every event above that is new
+                fresh = [e for e in by_order[order["order_id"]] if e.seq > 0]
+                if fresh:
+                    _with_state(order, _fold(order["order_id"], fresh))
+            created = set(conn.execute(_INSERT_ORDERS, _rows(orders)).scalars())
+        stored = [order_id for order_id in by_order if order_id not in created]  # sorted, as by_order
+        last_seq: dict[str, int] = {}
+        if stored:
+            last_seq = dict(conn.execute(_LOCK_ORDERS, {"ids": "{" + ",".join(stored) + "}"}).all())
+            missing = set(stored) - last_seq.keys()
+            if missing:
+                if not allow_orphans:
+                    raise OrphanEventsError(missing)
+                logger.warning("db-sync: dropping events of {} unknown order(s): {}", len(missing), sorted(missing))
+                events = [e for e in events if e.order_id not in missing]
         if not events:
             return
         event_rows = [
@@ -264,41 +358,9 @@ def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool
             for e in events
         ]
         conn.execute(_INSERT_EVENTS, _rows(event_rows))
-        _apply(conn, [e for e in events if e.seq > last_seq[e.order_id]])
-
-
-def _apply(conn: Connection, fresh: list[_Event]) -> None:
-    """Fold each order's new events (sorted by order, seq) into its row: latest status, last known results."""
-    folded: dict[UUID, dict[str, Any]] = {}
-    for e in fresh:
-        state = folded.setdefault(e.order_id, {"order_id": e.order_id})
-        p = e.payload
-        state.update(seq=e.seq, status=e.status, ts=e.ts, error=p.get("error"), error_message=p.get("errorMessage"))
-        for key, field in (
-            ("attempt", "attempt"),
-            ("dex", "dex"),
-            ("tx_hash", "txHash"),
-            ("executed_price", "executedPrice"),
-            ("amount_out", "amountOut"),
-        ):
-            if p.get(field) is not None:
-                state[key] = p[field]
-    if not folded:
-        return
-    states = [
-        {
-            "order_id": s["order_id"],
-            "seq": _int(s["seq"]),
-            "status": s["status"],
-            "ts": s["ts"],
-            "attempt": None if s.get("attempt") is None else _int(s["attempt"]),
-            "dex": _opt_str(s.get("dex")),
-            "tx_hash": _opt_str(s.get("tx_hash")),
-            "executed_price": _dec(s.get("executed_price")),
-            "amount_out": _dec(s.get("amount_out")),
-            "error": _opt_str(s.get("error")),
-            "error_message": _opt_str(s.get("error_message")),
-        }
-        for s in folded.values()
-    ]
-    conn.execute(_APPLY_EVENTS, _rows(states))
+        states = []
+        for order_id, seq in last_seq.items():
+            if fresh := [e for e in by_order[order_id] if e.seq > seq]:
+                states.append(_fold(order_id, fresh))
+        if states:
+            conn.execute(_APPLY_EVENTS, _rows(states))

@@ -130,11 +130,38 @@ def corpus() -> list[list[dict]]:
         _entry(_event(13, 1, "pending", t(0, 0)), _spec(13, slippageBps=3_000_000_000)),
         _entry(_event(14, 1, "pending", t(0, 0)), _spec(14)),  # a good one in the same batch
     ]
+    t0 = t(0, 0)
+    quirks = [
+        # a later empty dex/txHash in the same batch as the one it follows: NULL, not the earlier value
+        _entry(_event(15, 1, "pending", t0, attempt=None), _spec(15)),
+        _entry(_event(15, 2, "routing", t(1, 0), dex="raydium", txHash="t15")),
+        _entry(_event(15, 3, "submitted", t(2, 0), dex="", txHash="")),
+        # the same across two batches (the second is in `later`): the stored value stays
+        _entry(_event(16, 1, "pending", t0, attempt=None), _spec(16)),
+        _entry(_event(16, 2, "routing", t(1, 0), dex="raydium", txHash="t16")),
+        # a spec on seq 0, then seq 1
+        _entry(_event(17, 0, "pending", t0, attempt=None), _spec(17)),
+        _entry(_event(17, 1, "routing", t(1, 0), dex="meteora")),
+        # ids in other spellings of the same UUID
+        _entry(_event(18, 1, "pending", t0), _spec(18), oid=_oid(18).upper()),
+        _entry(_event(19, 1, "pending", t0), _spec(19), oid="urn:uuid:" + _oid(19)),
+        _entry(_event(19, 2, "routing", t(1, 0)), oid="{" + _oid(19) + "}"),
+        _entry(_event(20, 1, "pending", t0, attempt=None), _spec(20)),
+        _entry(_event(20, 3, "building", t(3, 0), attempt=2)),
+    ]
+    later = [
+        _entry(_event(16, 3, "submitted", t(2, 0), dex="", txHash="")),
+        # an old event redelivered with an attempt no integer column holds: stored, the order not touched
+        _entry(_event(20, 2, "routing", t(2, 0), attempt=3_000_000_000)),
+        _entry(_event(20, 4, "submitted", t(4, 0), attempt="99999999999999999999999")),  # refused
+    ]
     return [
         market[:1] + failed[:2] + market[3:4],  # order 1's seq 4 before 2 and 3
         market[1:3] + market + failed[2:] + limit + sniper[:2],  # redelivered and duplicate entries
         sniper[2:] + typeless + malformed + orphan + market[:2],
         rejected,
+        quirks,
+        later,
         market + failed + limit + sniper + typeless,  # everything again: nothing changes
     ]
 
@@ -170,6 +197,6 @@ def test_rows_match_the_golden_snapshot(engine: sa.Engine) -> None:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
     golden = orjson.loads(GOLDEN.read_bytes())
-    assert len(rows["orders"]) == 6 and len(rows["events"]) == 17
+    assert len(rows["orders"]) == 12 and len(rows["events"]) == 31
     assert rows["orders"] == golden["orders"]
     assert rows["events"] == golden["events"]
