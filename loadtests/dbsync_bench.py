@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from shared import redis_keys  # noqa: E402
 from shared.persistence.batch import make_engine, persist_batch  # noqa: E402
 from shared.persistence.migrate import upgrade  # noqa: E402
 from shared.persistence.sync import StreamSyncer  # noqa: E402
@@ -174,14 +175,20 @@ def _start_redis(folder: str) -> tuple[subprocess.Popen, str]:
 
 
 def _produce(url: str, stream: str, items: list[tuple[float, dict[bytes, bytes]]], start: float) -> None:
-    """XADD every entry at its time (in small pipelines, as several writers would)."""
+    """XADD every entry at its time (in small pipelines, as several writers would), keeping each order's hash
+    and event log as the engine does, so a replica can rebuild a first entry another one holds."""
     client = redis.Redis.from_url(url)
     i = 0
     while i < len(items):
         now = time.time() - start
         pipe = client.pipeline(transaction=False)
         while i < len(items) and items[i][0] <= now:
-            pipe.xadd(stream, items[i][1])
+            fields = items[i][1]
+            order_id = fields[b"o"].decode()
+            if b"s" in fields:
+                pipe.hset(redis_keys.order(order_id), "spec", fields[b"s"])
+            pipe.rpush(redis_keys.order_events(order_id), fields[b"e"])
+            pipe.xadd(stream, fields)
             i += 1
         pipe.execute()
         time.sleep(0.002)
@@ -195,34 +202,54 @@ def run_persist(engine: sa.Engine, items: list[dict[bytes, bytes]], batch: int) 
     return 0.0
 
 
-def run_stream(engine: sa.Engine, timed: list[tuple[float, dict[bytes, bytes]]], args: argparse.Namespace) -> dict:
+def run_stream(url: str, timed: list[tuple[float, dict[bytes, bytes]]], args: argparse.Namespace) -> dict:
+    """`--replicas` syncers (each its own engine and Redis client, as separate processes would have; here
+    threads of this process, so its CPU time is their sum) drain the producer's stream."""
     folder = tempfile.mkdtemp(prefix="dbsync-bench-redis-")
-    proc, url = _start_redis(folder)
-    client = redis.Redis.from_url(url)
+    proc, redis_url = _start_redis(folder)
+    clients = [redis.Redis.from_url(redis_url) for _ in range(args.replicas)]
+    engines = [make_engine(url) for _ in range(args.replicas)]
     stream = "stream:events"
     try:
-        syncer = StreamSyncer(engine, client, batch_size=args.batch_size, block_ms=200, linger_ms=args.linger_ms)
-        syncer.ensure_group()
-        redis_cpu0 = _cpu_s([proc.pid])
+        syncers = [
+            StreamSyncer(engine, client, batch_size=args.batch_size, block_ms=200, linger_ms=args.linger_ms)
+            for engine, client in zip(engines, clients, strict=True)
+        ]
+        syncers[0].ensure_group()
+        for engine in engines:  # connect before measuring
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        pids = [pid for engine in engines for pid in _backend_pids(engine)]
+        redis_cpu0, pg0 = _cpu_s([proc.pid]), _cpu_s(sorted(set(pids)))
         start = time.time() + 0.5
-        producer = multiprocessing.get_context("spawn").Process(target=_produce, args=(url, stream, timed, start))
+        producer = multiprocessing.get_context("spawn").Process(target=_produce, args=(redis_url, stream, timed, start))
         producer.start()
         stop = threading.Event()
-        total = len(timed)
-
-        def watch() -> None:
-            while syncer.persisted_entries < total:
-                time.sleep(0.05)
-            stop.set()
-
-        threading.Thread(target=watch, daemon=True).start()
         cpu0 = time.process_time()
-        syncer.run(stop)
+        threads = [threading.Thread(target=syncer.run, args=(stop,)) for syncer in syncers]
+        for thread in threads:
+            thread.start()
+        while sum(syncer.persisted_entries for syncer in syncers) < len(timed):
+            time.sleep(0.05)
+        stop.set()
+        for thread in threads:
+            thread.join()
         cpu = time.process_time() - cpu0
+        pids = sorted(set(pids) | {pid for engine in engines for pid in _backend_pids(engine)})
         producer.join()
-        return {"cpu": cpu, "redis_cpu": _cpu_s([proc.pid]) - redis_cpu0, "batches": syncer.batches}
+        return {
+            "cpu": cpu,
+            "pg_cpu": _cpu_s(pids) - pg0,
+            "redis_cpu": _cpu_s([proc.pid]) - redis_cpu0,
+            "batches": sum(syncer.batches for syncer in syncers),
+            "rebuilt": sum(syncer.rebuilt_entries for syncer in syncers),
+            "split": [(syncer.batches, syncer.persisted_entries) for syncer in syncers],
+        }
     finally:
-        client.close()
+        for client in clients:
+            client.close()
+        for engine in engines:
+            engine.dispose()
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(folder, ignore_errors=True)
@@ -237,6 +264,7 @@ def main() -> int:
     parser.add_argument("--stream", action="store_true", help="through Redis and the real StreamSyncer, live")
     parser.add_argument("--batch-size", type=int, default=500, help="stream mode: DBSYNC_BATCH_SIZE")
     parser.add_argument("--linger-ms", type=int, default=100, help="stream mode: DBSYNC_LINGER_MS")
+    parser.add_argument("--replicas", type=int, default=1, help="stream mode: db-sync replicas in the group")
     parser.add_argument("--repeat", type=int, default=3, help="persist mode: rounds (fresh orders each)")
     args = parser.parse_args()
 
@@ -247,14 +275,12 @@ def main() -> int:
         pids = _backend_pids(engine)
         if args.stream:
             timed = timeline(args.orders, args.rate)
-            pg0 = _cpu_s(pids)
-            result = run_stream(engine, timed, args)
-            pids = sorted(set(pids) | set(_backend_pids(engine)))
-            pg = _cpu_s(pids) - pg0
+            result = run_stream(url, timed, args)
             n = args.orders
             print(
-                f"stream: {n} orders at {args.rate:g}/s, {len(timed)} entries in {result['batches']} batches: "
-                f"db-sync {result['cpu'] / n * 1000:.3f}  postgres {pg / n * 1000:.3f}  "
+                f"stream: {n} orders at {args.rate:g}/s, {len(timed)} entries in {result['batches']} batches "
+                f"({args.replicas} replica(s): {result['split']}, {result['rebuilt']} first entries rebuilt): "
+                f"db-sync {result['cpu'] / n * 1000:.3f}  postgres {result['pg_cpu'] / n * 1000:.3f}  "
                 f"redis {result['redis_cpu'] / n * 1000:.3f}  CPU ms/order"
             )
         else:

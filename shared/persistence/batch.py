@@ -9,7 +9,7 @@ status/result columns only move forward (to an event whose seq is above `orders.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -19,7 +19,7 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 from loguru import logger
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from shared.persistence.models import events_table, orders_table
 
@@ -317,40 +317,74 @@ def _with_state(order: dict[str, Any], state: dict[str, Any]) -> None:
             order[column] = state[column]
 
 
-def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool = False) -> None:
+def _order_id(order: dict[str, Any]) -> str:
+    return order["order_id"]
+
+
+def _event_key(event: _Event) -> tuple[str, int]:
+    return event.order_id, event.seq
+
+
+def _lock(conn: Connection, order_ids: list[str]) -> dict[str, int]:
+    """Lock the stored ones of `order_ids` (sorted) and read their newest seq."""
+    if not order_ids:
+        return {}
+    return dict(conn.execute(_LOCK_ORDERS, {"ids": "{" + ",".join(order_ids) + "}"}).all())
+
+
+def persist_batch(
+    engine: Engine,
+    entries: Iterable[Any],
+    *,
+    allow_orphans: bool = False,
+    rebuild: Callable[[set[str]], list[Any]] | None = None,
+) -> None:
     """Persist `entries` in ONE transaction. Idempotent; never moves an order's status backwards.
 
-    Events whose order has no row (its seq-1 entry not persisted yet) raise `OrphanEventsError` and
-    roll everything back, unless `allow_orphans`, which drops them with a warning instead.
+    Events whose order has no row (its seq-1 entry not persisted yet, e.g. pending with another replica)
+    are first given to `rebuild`, which returns such first entries (from Redis) to persist along; those it
+    cannot rebuild raise `OrphanEventsError` and roll everything back, unless `allow_orphans`, which drops
+    them with a warning instead.
 
     An order first seen in this batch is inserted with its events already folded in, so it needs no UPDATE
     (an UPDATE of `orders` changes the indexed status: a new version in every index). Only orders that were
-    already stored are locked, read and updated, as before.
+    already stored are locked, read and updated.
     """
     orders, events = parse_entries(entries)
     if not events and not orders:
         return
-    by_order: dict[str, list[_Event]] = {}
-    for e in events:
-        by_order.setdefault(e.order_id, []).append(e)
     with engine.begin() as conn:
-        created: set[str] = set()
+        # Orders with events here but no spec must be stored already: lock them before inserting anything, so
+        # that missing ones can still be rebuilt into this transaction instead of failing it.
+        specs = {order["order_id"] for order in orders}
+        continuing = sorted({e.order_id for e in events} - specs)
+        last_seq = _lock(conn, continuing)
+        missing = set(continuing) - last_seq.keys()
+        if missing and rebuild is not None:
+            extra_orders, extra_events = parse_entries(rebuild(missing))
+            rebuilt = {order["order_id"] for order in extra_orders} & missing
+            if rebuilt:
+                missing -= rebuilt
+                orders = sorted([*orders, *(o for o in extra_orders if o["order_id"] in rebuilt)], key=_order_id)
+                known = {(e.order_id, e.seq) for e in events}
+                extra = [e for e in extra_events if e.order_id in rebuilt and (e.order_id, e.seq) not in known]
+                events = sorted([*events, *extra], key=_event_key)
+        if missing:
+            if not allow_orphans:
+                raise OrphanEventsError(missing)
+            logger.warning("db-sync: dropping events of {} unknown order(s): {}", len(missing), sorted(missing))
+            events = [e for e in events if e.order_id not in missing]
+        by_order: dict[str, list[_Event]] = {}
+        for e in events:
+            by_order.setdefault(e.order_id, []).append(e)
         if orders:
-            for order in orders:  # a stored row has last_seq >= 0: every event above that is new
+            for order in orders:  # a new row has last_seq 0: every event above that is new
                 fresh = [e for e in by_order[order["order_id"]] if e.seq > 0]
                 if fresh:
                     _with_state(order, _fold(order["order_id"], fresh))
             created = set(conn.execute(_INSERT_ORDERS, _rows(orders)).scalars())
-        stored = [order_id for order_id in by_order if order_id not in created]  # sorted, as by_order
-        last_seq: dict[str, int] = {}
-        if stored:
-            last_seq = dict(conn.execute(_LOCK_ORDERS, {"ids": "{" + ",".join(stored) + "}"}).all())
-            missing = set(stored) - last_seq.keys()
-            if missing:
-                if not allow_orphans:
-                    raise OrphanEventsError(missing)
-                logger.warning("db-sync: dropping events of {} unknown order(s): {}", len(missing), sorted(missing))
-                events = [e for e in events if e.order_id not in missing]
+            # Already stored (a redelivery, or another replica got there first): updated like the others.
+            last_seq.update(_lock(conn, [order["order_id"] for order in orders if order["order_id"] not in created]))
         if not events:
             return
         event_rows = [
@@ -359,8 +393,8 @@ def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool
         ]
         conn.execute(_INSERT_EVENTS, _rows(event_rows))
         states = []
-        for order_id, seq in last_seq.items():
-            if fresh := [e for e in by_order[order_id] if e.seq > seq]:
+        for order_id, seq in sorted(last_seq.items()):
+            if fresh := [e for e in by_order.get(order_id, ()) if e.seq > seq]:
                 states.append(_fold(order_id, fresh))
         if states:
             conn.execute(_APPLY_EVENTS, _rows(states))
