@@ -208,7 +208,7 @@ def run_stream(url: str, timed: list[tuple[float, dict[bytes, bytes]]], args: ar
     folder = tempfile.mkdtemp(prefix="dbsync-bench-redis-")
     proc, redis_url = _start_redis(folder)
     clients = [redis.Redis.from_url(redis_url) for _ in range(args.replicas)]
-    engines = [make_engine(url) for _ in range(args.replicas)]
+    engines = [make_engine(url, pool_pre_ping=args.pre_ping) for _ in range(args.replicas)]
     stream = "stream:events"
     try:
         syncers = [
@@ -264,12 +264,13 @@ def main() -> int:
     parser.add_argument("--stream", action="store_true", help="through Redis and the real StreamSyncer, live")
     parser.add_argument("--batch-size", type=int, default=500, help="stream mode: DBSYNC_BATCH_SIZE")
     parser.add_argument("--linger-ms", type=int, default=100, help="stream mode: DBSYNC_LINGER_MS")
+    parser.add_argument("--pre-ping", action="store_true", help="ping on every checkout (db-sync no longer does)")
     parser.add_argument("--replicas", type=int, default=1, help="stream mode: db-sync replicas in the group")
     parser.add_argument("--repeat", type=int, default=3, help="persist mode: rounds (fresh orders each)")
     args = parser.parse_args()
 
     url, admin = _scratch_database(args.database)
-    engine = make_engine(url)
+    engine = make_engine(url, pool_pre_ping=args.pre_ping)
     try:
         run_persist(engine, [f for _at, f in timeline(200, args.rate, seed=1)], args.batch)  # warm up, connect
         pids = _backend_pids(engine)

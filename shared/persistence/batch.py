@@ -130,7 +130,8 @@ class _Event:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """A sync engine for db-sync: psycopg 3, pre-ping (PostgreSQL may go away), orjson for JSONB."""
+    """A sync engine for db-sync: psycopg 3, orjson for JSONB, pre-ping (PostgreSQL may go away) unless turned
+    off (`pool_pre_ping=False`, as db-sync itself does: `StreamSyncer` retries on a new connection instead)."""
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     options: dict[str, Any] = {

@@ -227,7 +227,7 @@ class StreamSyncer:
         return [(entry_id, fields) for _stream, messages in reply or [] for entry_id, fields in messages]
 
     def _persist_until_done(self, entries: Sequence[Entry]) -> bool:
-        delay, orphans_since = self.min_backoff_s, None
+        delay, orphans_since, reconnected = self.min_backoff_s, None, False
         while True:
             try:
                 allow = orphans_since is not None and time.monotonic() - orphans_since > self.orphan_grace_s
@@ -240,6 +240,13 @@ class StreamSyncer:
                     orphans_since = time.monotonic()
                     logger.warning("db-sync: {}; retrying for {} s", exc, self.orphan_grace_s)
             except (sa_exc.SQLAlchemyError, OSError) as exc:
+                if getattr(exc, "connection_invalidated", False) and not reconnected:
+                    # A pooled connection PostgreSQL had closed (a restart, an idle timeout): SQLAlchemy dropped
+                    # it, so try once more at once, on a new one. db-sync's engine has no pool_pre_ping, which
+                    # spends a round trip on every batch to catch the same thing; if PostgreSQL is really
+                    # away, this retry fails too and backs off below.
+                    reconnected = True
+                    continue
                 if "postgres" not in self._down:
                     self._down["postgres"] = time.monotonic()
                     logger.warning(
