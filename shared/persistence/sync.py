@@ -303,9 +303,8 @@ class StreamSyncer:
         self.persisted_entries += len(entries)
         self.batches += 1
         self.last_persisted_at = now
-        newest = max((int(_s(e[0]).partition("-")[0]) for e in entries), default=None)
-        if newest is not None:
-            self.newest_event_ts = newest / 1000
+        if entries:  # XREADGROUP and XAUTOCLAIM return entries in id order: the last one is the newest
+            self.newest_event_ts = int(_s(entries[-1][0]).partition("-")[0]) / 1000
             self.lag_s = max(0.0, now - self.newest_event_ts)
 
     def _redis(self, call: Callable[[], Any]) -> Any:
