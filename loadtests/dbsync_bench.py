@@ -242,7 +242,7 @@ def run_stream(url: str, timed: list[tuple[float, dict[bytes, bytes]]], args: ar
             "pg_cpu": _cpu_s(pids) - pg0,
             "redis_cpu": _cpu_s([proc.pid]) - redis_cpu0,
             "batches": sum(syncer.batches for syncer in syncers),
-            "rebuilt": sum(syncer.rebuilt_entries for syncer in syncers),
+            "rebuilt": sum(getattr(syncer, "rebuilt_entries", 0) for syncer in syncers),  # (older code: none)
             "split": [(syncer.batches, syncer.persisted_entries) for syncer in syncers],
         }
     finally:
