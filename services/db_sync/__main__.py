@@ -49,7 +49,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     if not _migrate(settings, stop):
         return 0
-    engine = make_engine(settings.sqlalchemy_url)
+    # No pre-ping: the syncer retries a batch at once when its pooled connection turns out dead.
+    engine = make_engine(settings.sqlalchemy_url, pool_pre_ping=False)
     client = redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=max(10.0, settings.dbsync_block_ms / 1000 + 5),

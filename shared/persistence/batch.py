@@ -8,7 +8,8 @@ status/result columns only move forward (to an event whose seq is above `orders.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -22,9 +23,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared.persistence.models import events_table, orders_table
 
-#: Column -> PostgreSQL type of the rows db-sync inserts. Each column travels as ONE array parameter of an
-#: `INSERT ... SELECT FROM unnest(...)`: the statement text never changes with the batch size, so neither
-#: SQLAlchemy nor psycopg compiles a fresh multi-row VALUES list (with a bind per cell) for every batch.
+#: Column -> PostgreSQL type of the rows db-sync inserts. A batch's rows travel as ONE JSON document (an
+#: orjson-encoded array of objects keyed by column) that `jsonb_to_recordset` turns back into typed rows:
+#: one text parameter whatever the batch size, so psycopg has nothing to escape per cell (quoting every JSON
+#: payload into a `text[]` literal was two thirds of db-sync's CPU) and the statement text never changes,
+#: so psycopg prepares it once.
 _ORDER_COLUMNS = {
     "order_id": "uuid",
     "type": "text",
@@ -44,36 +47,66 @@ _ORDER_COLUMNS = {
     "updated_at": "timestamptz",
     "last_seq": "integer",
     "spec": "jsonb",
+    # the state of its events in the same batch (see persist_batch); absent keys are NULL
+    "attempt": "integer",
+    "dex": "text",
+    "tx_hash": "text",
+    "executed_price": "numeric",
+    "amount_out": "numeric",
+    "error": "text",
+    "error_message": "text",
 }
 _EVENT_COLUMNS = {"order_id": "uuid", "seq": "integer", "status": "text", "ts": "timestamptz", "payload": "jsonb"}
+#: The newest state of a stored order that has new events: folded by `_fold`, written by `_APPLY_EVENTS`.
+_STATE_COLUMNS = {
+    "order_id": "uuid",
+    "seq": "integer",
+    "status": "text",
+    "ts": "timestamptz",
+    "attempt": "integer",
+    "dex": "text",
+    "tx_hash": "text",
+    "executed_price": "numeric",
+    "amount_out": "numeric",
+    "error": "text",
+    "error_message": "text",
+}
 
 
-def _unnest_insert(table: sa.Table, columns: dict[str, str], conflict: tuple[str, ...]) -> sa.TextClause:
+def _recordset(columns: dict[str, str]) -> str:
+    """`FROM` item of the `:rows` document's objects as rows of `columns`."""
+    return f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS v({', '.join(f'{n} {t}' for n, t in columns.items())})"
+
+
+def _json_insert(
+    table: sa.Table, columns: dict[str, str], conflict: tuple[str, ...], returning: str = ""
+) -> sa.TextClause:
     names = ", ".join(columns)
-    arrays = ", ".join(f"CAST(:{name} AS {pg_type}[])" for name, pg_type in columns.items())
     return sa.text(
-        f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) "
-        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_recordset(columns)} "
+        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING {returning}"
     )
 
 
-_INSERT_ORDERS = _unnest_insert(orders_table, _ORDER_COLUMNS, ("order_id",))
-_INSERT_EVENTS = _unnest_insert(events_table, _EVENT_COLUMNS, ("order_id", "seq"))
+#: RETURNING: the orders this statement created (not those already stored), as canonical text.
+_INSERT_ORDERS = _json_insert(orders_table, _ORDER_COLUMNS, ("order_id",), "RETURNING CAST(order_id AS text)")
+_INSERT_EVENTS = _json_insert(events_table, _EVENT_COLUMNS, ("order_id", "seq"))
+
+#: The batch's orders, locked in a fixed order (so two replicas never deadlock), with their newest seq.
+_LOCK_ORDERS = sa.text(
+    "SELECT CAST(order_id AS text), last_seq FROM orders WHERE order_id = ANY(CAST(:ids AS uuid[])) "
+    "ORDER BY order_id FOR UPDATE"
+)
 
 _APPLY_EVENTS = sa.text(
-    """
+    f"""
     UPDATE orders AS o SET status = v.status, last_seq = v.seq, updated_at = v.ts,
         attempt = COALESCE(v.attempt, o.attempt), dex = COALESCE(v.dex, o.dex),
         tx_hash = COALESCE(v.tx_hash, o.tx_hash),
         executed_price = COALESCE(v.executed_price, o.executed_price),
         amount_out = COALESCE(v.amount_out, o.amount_out),
         error = v.error, error_message = v.error_message
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[]), CAST(:statuses AS text[]),
-                CAST(:ts AS timestamptz[]), CAST(:attempts AS integer[]), CAST(:dexes AS text[]),
-                CAST(:tx_hashes AS text[]), CAST(:prices AS numeric[]), CAST(:amounts_out AS numeric[]),
-                CAST(:errors AS text[]), CAST(:messages AS text[]))
-        AS v(order_id, seq, status, ts, attempt, dex, tx_hash, executed_price, amount_out,
-             error, error_message)
+    FROM {_recordset(_STATE_COLUMNS)}
     WHERE o.order_id = v.order_id AND v.seq > o.last_seq
     """
 )
@@ -82,22 +115,23 @@ _APPLY_EVENTS = sa.text(
 class OrphanEventsError(RuntimeError):
     """Events whose order row exists neither in PostgreSQL nor in the batch (its seq-1 entry is elsewhere)."""
 
-    def __init__(self, order_ids: set[UUID]) -> None:
-        super().__init__(f"{len(order_ids)} order(s) not persisted yet: {sorted(map(str, order_ids))[:5]}")
+    def __init__(self, order_ids: set[str]) -> None:
+        super().__init__(f"{len(order_ids)} order(s) not persisted yet: {sorted(order_ids)[:5]}")
         self.order_ids = order_ids
 
 
 @dataclass(slots=True)
 class _Event:
-    order_id: UUID
+    order_id: str  # canonical (lower-case, hyphenated): sorts and compares as PostgreSQL's uuid does
     seq: int
     status: str
-    ts: datetime
+    ts: str  # a text PostgreSQL reads as the instant `datetime.fromisoformat` read
     payload: dict[str, Any]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """A sync engine for db-sync: psycopg 3, pre-ping (PostgreSQL may go away), orjson for JSONB."""
+    """A sync engine for db-sync: psycopg 3, orjson for JSONB, pre-ping (PostgreSQL may go away) unless turned
+    off (`pool_pre_ping=False`, as db-sync itself does: `StreamSyncer` retries on a new connection instead)."""
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     options: dict[str, Any] = {
@@ -112,29 +146,57 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **options)
 
 
-def _get(fields: Mapping[Any, Any], name: str) -> Any:
-    value = fields.get(name)
+def _get(fields: Mapping[Any, Any], name: bytes) -> Any:
+    value = fields.get(name)  # XREADGROUP gives bytes keys; tests and rebuilt entries may use str
     if value is None:
-        value = fields.get(name.encode())
+        value = fields.get(name.decode())
     return value.decode() if isinstance(value, bytes | bytearray) else value
 
 
-def _ts(value: Any) -> datetime | None:
+#: The forms the engine writes (RFC 3339 with `Z` or an offset, at most microseconds). PostgreSQL reads
+#: them exactly as `datetime.fromisoformat` does, so once that accepted one the text itself is sent: str()
+#: of a datetime (what psycopg sent before) costs ten times the parse. Other forms go as str(datetime).
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)", re.ASCII).fullmatch
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII).fullmatch
+
+
+def _ts(value: Any) -> str | None:
+    """A timestamp with a time zone, as the text PostgreSQL gets; ValueError without one."""
     if value in (None, ""):
         return None
+    if isinstance(value, str) and _RFC3339(value):
+        datetime.fromisoformat(value)  # ranges (month 13, second 60, ...): ValueError
+        return value
     moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {value!r}")
-    return moment
+    return str(moment)
 
 
-def _dec(value: Any) -> Decimal | None:
+def _uuid(value: Any) -> str:
+    """An order id in canonical form (the engine's own ids already are); ValueError if it is none."""
+    text = str(value)
+    return text if _CANONICAL_UUID(text) else str(UUID(text))
+
+
+def _dec(value: Any) -> str | None:
+    """A finite decimal, as the text PostgreSQL gets (exact, scale kept); Decimal's errors otherwise."""
     if value in (None, ""):
         return None
     number = Decimal(str(value))
     if not number.is_finite():
         raise InvalidOperation(f"not a finite decimal: {value!r}")
-    return number
+    return str(number)
+
+
+_INT4 = range(-(2**31), 2**31)
+
+
+def _int(value: Any) -> int | str:
+    """An integer for an `integer` column. One PostgreSQL would refuse travels as text, so that PostgreSQL
+    (not orjson, which refuses integers over 64 bits) rejects it and the syncer drops that entry alone."""
+    number = int(value)
+    return number if number in _INT4 else str(number)
 
 
 def _opt_str(value: Any) -> str | None:
@@ -142,8 +204,8 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
-    payload = orjson.loads(_get(fields, "e"))
-    order_id = UUID(str(_get(fields, "o") or payload["orderId"]))
+    payload = orjson.loads(fields.get(b"e") or fields.get("e"))  # orjson reads bytes as they are
+    order_id = _uuid(_get(fields, b"o") or payload["orderId"])
     for key in ("executedPrice", "amountOut"):
         _dec(payload.get(key))  # reject now what PostgreSQL would reject later
     if payload.get("attempt") is not None:
@@ -152,7 +214,7 @@ def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
     if ts is None:
         raise ValueError("event without a timestamp")
     event = _Event(order_id, int(payload["seq"]), str(payload["status"]), ts, payload)
-    raw_spec = _get(fields, "s")
+    raw_spec = fields.get(b"s") or fields.get("s")
     if not raw_spec:
         return event, None
     spec = orjson.loads(raw_spec)
@@ -164,8 +226,8 @@ def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
         "token_in": str(spec["tokenIn"]),
         "token_out": str(spec["tokenOut"]),
         "amount": _dec(spec["amount"]),
-        "slippage_bps": int(spec.get("slippageBps", 50)),
-        "user_id": _opt_str(spec["userId"] if "userId" in spec else _get(fields, "u")),
+        "slippage_bps": _int(spec.get("slippageBps", 50)),
+        "user_id": _opt_str(spec["userId"] if "userId" in spec else _get(fields, b"u")),
         "owner": _opt_str(spec.get("owner")),
         "client_order_id": _opt_str(spec.get("clientOrderId")),
         "idempotency_key": _opt_str(spec.get("idempotencyKey")),
@@ -181,9 +243,10 @@ def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
 
 
 def parse_entries(entries: Iterable[Any]) -> tuple[list[dict[str, Any]], list[_Event]]:
-    """Orders (from specs) and events of a batch, de-duplicated; malformed entries are logged and dropped."""
-    orders: dict[UUID, dict[str, Any]] = {}
-    events: dict[tuple[UUID, int], _Event] = {}
+    """Orders (from specs) and events of a batch, de-duplicated and sorted by order id (then seq); malformed
+    entries are logged and dropped."""
+    orders: dict[str, dict[str, Any]] = {}
+    events: dict[tuple[str, int], _Event] = {}
     for entry in entries:
         entry_id, fields = entry if isinstance(entry, tuple | list) else (None, entry)
         if not fields:  # an entry deleted from the stream while pending: nothing left to persist
@@ -199,88 +262,140 @@ def parse_entries(entries: Iterable[Any]) -> tuple[list[dict[str, Any]], list[_E
     return [orders[k] for k in sorted(orders)], [events[k] for k in sorted(events)]
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+def _rows(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The `:rows` parameter: every row in one JSON document."""
+    return {"rows": orjson.dumps(rows).decode()}
 
 
-def _insert_many(
-    conn: Connection, statement: sa.TextClause, columns: dict[str, str], rows: list[dict[str, Any]]
+#: Event fields whose last non-null value an order keeps (COALESCE in `_APPLY_EVENTS`) -> their columns.
+_RESULTS = (
+    ("attempt", "attempt"),
+    ("dex", "dex"),
+    ("txHash", "tx_hash"),
+    ("executedPrice", "executed_price"),
+    ("amountOut", "amount_out"),
+)
+
+
+def _fold(order_id: str, events: list[_Event]) -> dict[str, Any]:
+    """One order's new events (by seq) folded into the `_STATE_COLUMNS` row `_APPLY_EVENTS` writes: status,
+    seq, time and error of the newest, and each result field's newest non-null value (None: keep the row's)."""
+    state: dict[str, Any] = {}
+    for e in events:
+        p = e.payload
+        state.update(seq=e.seq, status=e.status, ts=e.ts, error=p.get("error"), error_message=p.get("errorMessage"))
+        for field, column in _RESULTS:
+            if p.get(field) is not None:
+                state[column] = p[field]
+    attempt = state.get("attempt")
+    return {
+        "order_id": order_id,
+        "seq": _int(state["seq"]),
+        "status": state["status"],
+        "ts": state["ts"],
+        "attempt": None if attempt is None else _int(attempt),
+        "dex": _opt_str(state.get("dex")),
+        "tx_hash": _opt_str(state.get("tx_hash")),
+        "executed_price": _dec(state.get("executed_price")),
+        "amount_out": _dec(state.get("amount_out")),
+        "error": _opt_str(state.get("error")),
+        "error_message": _opt_str(state.get("error_message")),
+    }
+
+
+def _with_state(order: dict[str, Any], state: dict[str, Any]) -> None:
+    """Fold `state` into a new order's row as `_APPLY_EVENTS` would into the stored one (its result columns
+    are all NULL, so COALESCE keeps a None)."""
+    order.update(
+        status=state["status"],
+        last_seq=state["seq"],
+        updated_at=state["ts"],
+        error=state["error"],
+        error_message=state["error_message"],
+    )
+    for _field, column in _RESULTS:
+        if state[column] is not None:
+            order[column] = state[column]
+
+
+def _order_id(order: dict[str, Any]) -> str:
+    return order["order_id"]
+
+
+def _event_key(event: _Event) -> tuple[str, int]:
+    return event.order_id, event.seq
+
+
+def _lock(conn: Connection, order_ids: list[str]) -> dict[str, int]:
+    """Lock the stored ones of `order_ids` (sorted) and read their newest seq."""
+    if not order_ids:
+        return {}
+    return dict(conn.execute(_LOCK_ORDERS, {"ids": "{" + ",".join(order_ids) + "}"}).all())
+
+
+def persist_batch(
+    engine: Engine,
+    entries: Iterable[Any],
+    *,
+    allow_orphans: bool = False,
+    rebuild: Callable[[set[str]], list[Any]] | None = None,
 ) -> None:
-    """Insert `rows` column-wise (see `_unnest_insert`); JSONB travels as text, cast by PostgreSQL."""
-    params = {}
-    for name, pg_type in columns.items():
-        values = [row.get(name) for row in rows]
-        params[name] = [_json_text(v) for v in values] if pg_type == "jsonb" else values
-    conn.execute(statement, params)
-
-
-def persist_batch(engine: Engine, entries: Iterable[Any], *, allow_orphans: bool = False) -> None:
     """Persist `entries` in ONE transaction. Idempotent; never moves an order's status backwards.
 
-    Events whose order has no row (its seq-1 entry not persisted yet) raise `OrphanEventsError` and
-    roll everything back, unless `allow_orphans`, which drops them with a warning instead.
+    Events whose order has no row (its seq-1 entry not persisted yet, e.g. pending with another replica)
+    are first given to `rebuild`, which returns such first entries (from Redis) to persist along; those it
+    cannot rebuild raise `OrphanEventsError` and roll everything back, unless `allow_orphans`, which drops
+    them with a warning instead.
+
+    An order first seen in this batch is inserted with its events already folded in, so it needs no UPDATE
+    (an UPDATE of `orders` changes the indexed status: a new version in every index). Only orders that were
+    already stored are locked, read and updated.
     """
     orders, events = parse_entries(entries)
     if not events and not orders:
         return
     with engine.begin() as conn:
-        if orders:
-            _insert_many(conn, _INSERT_ORDERS, _ORDER_COLUMNS, orders)
-        ids = sorted({e.order_id for e in events})
-        rows = conn.execute(
-            sa.select(orders_table.c.order_id, orders_table.c.last_seq)
-            .where(orders_table.c.order_id.in_(ids))
-            .order_by(orders_table.c.order_id)
-            .with_for_update()
-        ).all()
-        last_seq = {row.order_id: row.last_seq for row in rows}
-        missing = set(ids) - last_seq.keys()
+        # Orders with events here but no spec must be stored already: lock them before inserting anything, so
+        # that missing ones can still be rebuilt into this transaction instead of failing it.
+        specs = {order["order_id"] for order in orders}
+        continuing = sorted({e.order_id for e in events} - specs)
+        last_seq = _lock(conn, continuing)
+        missing = set(continuing) - last_seq.keys()
+        if missing and rebuild is not None:
+            extra_orders, extra_events = parse_entries(rebuild(missing))
+            rebuilt = {order["order_id"] for order in extra_orders} & missing
+            if rebuilt:
+                missing -= rebuilt
+                orders = sorted([*orders, *(o for o in extra_orders if o["order_id"] in rebuilt)], key=_order_id)
+                known = {(e.order_id, e.seq) for e in events}
+                extra = [e for e in extra_events if e.order_id in rebuilt and (e.order_id, e.seq) not in known]
+                events = sorted([*events, *extra], key=_event_key)
         if missing:
             if not allow_orphans:
                 raise OrphanEventsError(missing)
             logger.warning("db-sync: dropping events of {} unknown order(s): {}", len(missing), sorted(missing))
             events = [e for e in events if e.order_id not in missing]
+        by_order: dict[str, list[_Event]] = {}
+        for e in events:
+            by_order.setdefault(e.order_id, []).append(e)
+        if orders:
+            for order in orders:  # a new row has last_seq 0: every event above that is new
+                fresh = [e for e in by_order[order["order_id"]] if e.seq > 0]
+                if fresh:
+                    _with_state(order, _fold(order["order_id"], fresh))
+            created = set(conn.execute(_INSERT_ORDERS, _rows(orders)).scalars())
+            # Already stored (a redelivery, or another replica got there first): updated like the others.
+            last_seq.update(_lock(conn, [order["order_id"] for order in orders if order["order_id"] not in created]))
         if not events:
             return
         event_rows = [
-            {"order_id": e.order_id, "seq": e.seq, "status": e.status, "ts": e.ts, "payload": e.payload} for e in events
+            {"order_id": e.order_id, "seq": _int(e.seq), "status": e.status, "ts": e.ts, "payload": e.payload}
+            for e in events
         ]
-        _insert_many(conn, _INSERT_EVENTS, _EVENT_COLUMNS, event_rows)
-        _apply(conn, [e for e in events if e.seq > last_seq[e.order_id]])
-
-
-def _apply(conn: Connection, fresh: list[_Event]) -> None:
-    """Fold each order's new events (sorted by order, seq) into its row: latest status, last known results."""
-    folded: dict[UUID, dict[str, Any]] = {}
-    for e in fresh:
-        state = folded.setdefault(e.order_id, {})
-        p = e.payload
-        state.update(seq=e.seq, status=e.status, ts=e.ts, error=p.get("error"), message=p.get("errorMessage"))
-        for key, field in (
-            ("attempt", "attempt"),
-            ("dex", "dex"),
-            ("tx", "txHash"),
-            ("price", "executedPrice"),
-            ("out", "amountOut"),
-        ):
-            if p.get(field) is not None:
-                state[key] = p[field]
-    if not folded:
-        return
-    states = list(folded.values())
-    conn.execute(
-        _APPLY_EVENTS,
-        {
-            "ids": list(folded),
-            "seqs": [s["seq"] for s in states],
-            "statuses": [s["status"] for s in states],
-            "ts": [s["ts"] for s in states],
-            "attempts": [None if s.get("attempt") is None else int(s["attempt"]) for s in states],
-            "dexes": [_opt_str(s.get("dex")) for s in states],
-            "tx_hashes": [_opt_str(s.get("tx")) for s in states],
-            "prices": [_dec(s.get("price")) for s in states],
-            "amounts_out": [_dec(s.get("out")) for s in states],
-            "errors": [_opt_str(s.get("error")) for s in states],
-            "messages": [_opt_str(s.get("message")) for s in states],
-        },
-    )
+        conn.execute(_INSERT_EVENTS, _rows(event_rows))
+        states = []
+        for order_id, seq in sorted(last_seq.items()):
+            if fresh := [e for e in by_order.get(order_id, ()) if e.seq > seq]:
+                states.append(_fold(order_id, fresh))
+        if states:
+            conn.execute(_APPLY_EVENTS, _rows(states))

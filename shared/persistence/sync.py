@@ -5,7 +5,8 @@ XREADGROUP `>` -> `persist_batch` -> XACK -> XTRIM MINID (only what the group ha
 PostgreSQL or Redis is away the same batch is retried with back-off (0.5 s doubling to 5 s) and
 nothing is acknowledged, so the backlog drains when they return. An event whose order has no row yet
 (its seq-1 entry is pending with another consumer, maybe a dead one) gets that entry rebuilt from the
-order's hash and event log in Redis, so replicas never wait on, or drop, each other's entries.
+order's hash and event log in Redis (inside the transaction that found it missing), so replicas never wait on,
+or drop, each other's entries.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class StreamSyncer:
         self._down: dict[str, float] = {}  # "postgres"/"redis" -> when the current outage began
         # --- metrics -----------------------------------------------------------------------------------
         self.persisted_entries = self.batches = 0
+        self.rebuilt_entries = 0  # first entries rebuilt from Redis for events whose seq-1 entry was elsewhere
         self.pending = 0  # entries delivered to the group but not acknowledged, at the last trim
         self.last_persisted_at: float | None = None  # wall time of the last successful persist
         self.newest_event_ts: float | None = None  # event time of the newest entry persisted
@@ -106,6 +108,7 @@ class StreamSyncer:
             "consumer": self.consumer,
             "persistedEntries": self.persisted_entries,
             "batches": self.batches,
+            "rebuiltEntries": self.rebuilt_entries,
             "pending": self.pending,
             "lagSeconds": self.lag_s,
             "newestEventTs": self.newest_event_ts,
@@ -224,24 +227,26 @@ class StreamSyncer:
         return [(entry_id, fields) for _stream, messages in reply or [] for entry_id, fields in messages]
 
     def _persist_until_done(self, entries: Sequence[Entry]) -> bool:
-        delay, orphans_since = self.min_backoff_s, None
-        batch, rebuilt = list(entries), set()
+        delay, orphans_since, reconnected = self.min_backoff_s, None, False
         while True:
             try:
                 allow = orphans_since is not None and time.monotonic() - orphans_since > self.orphan_grace_s
-                self._persist_isolating(batch, allow_orphans=allow)
+                self._persist_isolating(entries, allow_orphans=allow)
             except OrphanEventsError as exc:
-                # Their seq-1 entries are pending elsewhere (another consumer, or a dead one whose entries are
-                # claimed only after claim_idle_ms): rebuild them from the orders themselves, once, rather
-                # than wait out the grace and drop events that PostgreSQL would then never get.
-                if first_entries := self._first_entries(exc.order_ids - rebuilt):
-                    rebuilt |= exc.order_ids
-                    batch = [*first_entries, *batch]
-                    continue
+                # Events whose seq-1 entry is pending elsewhere were given their first entry rebuilt from Redis
+                # inside the batch's transaction; these orders are not in Redis (any more), or Redis did not
+                # answer: retry for a while, then drop their events.
                 if orphans_since is None:
                     orphans_since = time.monotonic()
                     logger.warning("db-sync: {}; retrying for {} s", exc, self.orphan_grace_s)
             except (sa_exc.SQLAlchemyError, OSError) as exc:
+                if getattr(exc, "connection_invalidated", False) and not reconnected:
+                    # A pooled connection PostgreSQL had closed (a restart, an idle timeout): SQLAlchemy dropped
+                    # it, so try once more at once, on a new one. db-sync's engine has no pool_pre_ping, which
+                    # spends a round trip on every batch to catch the same thing; if PostgreSQL is really
+                    # away, this retry fails too and backs off below.
+                    reconnected = True
+                    continue
                 if "postgres" not in self._down:
                     self._down["postgres"] = time.monotonic()
                     logger.warning(
@@ -259,7 +264,9 @@ class StreamSyncer:
 
     def _first_entries(self, order_ids: set[Any]) -> list[Entry]:
         """Each order's seq-1 stream entry (id, spec, first event) rebuilt from its hash and event log in Redis;
-        orders Redis no longer holds are left out."""
+        orders Redis no longer holds are left out. `persist_batch` calls it for orders it does not find: their
+        seq-1 entry is pending with another consumer (maybe a dead one, whose entries are claimed only after
+        claim_idle_ms), and waiting for it would hold this batch up, or drop events once the grace ran out."""
         ids = sorted(str(order_id) for order_id in order_ids)
         if not ids:
             return []
@@ -272,16 +279,18 @@ class StreamSyncer:
         except redis.RedisError as exc:
             logger.warning("db-sync cannot read orders to rebuild their first entries: {}", exc)
             return []
-        return [
+        rebuilt = [
             (None, {b"o": order_id.encode(), b"e": first, b"s": spec})
             for order_id, spec, first in zip(ids, replies[::2], replies[1::2], strict=True)
             if spec and first
         ]
+        self.rebuilt_entries += len(rebuilt)
+        return rebuilt
 
     def _persist_isolating(self, entries: Sequence[Entry], *, allow_orphans: bool) -> None:
         """One transaction for the batch; if PostgreSQL rejects the data, one per entry, dropping bad ones."""
         try:
-            self._persist(self.engine, entries, allow_orphans=allow_orphans)
+            self._persist(self.engine, entries, allow_orphans=allow_orphans, rebuild=self._first_entries)
         except (sa_exc.DataError, sa_exc.IntegrityError) as exc:
             if len(entries) == 1:
                 logger.error("db-sync: dropping entry {} rejected by PostgreSQL: {}", _s(entries[0][0]), exc)
@@ -294,9 +303,8 @@ class StreamSyncer:
         self.persisted_entries += len(entries)
         self.batches += 1
         self.last_persisted_at = now
-        newest = max((int(_s(e[0]).partition("-")[0]) for e in entries), default=None)
-        if newest is not None:
-            self.newest_event_ts = newest / 1000
+        if entries:  # XREADGROUP and XAUTOCLAIM return entries in id order: the last one is the newest
+            self.newest_event_ts = int(_s(entries[-1][0]).partition("-")[0]) / 1000
             self.lag_s = max(0.0, now - self.newest_event_ts)
 
     def _redis(self, call: Callable[[], Any]) -> Any:

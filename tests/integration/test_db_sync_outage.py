@@ -172,7 +172,7 @@ def test_db_sync_catches_up_after_postgres_outage(database: str, proxied: tuple[
     tag = uuid.uuid4().hex[:8]
     stream, group = f"test:dbsync:{tag}:events", f"db-sync-{tag}"
     direct = make_engine(database)
-    engine = make_engine(proxy_url, connect_args={"connect_timeout": 2})
+    engine = make_engine(proxy_url, connect_args={"connect_timeout": 2}, pool_pre_ping=False)  # as db-sync runs
     warnings: list[str] = []
     sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
     syncer = StreamSyncer(engine, r, stream=stream, group=group, keep_persisted_ms=0, batch_size=40, block_ms=50,
@@ -298,3 +298,39 @@ def test_db_sync_claims_dead_consumers_and_rides_out_redis_outage(database: str)
         proxy.close()
         engine.dispose()
     assert not runner.is_alive()
+
+
+def test_a_connection_postgres_closed_is_replaced_at_once(database: str) -> None:
+    """No pre-ping in db-sync: a batch that meets a pooled connection PostgreSQL closed (restart, idle timeout)
+    is retried at once on a new one, with no back-off and no outage warning."""
+    r = redis.Redis.from_url(REDIS_URL)
+    tag = uuid.uuid4().hex[:8]
+    stream, group = f"test:dbsync:{tag}:events", f"db-sync-{tag}"
+    engine = make_engine(database, pool_pre_ping=False)
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    syncer = StreamSyncer(engine, r, stream=stream, group=group, block_ms=50, min_backoff_s=5.0)
+    events = _events([uuid.uuid4() for _ in range(5)])
+    try:
+        syncer.ensure_group()
+        for fields in events[:10]:
+            r.xadd(stream, fields)
+        assert syncer.step() == 10
+        with engine.connect() as conn:  # the pooled connection db-sync used
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with make_engine(database).connect() as admin:
+            assert admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        for fields in events[10:]:
+            r.xadd(stream, fields)
+        started = time.monotonic()
+        assert syncer.step() == 20
+        assert time.monotonic() - started < 2.5, "retried after a back-off (5 s) instead of at once"
+        assert warnings == [] and not syncer.stats()["postgresDown"]
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM order_events")).scalar_one() == 30
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        logger.remove(sink)
+        r.delete(stream)
+        r.close()
+        engine.dispose()

@@ -323,3 +323,50 @@ def test_large_batch_is_split_into_few_multi_row_statements(engine: sa.Engine) -
     assert len(orders) == 1500 and len(events) == 3000 and {o.status for o in orders} == {"routing"}
     writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
     assert len(writes) <= 6, f"{len(writes)} write statements for 3000 entries"
+
+
+# --- first entries rebuilt inside the batch's transaction -----------------------------------------------------
+def test_missing_first_entries_are_rebuilt_into_the_same_transaction(engine: sa.Engine) -> None:
+    oid, gone = uuid.uuid4(), uuid.uuid4()
+    full = lifecycle(oid)
+    asked: list[set[str]] = []
+
+    def rebuild(order_ids: set[str]) -> list:
+        asked.append(set(order_ids))
+        return [(None, full[0][1])] if str(oid) in order_ids else []
+
+    rollbacks: list[object] = []
+    sa.event.listen(engine, "rollback", rollbacks.append)
+    persist_batch(engine, full[2:4], rebuild=rebuild)  # building, submitted: pending is elsewhere
+    assert asked == [{str(oid)}]
+    assert rollbacks == []  # one transaction, not a failed one and a retry
+    orders, events = snapshot(engine)
+    assert [e.seq for e in events] == [1, 3, 4]
+    assert (orders[0].status, orders[0].last_seq, orders[0].tx_hash, orders[0].user_id) == (
+        "submitted",
+        4,
+        "tx-1",
+        "alice",
+    )
+    # what cannot be rebuilt still raises, and rolls back the rebuilt ones with it
+    with pytest.raises(OrphanEventsError) as caught:
+        persist_batch(engine, lifecycle(gone)[1:2] + full[4:], rebuild=rebuild)
+    assert caught.value.order_ids == {str(gone)} and rollbacks  # (the listener does see rollbacks)
+    assert snapshot(engine)[0][0].status == "submitted"
+
+
+def test_a_rebuilt_order_another_replica_stored_meanwhile_is_updated_not_folded(engine: sa.Engine) -> None:
+    oid = uuid.uuid4()
+    full = lifecycle(oid)
+
+    def rebuild(order_ids: set[str]) -> list:
+        # the replica that held seq 1 and 2 commits them while this batch's transaction is open
+        persist_batch(engine, full[:2])
+        return [(None, full[0][1])]
+
+    persist_batch(engine, full[3:], rebuild=rebuild)  # submitted, confirmed
+    orders, events = snapshot(engine)
+    assert [e.seq for e in events] == [1, 2, 4, 5]
+    row = orders[0]
+    assert (row.status, row.last_seq, row.dex, str(row.executed_price)) == ("confirmed", 5, "raydium", "150.1")
+    assert row.updated_at == T0 + timedelta(seconds=5)
