@@ -19,7 +19,10 @@ from functools import lru_cache
 from uuid import UUID
 
 import base58
+from loguru import logger
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import redis_keys
 from shared.domain.slippage import within_slippage
@@ -36,6 +39,8 @@ LANDING_LATENCY_MS = (1_700, 2_600)
 #: Transactions this venue sent and has not confirmed yet, remembered so that confirming one needs no read
 #: of the ledger (a round trip per order). More in flight than this just read the ledger as before.
 RECENT_SUBMISSIONS = 10_000
+#: Back-off while Redis cannot be read at start-up.
+SIM_CONFIG_RETRY_MIN_S, SIM_CONFIG_RETRY_MAX_S = 0.2, 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +58,21 @@ class SimConfig:
 
 
 async def load_sim_config(redis: Redis, settings: Settings, clock: Callable[[], float] = time.time) -> SimConfig:
-    """The deployment's simulation: the first process to start fixes the epoch, and the seed unless set."""
-    seed = settings.sim_seed or await _shared_value(redis, redis_keys.SIM_SEED, secrets.token_hex(16))
-    epoch = await _shared_value(redis, redis_keys.SIM_EPOCH, repr(clock()))
+    """The deployment's simulation: the first process to start fixes the epoch, and the seed unless set.
+
+    Every service reads it first thing, so a service (re)started while Redis is away waits here for Redis
+    instead of exiting: a supervisor's restart loop would otherwise give up on it.
+    """
+    delay = SIM_CONFIG_RETRY_MIN_S
+    while True:
+        try:
+            seed = settings.sim_seed or await _shared_value(redis, redis_keys.SIM_SEED, secrets.token_hex(16))
+            epoch = await _shared_value(redis, redis_keys.SIM_EPOCH, repr(clock()))
+            break
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            logger.warning("Redis does not answer yet ({!r}); trying again in {} s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SIM_CONFIG_RETRY_MAX_S)
     return SimConfig(
         seed=seed,
         epoch=float(epoch),

@@ -249,3 +249,26 @@ async def test_confirming_what_this_venue_sent_reads_no_ledger_and_a_stranger_re
     assert outcome.status is TxStatus.CONFIRMED and ledger.reads == 0
     # Another process (a retry after a crash) knows only the hash: it reads the ledger and sees the same outcome.
     assert await venue(ledger=ledger).confirm(tx.tx_hash) == outcome and ledger.reads == 1
+
+
+async def test_a_service_started_while_redis_is_away_waits_for_it_instead_of_exiting(monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from shared.venues import simulated
+
+    monkeypatch.setattr(simulated, "SIM_CONFIG_RETRY_MIN_S", 0.001)
+
+    class AwayThenBack(FakeRedis):
+        def __init__(self) -> None:
+            super().__init__()
+            self.refusals = 3
+
+        async def set(self, *args, **kwargs):
+            if self.refusals:
+                self.refusals -= 1
+                raise RedisConnectionError("Connection refused")
+            return await super().set(*args, **kwargs)
+
+    redis = AwayThenBack()
+    config = await load_sim_config(redis, Settings(sim_seed="fixed"), clock=lambda: EPOCH)
+    assert redis.refusals == 0 and config.epoch == EPOCH
