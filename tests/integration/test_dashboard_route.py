@@ -64,6 +64,7 @@ def test_keys_still_guard_the_data_the_page_reads(client):
         "/dashboard/%2e%2e/app.py",
         "/dashboard/js/../../__init__.py",
         "/dashboard/js/main.js%00.txt",
+        "/dashboard/" + "a" * 300,
     ],
 )
 def test_anything_else_under_it_is_a_contract_404(client, path):

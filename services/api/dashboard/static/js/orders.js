@@ -169,7 +169,6 @@ export class History {
     this.more.hidden = !page.nextCursor;
     const shown = this.body.querySelectorAll("tr[data-order-id]").length;
     this.message.textContent = shown ? `${shown} order(s), newest first` : "no orders match";
-    this.body.dataset.loadedAt = String(Date.now());
   }
 
   row(order) {

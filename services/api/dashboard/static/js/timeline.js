@@ -215,11 +215,6 @@ export class Timeline {
     return entry;
   }
 
-  statusOf(orderId) {
-    const entry = this.entries.get(orderId);
-    return entry && entry.feed.lastSeq ? entry.card.status : null;
-  }
-
   // After the API key changed: feeds refused for want of one may now be let in.
   restartStopped() {
     for (const { feed } of this.entries.values()) if (!feed.finished && !feed.socket) feed.connect();
