@@ -65,29 +65,42 @@ function checkId(body, name, rules) {
   return text;
 }
 
-// pydantic's datetime: an RFC 3339 / ISO 8601 string, or a Unix time (seconds; above 2e10, milliseconds).
-const DATETIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
+// pydantic's datetime: an RFC 3339 / ISO 8601 string (a date alone is midnight, without a zone), or a Unix
+// time as a number or a numeric string (seconds; above 2e10, milliseconds). Calendar fields are checked
+// here: Date.parse would roll 2999-02-31 over into March.
+const DATETIME = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?(Z|z|[+-]\d{2}:?\d{2})?)?$/;
+const UNIX_TIME = /^[+-]?\d+(?:\.\d+)?$/;
+
+function unixMs(seconds) {
+  return Math.abs(seconds) > 2e10 ? seconds : seconds * 1000;
+}
 
 function checkExpiresAt(value) {
   if (value === undefined || value === null) return undefined;
-  if (typeof value === "number" && Number.isFinite(value)) {
-    return { ms: Math.abs(value) > 2e10 ? value : value * 1000, zoned: true };
-  }
-  const match = typeof value === "string" ? DATETIME.exec(value.trim()) : null;
-  const ms = match ? Date.parse(isoForDate(match)) : NaN;
+  if (typeof value === "number" && Number.isFinite(value)) return { ms: unixMs(value), zoned: true };
+  if (typeof value === "string" && UNIX_TIME.test(value)) return { ms: unixMs(Number(value)), zoned: true };
+  const match = typeof value === "string" ? DATETIME.exec(value) : null;
+  const ms = match ? calendarMs(match) : NaN;
   if (Number.isNaN(ms)) {
     throw new Failure("expiresAt", "datetime_from_date_parsing", "expiresAt must be an RFC 3339 timestamp");
   }
   return { ms, zoned: Boolean(match[8]) };
 }
 
-function isoForDate(m) {
-  const [, y, mo, d, h, mi, s = "00", frac = "", zone] = m;
-  let offset = zone ? zone.toUpperCase() : "Z";
-  if (/^[+-]\d{2}$/.test(offset)) offset += ":00";
-  else if (/^[+-]\d{4}$/.test(offset)) offset = `${offset.slice(0, 3)}:${offset.slice(3)}`;
-  const millis = (frac + "000").slice(0, 3);
-  return `${y}-${mo}-${d}T${h}:${mi}:${s}.${millis}${offset}`;
+function calendarMs(m) {
+  const [year, month, day, hour = 0, minute = 0, second = 0] = m.slice(1, 7).map((part) => Number(part || 0));
+  const monthDays = [31, year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+  if (month < 1 || month > 12 || day < 1 || day > monthDays[month - 1] || hour > 23 || minute > 59 || second > 59) {
+    return NaN;
+  }
+  const millis = Number(((m[7] || "") + "000").slice(0, 3));
+  let offsetMinutes = 0; // a time without a zone is refused later (invalid_expires_at); read it as UTC meanwhile
+  const zone = m[8] ? m[8].toUpperCase() : "Z";
+  if (zone !== "Z") {
+    const digits = zone.replace(":", "");
+    offsetMinutes = (digits[0] === "-" ? -1 : 1) * (Number(digits.slice(1, 3)) * 60 + Number(digits.slice(3, 5)));
+  }
+  return Date.UTC(year, month - 1, day, hour, minute, second, millis) - offsetMinutes * 60_000;
 }
 
 function checkTrigger(value, rules) {
