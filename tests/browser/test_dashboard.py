@@ -44,7 +44,7 @@ def test_the_chart_draws_live_quotes_per_pair(open_page, engine, request):
     page, _ = open_page(f"{engine.api_url}/")
     chart = page.locator("#price-chart")
     expect(chart).to_have_attribute("data-pair", "SOL-USDC")
-    page.wait_for_function("document.querySelector('#price-chart').dataset.points >= 4", timeout=30_000)
+    page.wait_for_function("() => Number(document.querySelector('#price-chart').dataset.points) >= 4", timeout=30_000)
     for series in ("best", "raydium", "meteora"):
         points = chart.locator(f'polyline[data-series="{series}"]').get_attribute("points")
         assert len(points.split()) >= 4, (series, points)
@@ -55,7 +55,7 @@ def test_the_chart_draws_live_quotes_per_pair(open_page, engine, request):
 
     page.click('.pair-tab[data-pair="JUP-USDC"]')
     expect(chart).to_have_attribute("data-pair", "JUP-USDC")
-    page.wait_for_function("document.querySelector('#price-chart polyline[data-series=best]') !== null")
+    page.wait_for_function("() => document.querySelector('#price-chart polyline[data-series=best]') !== null")
     expect(page.locator('.pair-tab[data-pair="BONK-SOL"] .pair-price')).not_to_have_text("—")
 
 
@@ -72,6 +72,7 @@ def test_a_market_order_submitted_by_clicking_is_confirmed_on_its_timeline(open_
     routing = order_card.locator('li.event[data-status="routing"]')
     expect(routing.locator(".quote")).to_have_count(2)  # both venues' quotes, the chosen one marked
     expect(routing.locator(".quote.chosen")).to_have_count(1)
+    assert "null" not in order_card.text_content() and "undefined" not in order_card.text_content()
     shot(page, request, "confirmed")
 
     truth = api.get(f"/api/orders/{order_id}").json()

@@ -131,13 +131,13 @@ class OrderCard {
   constructor(orderId, meta) {
     this.orderId = orderId;
     this.attempts = 0;
-    this.status = meta.status || "pending";
+    this.status = null; // what its events say; until the first arrives, the badge shows what history said
     this.list = el("ol", { class: "events" });
     this.state = el("span", { class: "feed-state muted" });
     this.summary = el("div", { class: "summary" });
-    this.badge = el("span", { class: "badge big", text: this.status });
+    this.badge = el("span", { class: "badge big", text: meta.status || "…" });
     const pair = meta.tokenIn ? `${meta.amount} ${meta.tokenIn} → ${meta.tokenOut}` : "";
-    this.node = el("article", { class: "order-card", "data-order-id": orderId, "data-status": this.status, "data-duplicates": 0 },
+    this.node = el("article", { class: "order-card", "data-order-id": orderId, "data-duplicates": 0 },
       el("header", {},
         this.badge,
         el("span", { class: "order-type", text: meta.type || "" }),
@@ -163,7 +163,7 @@ class OrderCard {
   renderSummary(feed) {
     const l = this.last || {};
     const retries = this.attempts > 1 ? this.attempts - 1 : 0;
-    clear(this.summary).append(
+    const parts = [
       detail("venue", l.dex, "dex"),
       detail("txHash", l.txHash, "tx-hash"),
       detail("executed price", l.executedPrice, "executed-price"),
@@ -171,7 +171,8 @@ class OrderCard {
       detail("retries", retries || null, "retries"),
       detail("error", l.error ? `${l.error}${l.errorMessage ? `: ${l.errorMessage}` : ""}` : null, "error"),
       detail("reconnects", feed && feed.connects > 1 ? feed.connects - 1 : null, "reconnects"),
-    );
+    ];
+    clear(this.summary).append(...parts.filter(Boolean)); // append() would print a null as "null"
     this.node.dataset.duplicates = String(feed ? feed.duplicates : 0);
   }
 
