@@ -149,6 +149,24 @@ def test_a_resting_limit_order_is_listed_and_cancelled_by_clicking(open_page, en
     shot(page, request, "cancelled")
 
 
+def test_a_sniper_order_from_the_form_rests_on_its_trigger_until_cancelled(open_page, engine, api, request):
+    page, _ = open_page(f"{engine.api_url}/")
+    never = "999999999999"  # WIF: a launched pool's liquidity tops out near 1.3 million
+    submit_order(page, type="sniper", triggerKind="liquidity", tokenOut="WIF", amount="0.5", minLiquidity=never)
+    order_id = accepted_order_id(page)
+    expect(card(page, order_id)).to_have_attribute("data-status", "waiting")
+    row = page.locator(f'#open-table tr[data-order-id="{order_id}"]')
+    expect(row).to_contain_text(f"pool liquidity ≥ {never} WIF")
+    assert api.get(f"/api/orders/{order_id}").json()["events"][1]["trigger"] == {
+        "kind": "liquidity",
+        "minLiquidity": never,
+    }
+    shot(page, request, "resting")
+    row.locator("button.cancel").click()
+    expect(card(page, order_id)).to_have_attribute("data-status", "cancelled")
+    wait_for_api_status(api, order_id, "cancelled")
+
+
 def test_history_lists_persisted_orders_and_filters_them(open_page, engine, api, request):
     user = f"hist-{uuid.uuid4().hex[:8]}"
     base = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.5", "userId": user}
