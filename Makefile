@@ -2,7 +2,9 @@
 #   make install       dependencies into .venv (idempotent; instant when uv.lock and pyproject.toml are unchanged)
 #   make run           the whole engine locally (`order-engine up`): embedded Redis + PostgreSQL, migrations,
 #                      every service (RUN_ARGS="--only api,db-sync" runs a subset; see order-engine up --help)
-#   make test          deploy-check, then the test suite, then the fault-injection suite
+#   make test          deploy-check, then the test suite, the browser tests, the fault-injection suite
+#   make browser       the dashboard's browser tests alone (Playwright + Debian's chromium, installed if missing);
+#                      screenshots in reports/browser/
 #   make faults        the fault-injection suite alone (~5 min): kills services and servers under load
 #   make deploy-check  validate compose.yaml and lint deploy/Dockerfile
 #   make lint          ruff
@@ -17,7 +19,7 @@ PYTEST_ARGS ?= -q
 RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test faults deploy-check lint load
+.PHONY: help install run test browser browser-deps faults deploy-check lint load
 
 help:
 	@sed -n 's/^#   /  /p' $(MAKEFILE_LIST)
@@ -41,11 +43,24 @@ deploy-check: install
 	$(UV_RUN) hadolint deploy/Dockerfile
 	@echo "deploy-check: compose.yaml and deploy/Dockerfile OK"
 
-# The fault suite is its own pytest run (pyproject's addopts leave tests/faults out of the default one):
-# it starts and kills its own servers and takes minutes, so it runs last and alone.
-test: install deploy-check
+# The browser tests drive Debian's chromium, never a browser Playwright downloads (its CDN is unreachable
+# here): installed with apt when missing, with sudo unless root, updating the package lists only if needed.
+CHROMIUM ?= /usr/bin/chromium
+APT_GET := $(if $(filter 0,$(shell id -u)),,sudo )env DEBIAN_FRONTEND=noninteractive apt-get
+browser-deps:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+		$(APT_GET) install -y chromium || { $(APT_GET) update && $(APT_GET) install -y chromium; }; }
+
+# The browser and fault suites are pytest runs of their own (pyproject's addopts leave them out of the
+# default one): a sync Playwright session breaks asyncio tests after it in the same process, and the fault
+# suite starts and kills its own servers and takes minutes, so it runs last and alone.
+test: install deploy-check browser-deps
 	$(UV_RUN) pytest $(PYTEST_ARGS)
+	$(UV_RUN) pytest tests/browser $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/faults $(PYTEST_ARGS)
+
+browser: install browser-deps
+	$(UV_RUN) pytest tests/browser $(PYTEST_ARGS)
 
 faults: install
 	$(UV_RUN) pytest tests/faults $(PYTEST_ARGS)

@@ -12,7 +12,7 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import Receive, Scope, Send
 
-from services.api import errors, openapi
+from services.api import dashboard, errors, openapi
 from services.api.deps import ApiContext
 from services.api.guards import Guard
 from services.api.metrics import ApiMetrics
@@ -97,4 +97,5 @@ def create_app(settings: Settings) -> EngineApi:
     app.include_router(ops.router)
     app.include_router(admin.router)
     openapi.install(app)
+    dashboard.install(app, settings)
     return app

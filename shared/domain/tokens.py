@@ -79,7 +79,8 @@ TOKENS: dict[str, Token] = {
     )
 }
 _BY_MINT = {t.mint: t for t in TOKENS.values()}
-_ALIASES = {"WSOL": "SOL"}
+#: Other spellings of a symbol (the dashboard mirrors them, services/api/dashboard).
+ALIASES = {"WSOL": "SOL"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def resolve(name: str) -> TokenRef:
     upper = text.upper()
     if upper == "SOL":
         return TokenRef(TOKENS["SOL"], native_sol=True)
-    symbol = _ALIASES.get(upper, upper)
+    symbol = ALIASES.get(upper, upper)
     if symbol in TOKENS:
         return TokenRef(TOKENS[symbol], native_sol=False)
     if _is_mint_address(text) and text in _BY_MINT:

@@ -1,0 +1,305 @@
+// The API's order validation (shared/domain/orders.py `OrderRequest`), check for check and code for code, so
+// the form refuses what the API would refuse before anything is sent. The limits come from the API itself
+// (the JSON block rules.py renders into the page); tests/support/validation_cases.py is the table both
+// implementations are held to.
+//
+// As pydantic does: every field is checked first and all field errors are reported (one error: its code;
+// several: "validation_error"); only when every field is valid do the cross-field rules run, in the
+// model validator's order, stopping at the first.
+
+import * as dec from "./decimal.js";
+
+const FIELDS = [
+  "type", "tokenIn", "tokenOut", "amount", "slippageBps", "slippage", "limitPrice",
+  "trigger", "expiresAt", "userId", "clientOrderId",
+];
+const PRINTABLE_ID = /^[^\x00-\x1f\x7f]*$/;
+const TRIGGER_FIELDS = ["kind", "minLiquidity"];
+
+export function readRules(doc = document) {
+  return JSON.parse(doc.getElementById("dashboard-rules").textContent);
+}
+
+class Failure {
+  constructor(field, code, message) {
+    this.field = field;
+    this.code = code;
+    this.message = message;
+  }
+}
+
+function toDecimal(value, name, rules, field = name) {
+  if (typeof value === "boolean" || !["string", "number"].includes(typeof value)) {
+    throw new Failure(field, "invalid_decimal", `${name} must be a decimal string or number`);
+  }
+  const d = dec.parseDecimal(value);
+  if (!d) throw new Failure(field, "invalid_decimal", `${name} must be a decimal string or number`);
+  if (d.special) throw new Failure(field, "invalid_decimal", `${name} must be finite`);
+  const bound = rules.maxDecimalExponent;
+  if (!dec.isZero(d) && Math.abs(dec.adjusted(d)) > bound) {
+    throw new Failure(field, "invalid_decimal", `${name} must be between 1e-${bound} and 1e${bound}`);
+  }
+  return d;
+}
+
+function checkString(body, name, rules, required) {
+  const value = body[name];
+  if (value === undefined) {
+    if (required) throw new Failure(name, "missing", `${name} is required`);
+    return undefined;
+  }
+  if (value === null && !required) return undefined;
+  if (typeof value !== "string") throw new Failure(name, "string_type", "Input should be a valid string");
+  const text = value.trim(); // str_strip_whitespace
+  const { min, max } = rules.lengths[name];
+  if (text.length < min) throw new Failure(name, "string_too_short", `at least ${min} character(s)`);
+  if (text.length > max) throw new Failure(name, "string_too_long", `at most ${max} characters`);
+  return text;
+}
+
+function checkId(body, name, rules) {
+  const text = checkString(body, name, rules, false);
+  if (text !== undefined && !PRINTABLE_ID.test(text)) {
+    throw new Failure(name, "string_pattern_mismatch", `${name} may not contain control characters`);
+  }
+  return text;
+}
+
+// pydantic's datetime: an RFC 3339 / ISO 8601 string (a date alone is midnight, without a zone), or a Unix
+// time as a number or a numeric string (seconds; above 2e10, milliseconds). Calendar fields are checked
+// here: Date.parse would roll 2999-02-31 over into March.
+const DATETIME = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?(Z|z|[+-]\d{2}:?\d{2})?)?$/;
+const UNIX_TIME = /^[+-]?\d+(?:\.\d+)?$/;
+
+function unixMs(seconds) {
+  return Math.abs(seconds) > 2e10 ? seconds : seconds * 1000;
+}
+
+function checkExpiresAt(value) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === "number" && Number.isFinite(value)) return { ms: unixMs(value), zoned: true };
+  if (typeof value === "string" && UNIX_TIME.test(value)) return { ms: unixMs(Number(value)), zoned: true };
+  const match = typeof value === "string" ? DATETIME.exec(value) : null;
+  const ms = match ? calendarMs(match) : NaN;
+  if (Number.isNaN(ms)) {
+    throw new Failure("expiresAt", "datetime_from_date_parsing", "expiresAt must be an RFC 3339 timestamp");
+  }
+  return { ms, zoned: Boolean(match[8]) };
+}
+
+function calendarMs(m) {
+  const [year, month, day, hour = 0, minute = 0, second = 0] = m.slice(1, 7).map((part) => Number(part || 0));
+  const monthDays = [31, year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+  if (month < 1 || month > 12 || day < 1 || day > monthDays[month - 1] || hour > 23 || minute > 59 || second > 59) {
+    return NaN;
+  }
+  const millis = Number(((m[7] || "") + "000").slice(0, 3));
+  let offsetMinutes = 0; // a time without a zone is refused later (invalid_expires_at); read it as UTC meanwhile
+  const zone = m[8] ? m[8].toUpperCase() : "Z";
+  if (zone !== "Z") {
+    const digits = zone.replace(":", "");
+    offsetMinutes = (digits[0] === "-" ? -1 : 1) * (Number(digits.slice(1, 3)) * 60 + Number(digits.slice(3, 5)));
+  }
+  return Date.UTC(year, month - 1, day, hour, minute, second, millis) - offsetMinutes * 60_000;
+}
+
+function checkTrigger(value, rules) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new Failure("trigger", "model_type", "trigger must be an object");
+  }
+  const failures = [];
+  for (const name of Object.keys(value)) {
+    if (!TRIGGER_FIELDS.includes(name)) {
+      failures.push(new Failure(`trigger.${name}`, "extra_forbidden", "Extra inputs are not permitted"));
+    }
+  }
+  if (value.kind === undefined) failures.push(new Failure("trigger.kind", "missing", "trigger.kind is required"));
+  else if (!rules.triggerKinds.includes(value.kind)) {
+    failures.push(new Failure("trigger.kind", "literal_error", `kind must be one of ${rules.triggerKinds.join(", ")}`));
+  }
+  let min;
+  if (value.minLiquidity !== undefined && value.minLiquidity !== null) {
+    try {
+      min = toDecimal(value.minLiquidity, "minLiquidity", rules, "trigger.minLiquidity");
+    } catch (failure) {
+      failures.push(failure);
+    }
+  }
+  if (failures.length) return { failures };
+  if (value.kind === "liquidity") {
+    if (min === undefined) {
+      return fail("trigger", "missing_min_liquidity", "a liquidity trigger needs minLiquidity (in tokenOut)");
+    }
+    if (dec.sign(min) <= 0) return fail("trigger", "invalid_min_liquidity", "minLiquidity must be greater than 0");
+    if (dec.significantDigits(min) > rules.maxPriceDigits) {
+      return fail("trigger", "invalid_min_liquidity", `minLiquidity may have at most ${rules.maxPriceDigits} digits`);
+    }
+  } else if (min !== undefined) {
+    return fail("trigger", "forbidden_field", "minLiquidity is only allowed for a liquidity trigger");
+  }
+  return { kind: value.kind, minLiquidity: min };
+}
+
+function fail(field, code, message) {
+  return { failures: [new Failure(field, code, message)] };
+}
+
+export function resolveToken(name, rules) {
+  const text = name.trim();
+  const upper = text.toUpperCase();
+  const symbol = rules.aliases[upper] || upper;
+  const bySymbol = rules.tokens.find((t) => t.symbol === symbol);
+  if (bySymbol) return bySymbol;
+  return rules.tokens.find((t) => t.mint === text) || null;
+}
+
+function fieldChecks(body, rules) {
+  const failures = [];
+  const values = {};
+  const attempt = (fn) => {
+    try {
+      fn();
+    } catch (failure) {
+      if (!(failure instanceof Failure)) throw failure;
+      failures.push(failure);
+    }
+  };
+  for (const name of Object.keys(body)) {
+    if (!FIELDS.includes(name)) failures.push(new Failure(name, "extra_forbidden", "Extra inputs are not permitted"));
+  }
+  attempt(() => {
+    const type = body.type === undefined ? "market" : body.type;
+    if (!rules.orderTypes.includes(type)) {
+      throw new Failure("type", "enum", `type must be one of ${rules.orderTypes.join(", ")}`);
+    }
+    values.type = type;
+  });
+  attempt(() => (values.tokenIn = checkString(body, "tokenIn", rules, true)));
+  attempt(() => (values.tokenOut = checkString(body, "tokenOut", rules, true)));
+  attempt(() => {
+    if (body.amount === undefined) throw new Failure("amount", "missing", "amount is required");
+    const amount = toDecimal(body.amount, "amount", rules);
+    if (dec.sign(amount) <= 0) throw new Failure("amount", "invalid_amount", "amount must be greater than 0");
+    values.amount = amount;
+  });
+  attempt(() => {
+    const bps = body.slippageBps;
+    if (bps === undefined || bps === null) return;
+    if (typeof bps !== "number" || !Number.isInteger(bps)) {
+      throw new Failure("slippageBps", "int_type", "slippageBps must be a whole number");
+    }
+    if (bps < 0) throw new Failure("slippageBps", "greater_than_equal", "slippageBps must be at least 0");
+    if (bps > rules.maxSlippageBps) {
+      throw new Failure("slippageBps", "less_than_equal", `slippageBps must be at most ${rules.maxSlippageBps}`);
+    }
+    values.slippageBps = bps;
+  });
+  for (const name of ["slippage", "limitPrice"]) {
+    attempt(() => {
+      if (body[name] !== undefined && body[name] !== null) values[name] = toDecimal(body[name], name, rules);
+    });
+  }
+  attempt(() => {
+    const trigger = checkTrigger(body.trigger, rules);
+    if (trigger && trigger.failures) failures.push(...trigger.failures);
+    else values.trigger = trigger;
+  });
+  attempt(() => (values.expiresAt = checkExpiresAt(body.expiresAt)));
+  attempt(() => (values.userId = checkId(body, "userId", rules)));
+  attempt(() => (values.clientOrderId = checkId(body, "clientOrderId", rules)));
+  return { failures, values };
+}
+
+// The model validator's rules, in its order; the first that fails is the answer.
+function crossChecks(v, rules, now) {
+  const tokenIn = resolveToken(v.tokenIn, rules);
+  if (!tokenIn) return new Failure("tokenIn", "unknown_token", `tokenIn: unknown token ${JSON.stringify(v.tokenIn)}`);
+  const tokenOut = resolveToken(v.tokenOut, rules);
+  if (!tokenOut) {
+    return new Failure("tokenOut", "unknown_token", `tokenOut: unknown token ${JSON.stringify(v.tokenOut)}`);
+  }
+  if (tokenIn.symbol === tokenOut.symbol) {
+    return new Failure("tokenOut", "same_token", "tokenIn and tokenOut must differ (SOL and wSOL are the same token)");
+  }
+  const places = dec.decimalPlaces(v.amount);
+  if (places > tokenIn.decimals) {
+    return new Failure("amount", "invalid_amount", `amount has ${places} decimals; ${tokenIn.symbol} allows ${tokenIn.decimals}`);
+  }
+  if (dec.compare(v.amount, dec.fromString(tokenIn.maxOrderAmount)) > 0) {
+    return new Failure("amount", "amount_too_large", `amount exceeds the maximum of ${tokenIn.maxOrderAmount} ${tokenIn.symbol}`);
+  }
+  if (v.slippage !== undefined) {
+    const maxFraction = dec.fromString(String(rules.maxSlippageBps / 10000));
+    if (dec.sign(v.slippage) < 0 || dec.compare(v.slippage, maxFraction) > 0) {
+      return new Failure("slippage", "invalid_slippage", `slippage must be a fraction between 0 and ${rules.maxSlippageBps / 10000}`);
+    }
+    if (!dec.isIntegralAfterShift(v.slippage, 4)) {
+      return new Failure("slippage", "invalid_slippage", "slippage must be a whole number of basis points (0.0001 steps)");
+    }
+    if (v.slippageBps !== undefined && v.slippageBps !== dec.shiftedInteger(v.slippage, 4)) {
+      return new Failure("slippage", "slippage_mismatch", "slippage and slippageBps disagree");
+    }
+  }
+  if (v.type === "limit") {
+    if (v.limitPrice === undefined) return new Failure("limitPrice", "missing_limit_price", "limitPrice is required for limit orders");
+    if (dec.sign(v.limitPrice) <= 0) return new Failure("limitPrice", "invalid_limit_price", "limitPrice must be greater than 0");
+    if (dec.significantDigits(v.limitPrice) > rules.maxPriceDigits) {
+      return new Failure("limitPrice", "invalid_limit_price", `limitPrice may have at most ${rules.maxPriceDigits} significant digits`);
+    }
+  } else if (v.limitPrice !== undefined) {
+    return new Failure("limitPrice", "forbidden_field", "limitPrice is only allowed for limit orders");
+  }
+  if (v.type === "sniper" && v.trigger === undefined) {
+    return new Failure("trigger", "missing_trigger", "trigger is required for sniper orders");
+  }
+  if (v.type !== "sniper" && v.trigger !== undefined) {
+    return new Failure("trigger", "forbidden_field", "trigger is only allowed for sniper orders");
+  }
+  if (v.expiresAt !== undefined) {
+    if (v.type === "market") {
+      return new Failure("expiresAt", "forbidden_field", "expiresAt is only allowed for resting (limit, sniper) orders");
+    }
+    if (!v.expiresAt.zoned) return new Failure("expiresAt", "invalid_expires_at", "expiresAt needs a timezone (RFC 3339)");
+    if (v.expiresAt.ms <= now) return new Failure("expiresAt", "invalid_expires_at", "expiresAt is in the past");
+  }
+  return null;
+}
+
+// {ok: true} or {ok: false, code, errors: [{field, code, message}]}, as the API's 400 would say it.
+export function validateOrder(body, rules, now = Date.now()) {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    return refused([new Failure(null, "invalid_body", "the body must be a JSON object")]);
+  }
+  const { failures, values } = fieldChecks(body, rules);
+  if (failures.length) return refused(failures);
+  const failure = crossChecks(values, rules, now);
+  return failure ? refused([failure]) : { ok: true, code: null, errors: [] };
+}
+
+function refused(failures) {
+  const errors = failures.map((f) => ({ field: f.field, code: f.code, message: f.message }));
+  return { ok: false, code: errors.length === 1 ? errors[0].code : "validation_error", errors };
+}
+
+// The request body for what the form holds: only the fields its type takes, an empty field left out (so a
+// missing value reads "required"), numbers where the API wants numbers, and raw text where the user typed
+// something that is not one (so validation names the field).
+export function orderBody(form) {
+  const text = (name) => (form[name] ?? "").trim();
+  const body = { type: form.type };
+  for (const name of ["tokenIn", "tokenOut", "amount"]) if (text(name) !== "") body[name] = text(name);
+  const bps = text("slippageBps");
+  if (bps !== "") body.slippageBps = /^-?\d+$/.test(bps) ? Number(bps) : bps;
+  if (form.type === "limit" && text("limitPrice") !== "") body.limitPrice = text("limitPrice");
+  if (form.type === "sniper") {
+    body.trigger = { kind: form.triggerKind };
+    if (form.triggerKind === "liquidity" && text("minLiquidity") !== "") body.trigger.minLiquidity = text("minLiquidity");
+  }
+  if (form.type !== "market" && text("expiresAt") !== "") {
+    const local = new Date(text("expiresAt")); // datetime-local: the user's wall clock
+    body.expiresAt = Number.isNaN(local.getTime()) ? text("expiresAt") : local.toISOString();
+  }
+  for (const name of ["userId", "clientOrderId"]) if (text(name) !== "") body[name] = text(name);
+  return body;
+}

@@ -1,0 +1,139 @@
+"""Order bodies and the code the API answers each with (None: accepted): the table the dashboard's JavaScript
+validation (services/api/dashboard/static/js/rules.js) and the API's `OrderRequest` must both match.
+
+tests/unit/test_dashboard_rules.py holds Python to it, tests/browser/test_dashboard.py the page's JavaScript.
+Timestamps are fixed years away from now, so the table is plain JSON that both sides read alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BASE = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"}
+FUTURE = "2999-01-01T00:00:00Z"
+PAST = "2001-01-01T00:00:00Z"
+OMIT = object()
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    merged = {**BASE, **changes}
+    return {name: value for name, value in merged.items() if value is not OMIT}
+
+
+LIMIT = {"type": "limit", "limitPrice": "150"}
+SNIPER = {"type": "sniper", "tokenOut": "WIF", "trigger": {"kind": "listing"}}
+
+CASES: list[tuple[str, dict[str, Any], str | None]] = [
+    ("market minimal", body(), None),
+    ("market, every optional field", body(slippageBps=100, userId="desk-1", clientOrderId="c-1"), None),
+    ("amount as a JSON number", body(amount=2), None),
+    ("amount with exponent", body(amount="1.5e2"), None),
+    ("amount with underscores", body(amount="1_000"), None),
+    ("amount with spaces around", body(amount=" 1.5 "), None),
+    ("amount at SOL's 9 decimals", body(amount="0.000000001"), None),
+    ("amount trailing zeros beyond decimals", body(amount="1.50000000000"), None),
+    ("amount at the maximum", body(amount="100000"), None),
+    ("token names in any case, wSOL alias", body(tokenIn="wsol", tokenOut="usdc"), None),
+    ("token by mint address", body(tokenOut="EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"), None),
+    ("amount zero", body(amount="0"), "invalid_amount"),
+    ("amount negative", body(amount="-1"), "invalid_amount"),
+    ("amount negative zero", body(amount="-0"), "invalid_amount"),
+    ("amount empty", body(amount=""), "invalid_decimal"),
+    ("amount text", body(amount="abc"), "invalid_decimal"),
+    ("amount NaN", body(amount="NaN"), "invalid_decimal"),
+    ("amount Infinity", body(amount="Infinity"), "invalid_decimal"),
+    ("amount boolean", body(amount=True), "invalid_decimal"),
+    ("amount null", body(amount=None), "invalid_decimal"),
+    ("amount huge exponent", body(amount="1e31"), "invalid_decimal"),
+    ("amount tiny exponent", body(amount="1e-31"), "invalid_decimal"),
+    ("amount two points", body(amount="1.2.3"), "invalid_decimal"),
+    ("amount with a space inside", body(amount="1 000"), "invalid_decimal"),
+    ("amount beyond SOL's decimals", body(amount="0.0000000001"), "invalid_amount"),
+    ("amount over the maximum", body(amount="100000.1"), "amount_too_large"),
+    ("amount missing", body(amount=OMIT), "missing"),
+    ("tokenIn missing", body(tokenIn=OMIT), "missing"),
+    ("tokenIn not a string", body(tokenIn=5), "string_type"),
+    ("tokenIn blank", body(tokenIn="  "), "string_too_short"),
+    ("tokenIn too long", body(tokenIn="X" * 65), "string_too_long"),
+    ("tokenIn unknown", body(tokenIn="DOGE"), "unknown_token"),
+    ("tokenOut unknown mint", body(tokenOut="So11111111111111111111111111111111111111113"), "unknown_token"),
+    ("same token", body(tokenOut="SOL"), "same_token"),
+    ("SOL and wSOL are one token", body(tokenIn="wSOL", tokenOut="SOL"), "same_token"),
+    ("slippageBps at the bound", body(slippageBps=5000), None),
+    ("slippageBps zero", body(slippageBps=0), None),
+    ("slippageBps over", body(slippageBps=5001), "less_than_equal"),
+    ("slippageBps negative", body(slippageBps=-1), "greater_than_equal"),
+    ("slippageBps as a string", body(slippageBps="50"), "int_type"),
+    ("slippageBps fractional", body(slippageBps=50.5), "int_type"),
+    ("slippageBps boolean", body(slippageBps=True), "int_type"),
+    ("slippage fraction", body(slippage="0.01"), None),
+    ("slippage agreeing with slippageBps", body(slippage="0.01", slippageBps=100), None),
+    ("slippage over half", body(slippage="0.6"), "invalid_slippage"),
+    ("slippage negative", body(slippage="-0.01"), "invalid_slippage"),
+    ("slippage finer than a basis point", body(slippage="0.00015"), "invalid_slippage"),
+    ("slippage disagreeing", body(slippage="0.01", slippageBps=50), "slippage_mismatch"),
+    ("limit order", body(**LIMIT), None),
+    ("limit order expiring later", body(**LIMIT, expiresAt=FUTURE), None),
+    ("limit without limitPrice", body(type="limit"), "missing_limit_price"),
+    ("limit price zero", body(type="limit", limitPrice="0"), "invalid_limit_price"),
+    ("limit price negative", body(type="limit", limitPrice="-5"), "invalid_limit_price"),
+    ("limit price 15 digits", body(type="limit", limitPrice="123456789.012345"), None),
+    ("limit price 16 digits", body(type="limit", limitPrice="1234567890.123456"), "invalid_limit_price"),
+    ("limit price text", body(type="limit", limitPrice="cheap"), "invalid_decimal"),
+    ("limitPrice on a market order", body(limitPrice="150"), "forbidden_field"),
+    ("limit expired already", body(**LIMIT, expiresAt=PAST), "invalid_expires_at"),
+    ("limit expiry without a zone", body(**LIMIT, expiresAt="2999-01-01T00:00:00"), "invalid_expires_at"),
+    ("limit expiry with an offset", body(**LIMIT, expiresAt="2999-01-01T00:00:00+02:00"), None),
+    ("limit expiry not a time", body(**LIMIT, expiresAt="tomorrow"), "datetime_from_date_parsing"),
+    ("limit expiry as a date alone", body(**LIMIT, expiresAt="2999-01-01"), "invalid_expires_at"),
+    ("limit expiry with a compact offset", body(**LIMIT, expiresAt="2999-01-01T00:00:00+0200"), None),
+    (
+        "limit expiry with an hours-only offset",
+        body(**LIMIT, expiresAt="2999-01-01T00:00:00+02"),
+        "datetime_from_date_parsing",
+    ),
+    (
+        "limit expiry on a day that does not exist",
+        body(**LIMIT, expiresAt="2999-02-29T00:00:00Z"),
+        "datetime_from_date_parsing",
+    ),
+    ("limit expiry at hour 24", body(**LIMIT, expiresAt="2999-01-01T24:00:00Z"), "datetime_from_date_parsing"),
+    (
+        "limit expiry with spaces around",
+        body(**LIMIT, expiresAt=" 2999-01-01T00:00:00Z "),
+        "datetime_from_date_parsing",
+    ),
+    ("limit expiry with a space and nanoseconds", body(**LIMIT, expiresAt="2999-01-01 00:00:00.123456789Z"), None),
+    ("limit expiry as Unix seconds", body(**LIMIT, expiresAt=32503680000000), None),
+    ("limit expiry as Unix seconds, text", body(**LIMIT, expiresAt="1"), "invalid_expires_at"),
+    ("expiresAt on a market order", body(expiresAt=FUTURE), "forbidden_field"),
+    ("sniper on listing", body(**SNIPER), None),
+    ("sniper on liquidity", body(**{**SNIPER, "trigger": {"kind": "liquidity", "minLiquidity": "100000"}}), None),
+    ("sniper without trigger", body(type="sniper", tokenOut="WIF"), "missing_trigger"),
+    (
+        "sniper liquidity without threshold",
+        body(**{**SNIPER, "trigger": {"kind": "liquidity"}}),
+        "missing_min_liquidity",
+    ),
+    (
+        "sniper liquidity threshold zero",
+        body(**{**SNIPER, "trigger": {"kind": "liquidity", "minLiquidity": "0"}}),
+        "invalid_min_liquidity",
+    ),
+    (
+        "sniper listing with a threshold",
+        body(**{**SNIPER, "trigger": {"kind": "listing", "minLiquidity": "5"}}),
+        "forbidden_field",
+    ),
+    ("sniper unknown trigger kind", body(**{**SNIPER, "trigger": {"kind": "rumour"}}), "literal_error"),
+    ("sniper trigger not an object", body(**{**SNIPER, "trigger": "listing"}), "model_type"),
+    ("sniper trigger extra field", body(**{**SNIPER, "trigger": {"kind": "listing", "x": 1}}), "extra_forbidden"),
+    ("trigger on a market order", body(trigger={"kind": "listing"}), "forbidden_field"),
+    ("unknown type", body(type="stop"), "enum"),
+    ("type null", body(type=None), "enum"),
+    ("userId too long", body(userId="x" * 65), "string_too_long"),
+    ("userId with a control character", body(userId="a\u0001b"), "string_pattern_mismatch"),
+    ("clientOrderId empty", body(clientOrderId=""), "string_too_short"),
+    ("unknown field", body(extra=1), "extra_forbidden"),
+    ("two bad fields at once", body(amount="0", slippageBps=9999), "validation_error"),
+]

@@ -1,0 +1,66 @@
+"""The dashboard's page as the API renders it, and the Python half of the validation table the page's
+JavaScript must also match (the JavaScript half runs in a real browser: tests/browser)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from services.api.dashboard import PAGE_TEMPLATE, STATIC_DIR, STATIC_PREFIX, render_page
+from services.api.dashboard.rules import dashboard_rules
+from services.api.errors import from_validation
+from shared.domain.orders import OrderRequest
+from shared.settings import Settings
+from tests.support.validation_cases import CASES
+
+RULES_BLOCK = re.compile(rb'<script type="application/json" id="dashboard-rules">(.*?)</script>', re.S)
+
+
+def api_code(body: dict) -> str | None:
+    """The `error` code the API's 400 would carry for this body, None when it accepts it."""
+    try:
+        OrderRequest.model_validate(body)
+    except ValidationError as exc:
+        return from_validation(exc).code
+    return None
+
+
+@pytest.mark.parametrize(("name", "body", "code"), CASES, ids=[case[0] for case in CASES])
+def test_the_api_answers_the_table(name, body, code):
+    assert api_code(body) == code
+
+
+def test_the_page_carries_the_rules_as_data():
+    page = render_page(Settings(quote_pairs="SOL-USDC,JUP-USDC"))
+    (block,) = RULES_BLOCK.findall(page)
+    rules = json.loads(block)
+    assert rules == dashboard_rules(Settings(quote_pairs="SOL-USDC,JUP-USDC"))
+    assert rules["pairs"] == ["SOL-USDC", "JUP-USDC"] and rules["maxSlippageBps"] == 5000
+    sol = next(token for token in rules["tokens"] if token["symbol"] == "SOL")
+    assert sol == {
+        "symbol": "SOL",
+        "mint": sol["mint"],
+        "decimals": 9,
+        "maxOrderAmount": "100000",
+        "listedAtGenesis": True,
+    }
+
+
+def test_no_setting_can_end_the_data_block_early():
+    page = render_page(Settings(quote_pairs="A</script><script>alert(1)</script>-B&C"))
+    (block,) = RULES_BLOCK.findall(page)
+    assert b"<" not in block and b">" not in block and b"&" not in block
+    assert "A</SCRIPT><SCRIPT>ALERT(1)</SCRIPT>" in json.loads(block)["pairs"][0]
+
+
+def test_every_file_the_page_and_its_modules_load_exists():
+    page = PAGE_TEMPLATE.read_text()
+    wanted = re.findall(rf'(?:src|href)="{STATIC_PREFIX}/([^"]+)"', page)
+    assert "js/main.js" in wanted and "style.css" in wanted
+    for module in (STATIC_DIR / "js").glob("*.js"):
+        wanted += [f"js/{name}" for name in re.findall(r'from "\./([^"]+)"', module.read_text())]
+    missing = [path for path in wanted if not (STATIC_DIR / path).is_file()]
+    assert not missing
