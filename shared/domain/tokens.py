@@ -123,5 +123,10 @@ def _is_mint_address(text: str) -> bool:
 
 
 def decimal_places(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    """Digits after the point once trailing zeros are gone. Counted on the digits themselves: `normalize()`
+    would first round to the context's 28 digits, so 1.0000000000000000000000000000001 would count as 0."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        return 0
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0") or "0")
+    return max(0, -(exponent + trailing_zeros))

@@ -49,6 +49,7 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("amount two points", body(amount="1.2.3"), "invalid_decimal"),
     ("amount with a space inside", body(amount="1 000"), "invalid_decimal"),
     ("amount beyond SOL's decimals", body(amount="0.0000000001"), "invalid_amount"),
+    ("amount past Decimal's 28 digits", body(amount="1.0000000000000000000000000000001"), "invalid_amount"),
     ("amount over the maximum", body(amount="100000.1"), "amount_too_large"),
     ("amount missing", body(amount=OMIT), "missing"),
     ("tokenIn missing", body(tokenIn=OMIT), "missing"),

@@ -32,6 +32,8 @@ def body(**changes):
         (body(amount=True), "invalid_decimal"),
         (body(amount=None), "invalid_decimal"),
         (body(amount="0.0000000001"), "invalid_amount"),
+        # More significant digits than Decimal's default context keeps: still 31 places, more than SOL's 9.
+        (body(amount="1.0000000000000000000000000000001"), "invalid_amount"),
         (body(amount="100000.1"), "amount_too_large"),
         (body(amount=...), "missing"),
         (body(tokenIn=...), "missing"),
