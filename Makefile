@@ -40,6 +40,7 @@ run: install
 
 deploy-check: install
 	$(UV_RUN) docker-compose --file compose.yaml config --quiet
+	$(UV_RUN) docker-compose --file compose.yaml --profile observability config --quiet
 	$(UV_RUN) hadolint deploy/Dockerfile
 	@echo "deploy-check: compose.yaml and deploy/Dockerfile OK"
 

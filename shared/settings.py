@@ -98,6 +98,15 @@ class Settings(BaseSettings):
         100, ge=0, description="after a batch that was not full, gather this long before the next; 0 = none"
     )
 
+    # --- probes: /metrics and /health of the services other than the API (shared/observability) -------
+    metrics_host: str = Field("127.0.0.1", description="where a service's /metrics and /health listen")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="their port; unset = the service's own default (9101-9105); 0 = none"
+    )
+    health_stale_after_s: float = Field(
+        10.0, gt=0, description="/health answers 503 once a service's loop has not reported for this long"
+    )
+
     # --- logging -------------------------------------------------------------------------------------
     log_json: bool = False
     log_level: str = "INFO"

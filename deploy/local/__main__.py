@@ -10,6 +10,8 @@
    back-off if it exits (see supervisor.py), until Ctrl-C or SIGTERM stops the children, then the servers.
    `--replicas` runs several processes of a worker (`execution-worker.1`, `execution-worker.2`, ...): every
    worker is built to share its queue or stream with others; the API is one process on its port.
+4. Every service but the API gets its own METRICS_PORT for `/metrics` and `/health` (its default, 9101-9105;
+   replica N: + 10·(N−1)), and the runner prints where each one is. METRICS_PORT=0 turns them all off.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from deploy.local import SERVICES
 from deploy.local.embedded import resolve_servers
 from deploy.local.supervisor import Output, Supervisor
+from shared.observability.probes import DEFAULT_METRICS_PORTS, metrics_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,6 +79,29 @@ def service_commands(only: str | None) -> dict[str, list[str]]:
     return commands
 
 
+def metrics_ports(names: Sequence[str]) -> dict[str, int]:
+    """Each process's METRICS_PORT: `execution-worker.2` → the execution worker's port + 10 (see probes.py)."""
+    ports = {}
+    for name in names:
+        service, _, replica = name.partition(".")
+        if service in DEFAULT_METRICS_PORTS:
+            ports[name] = metrics_port(service, int(replica or 1))
+    return ports
+
+
+def probe_lines(names: Sequence[str], ports: Mapping[str, int], env: Mapping[str, str]) -> list[str]:
+    """Where to find each service's metrics and health, for the runner to print."""
+    host = env.get("METRICS_HOST", "127.0.0.1")
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    api = f"http://{env.get('API_HOST', '127.0.0.1')}:{env.get('API_PORT', '8000')}"
+    width = max(len(name) for name in names)
+    lines = [f"{'api':<{width}}  {api}/metrics  {api}/health"] if "api" in names else []
+    lines += [
+        f"{name:<{width}}  http://{host}:{port}/metrics  http://{host}:{port}/health" for name, port in ports.items()
+    ]
+    return lines
+
+
 async def supervise(services: Mapping[str, Sequence[str]], env: Mapping[str, str], out: Output, migrate: bool) -> int:
     supervisor = Supervisor(env=env, cwd=ROOT, out=out)
     supervisor.handle_signals()
@@ -87,7 +113,10 @@ async def supervise(services: Mapping[str, Sequence[str]], env: Mapping[str, str
             out.line("runner", f"migrations failed (exit code {rc}); not starting the services")
             return 1
     out.line("runner", f"starting {', '.join(services)} (Ctrl-C stops everything)")
-    await supervisor.run(services)
+    ports = {} if env.get("METRICS_PORT") == "0" else metrics_ports(list(services))
+    for line in probe_lines(list(services), ports, env):
+        out.line("runner", line)
+    await supervisor.run(services, {name: {"METRICS_PORT": str(port)} for name, port in ports.items()})
     return 0
 
 

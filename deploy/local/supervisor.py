@@ -103,19 +103,23 @@ class Supervisor:
             for proc in self.running.values():
                 _signal_group(proc.pid, signal.SIGKILL)
 
-    async def run(self, services: Mapping[str, Sequence[str]]) -> None:
-        """Keep every service running until `stopping` is set, then return once all have exited."""
-        await asyncio.gather(*(self._keep_running(name, argv) for name, argv in services.items()))
+    async def run(
+        self, services: Mapping[str, Sequence[str]], env_of: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        """Keep every service running until `stopping` is set, then return once all have exited.
+        `env_of[name]` adds to (or overrides) the environment of that one service, e.g. its own port."""
+        env_of = env_of or {}
+        await asyncio.gather(*(self._keep_running(name, argv, env_of.get(name, {})) for name, argv in services.items()))
 
     async def run_once(self, name: str, argv: Sequence[str]) -> int:
         """Run a one-shot command (like migrations) with prefixed output; return its exit code."""
         return await self._run(name, argv)
 
-    async def _keep_running(self, name: str, argv: Sequence[str]) -> None:
+    async def _keep_running(self, name: str, argv: Sequence[str], extra_env: Mapping[str, str]) -> None:
         delay = RESTART_MIN_S
         while not self.stopping.is_set():
             started = time.monotonic()
-            rc = await self._run(name, argv)
+            rc = await self._run(name, argv, extra_env)
             if self.stopping.is_set():
                 return
             if time.monotonic() - started >= HEALTHY_AFTER_S:
@@ -125,13 +129,13 @@ class Supervisor:
                 await asyncio.wait_for(self.stopping.wait(), delay)
             delay = min(delay * 2, RESTART_MAX_S)
 
-    async def _run(self, name: str, argv: Sequence[str]) -> int:
+    async def _run(self, name: str, argv: Sequence[str], extra_env: Mapping[str, str] | None = None) -> int:
         runner_pid = os.getpid()
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=self.cwd,
-                env=self.env,
+                env={**self.env, **extra_env} if extra_env else self.env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
 from shared.execution.backlog import ExecutionBacklog
+from shared.observability.orders import OrderOutcomes
 
 
 class ApiMetrics:
@@ -45,6 +46,9 @@ class ApiMetrics:
             "engine_api_asyncio_tasks", "Tasks alive in the API's event loop", registry=self.registry
         )
         self.asyncio_tasks.set_function(_task_count)
+        # Cancels end orders here (engine_orders_terminal_total{status="cancelled"}); the workers count the rest.
+        self.outcomes = OrderOutcomes(self.registry)
+        ProcessCollector(registry=self.registry)
 
     def observe_backlog(self, backlog: ExecutionBacklog) -> None:
         self.queue_depth.labels("ready").set(backlog.ready)

@@ -15,12 +15,15 @@ import redis
 from loguru import logger
 
 from shared.logging import setup_logging
+from shared.observability.dbsync import SyncerMetrics
+from shared.observability.probes import Heartbeat, ServiceProbes, start_probes
+from shared.observability.redis_gauges import RedisGauges, dbsync_backlog
 from shared.persistence.migrate import upgrade
 from shared.persistence.sync import StreamSyncer, make_engine
 from shared.settings import Settings
 
 
-def _migrate(settings: Settings, stop: threading.Event) -> bool:
+def _migrate(settings: Settings, stop: threading.Event, alive: Heartbeat) -> bool:
     """Upgrade the schema, waiting (with back-off) for PostgreSQL to answer; False if stopped first."""
     delay, logged = 0.5, False
     while not stop.is_set():
@@ -28,6 +31,7 @@ def _migrate(settings: Settings, stop: threading.Event) -> bool:
             upgrade(settings.database_url)
             return True
         except Exception as exc:  # noqa: BLE001 - any failure here means "not reachable yet"
+            alive.failed(f"cannot migrate PostgreSQL yet: {exc}")
             if not logged:
                 logger.warning("cannot migrate PostgreSQL yet, retrying: {}", str(exc).splitlines()[0])
                 logged = True
@@ -47,7 +51,18 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if not _migrate(settings, stop):
+    probes = ServiceProbes.for_service("db-sync", settings)
+    alive = probes.health.heartbeat("sync")
+    server = start_probes("db-sync", settings, probes)
+    try:
+        return _run(settings, stop, probes, alive)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _run(settings: Settings, stop: threading.Event, probes: ServiceProbes, alive: Heartbeat) -> int:
+    if not _migrate(settings, stop, alive):
         return 0
     # No pre-ping: the syncer retries a batch at once when its pooled connection turns out dead.
     engine = make_engine(settings.sqlalchemy_url, pool_pre_ping=False)
@@ -62,10 +77,15 @@ def main() -> int:
         batch_size=settings.dbsync_batch_size,
         block_ms=settings.dbsync_block_ms,
         linger_ms=settings.dbsync_linger_ms,
+        heartbeat=alive,
     )
+    probes.registry.register(SyncerMetrics(syncer))
+    gauges = RedisGauges(settings.redis_url, [dbsync_backlog])
+    probes.registry.register(gauges)
     try:
         syncer.run(stop)
     finally:
+        gauges.close()
         client.close()
         engine.dispose()
     return 0

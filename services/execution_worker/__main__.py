@@ -6,12 +6,14 @@ shared/execution/async_worker.py for how that sits on dramatiq).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 from uuid import UUID
 
 import dramatiq
 from loguru import logger
+from prometheus_client import Gauge
 from redis.asyncio import Redis
 
 from shared.execution.async_worker import AsyncWorker, LoopAcks, LoopThread, attempt_of, current_message
@@ -19,6 +21,9 @@ from shared.execution.broker import build_broker
 from shared.execution.executor import OrderExecutor
 from shared.execution.messages import EXECUTE_ORDER
 from shared.logging import setup_logging
+from shared.observability.orders import ExecutionMetrics
+from shared.observability.probes import Heartbeat, ServiceProbes, start_probes
+from shared.observability.redis_gauges import RedisGauges, execution_backlog
 from shared.redis_client import redis_client
 from shared.redis_keys import EXECUTION_QUEUE
 from shared.settings import Settings
@@ -35,7 +40,22 @@ def build_redis(settings: Settings) -> Redis:
     return redis_client(settings.redis_url, max_connections=64, wait_for_connection_s=20, auto_pipeline=True)
 
 
-async def build_executor(settings: Settings, redis: Redis) -> OrderExecutor:
+#: How often the event loop proves to /health that it runs and reaches Redis (one PING: nothing per order).
+WATCHDOG_PERIOD_S = 1.0
+
+
+async def watchdog(redis: Redis, alive: Heartbeat) -> None:
+    """Beat while the loop turns and Redis answers it; a blocked loop stops beating, a lost Redis fails."""
+    while True:
+        try:
+            await asyncio.wait_for(redis.ping(), WATCHDOG_PERIOD_S * 2)
+            alive.ok()
+        except Exception as exc:  # noqa: BLE001 - whatever stops the ping is what /health should say
+            alive.failed(f"Redis: {exc!r}")
+        await asyncio.sleep(WATCHDOG_PERIOD_S)
+
+
+async def build_executor(settings: Settings, redis: Redis, metrics: ExecutionMetrics | None = None) -> OrderExecutor:
     sim = await load_sim_config(redis, settings)
     ledger = RedisLedger(redis)
     logger.info("simulation seed {}, latency x{}, failure rate {}", sim.seed, sim.latency_scale, sim.failure_rate)
@@ -45,6 +65,7 @@ async def build_executor(settings: Settings, redis: Redis) -> OrderExecutor:
         {dex: SimulatedVenue(dex, sim, ledger) for dex in Dex},
         build_swap_transaction,
         max_attempts=settings.max_attempts,
+        metrics=metrics,
     )
 
 
@@ -64,10 +85,13 @@ def declare_actor(broker: dramatiq.Broker, executor: OrderExecutor, settings: Se
 def main() -> None:
     settings = Settings()
     setup_logging("execution-worker", settings)
+    probes = ServiceProbes.for_service("execution-worker", settings)
+    server = start_probes("execution-worker", settings, probes)
     broker = build_broker(settings)
     loop = LoopThread().start()
     redis = build_redis(settings)
-    executor = loop.run(build_executor(settings, redis))
+    watching = asyncio.run_coroutine_threadsafe(watchdog(redis, probes.health.heartbeat("event-loop")), loop.loop)
+    executor = loop.run(build_executor(settings, redis, ExecutionMetrics(probes.registry)))
     declare_actor(broker, executor, settings)
     worker = AsyncWorker(
         broker,
@@ -75,6 +99,11 @@ def main() -> None:
         max_in_flight=settings.worker_max_in_flight,
         queues={EXECUTION_QUEUE},
         acks=LoopAcks(broker, redis),
+    )
+    gauges = RedisGauges(settings.redis_url, [execution_backlog])
+    probes.registry.register(gauges)
+    Gauge("engine_execution_in_flight", "Orders this worker is driving now", registry=probes.registry).set_function(
+        lambda: worker.in_flight
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -84,7 +113,11 @@ def main() -> None:
     stop.wait()
     logger.info("stopping: finishing orders in flight")
     worker.stop()
+    watching.cancel()
     loop.stop()
+    gauges.close()
+    if server is not None:
+        server.close()
     logger.info("stopped")
 
 

@@ -14,6 +14,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import redis_keys
+from shared.observability.orders import OrderOutcomes
+from shared.observability.probes import Heartbeat, ServiceProbes
+from shared.observability.redis_gauges import RedisGauges, resting_limit_orders
 from shared.redis_client import redis_client
 from shared.service import pause, run_service
 from shared.settings import Settings
@@ -35,7 +38,9 @@ def latest_per_pair(entries) -> dict[str, Decimal]:
     return latest
 
 
-async def follow_ticks(book: LimitBook, redis: Redis, stop: asyncio.Event) -> None:
+async def follow_ticks(
+    book: LimitBook, redis: Redis, stop: asyncio.Event, outcomes: OrderOutcomes, alive: Heartbeat
+) -> None:
     last_id = "$"
     while not stop.is_set():
         try:
@@ -46,36 +51,50 @@ async def follow_ticks(book: LimitBook, redis: Redis, stop: asyncio.Event) -> No
                     members = await book.take_crossed(pair, price)
                     if members:
                         handed = await book.hand_over_at(members, price)
+                        outcomes.triggered("limit", handed)
                         logger.info("{} at {}: triggered {} limit orders", pair, price, handed)
+            alive.ok()
         except (RedisError, OSError) as exc:
+            alive.failed(f"Redis: {exc!r}")
             logger.warning("tick loop lost Redis ({}); retrying", exc)
             await asyncio.sleep(0.5)
 
 
-async def housekeeping(book: LimitBook, sweeper: ExpirySweeper, stop: asyncio.Event) -> None:
+async def housekeeping(
+    book: LimitBook, sweeper: ExpirySweeper, stop: asyncio.Event, outcomes: OrderOutcomes, alive: Heartbeat
+) -> None:
     rounds = 0
     while not stop.is_set():
         try:
-            expired = await sweeper.sweep()
+            expired = await sweeper.sweep(on_expired=outcomes.ended)
             if expired:
                 logger.info("expired {} limit orders", expired)
             rounds += 1
             if rounds % 5 == 0 and (stranded := await book.stranded(STRANDED_AFTER_MS)):
                 logger.warning("recovering {} limit orders stranded between trigger and execution", len(stranded))
-                await book.hand_over_at(stranded, None)
+                outcomes.triggered("limit", await book.hand_over_at(stranded, None))
+            alive.ok()
         except (RedisError, OSError) as exc:
+            alive.failed(f"Redis: {exc!r}")
             logger.warning("housekeeping lost Redis ({}); retrying", exc)
         await pause(stop, SWEEP_PERIOD_S)
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
+async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
+    outcomes = OrderOutcomes(probes.registry)
+    gauges = RedisGauges(settings.redis_url, [resting_limit_orders(settings.pairs)])
+    probes.registry.register(gauges)
+    ticks, chores = probes.health.heartbeat("ticks"), probes.health.heartbeat("housekeeping")
     redis = redis_client(settings.redis_url)
     store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
     book = LimitBook(redis, store)
     sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
     logger.info("watching {} for limit orders", redis_keys.TICKS_STREAM)
-    await asyncio.gather(follow_ticks(book, redis, stop), housekeeping(book, sweeper, stop))
+    await asyncio.gather(
+        follow_ticks(book, redis, stop, outcomes, ticks), housekeeping(book, sweeper, stop, outcomes, chores)
+    )
     await redis.aclose()
+    gauges.close()
     logger.info("stopped")
 
 

@@ -6,9 +6,12 @@ import asyncio
 import time
 
 from loguru import logger
+from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
 from shared.domain import tokens
+from shared.observability.probes import ServiceProbes
+from shared.observability.quote_ages import QuoteAges
 from shared.quote_cache import QuoteCache, QuotePoller
 from shared.redis_client import redis_client
 from shared.service import pause, run_service
@@ -19,7 +22,36 @@ from shared.venues.ledger import RedisLedger
 from shared.venues.simulated import SimulatedVenue, load_sim_config
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
+class QuoteStreamMetrics:
+    def __init__(self, probes: ServiceProbes) -> None:
+        registry = probes.registry
+        self.ages = QuoteAges()
+        registry.register(self.ages)
+        self.rounds = Histogram(
+            "engine_quote_round_seconds",
+            "One polling round: every pair quoted on both venues, then written to Redis",
+            buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5),
+            registry=registry,
+        )
+        self.stale = Counter(
+            "engine_quote_failures_total",
+            "Venue quotes that failed in a round (the venue's last good quote stays cached, marked stale)",
+            ["venue"],
+            registry=registry,
+        )
+        self.venue_events = Counter(
+            "engine_venue_events_published_total",
+            "Simulated venue events published on stream:venue-events",
+            ["kind"],
+            registry=registry,
+        )
+
+
+async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
+    metrics = QuoteStreamMetrics(probes)
+    alive = probes.health.heartbeat(
+        "quotes", stale_after_s=max(settings.health_stale_after_s, settings.quote_interval_ms / 100)
+    )
     redis = redis_client(settings.redis_url)
     sim = await load_sim_config(redis, settings)
     ledger = RedisLedger(redis)
@@ -33,13 +65,21 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     while not stop.is_set():
         started = time.monotonic()
         try:
-            await poller.poll_once()
+            written = await poller.poll_once()
+            metrics.ages.record(written)
+            for result in written:
+                for quote in result.stale:
+                    metrics.stale.labels(quote.dex.value).inc()
+            metrics.rounds.observe(time.monotonic() - started)
             for event in await launches.publish_due(time.time()):
+                metrics.venue_events.labels(event.kind).inc()
                 logger.info("venue event {} {}: liquidity ${}", event.kind, event.event_id, event.liquidity_usd)
+            alive.ok()
             rounds += 1
             if rounds % 120 == 1:
                 logger.info("round {}: {} pairs cached", rounds, len(pairs))
         except (RedisError, OSError) as exc:
+            alive.failed(f"Redis: {exc!r}")
             logger.warning("could not write quotes ({}); retrying", exc)
         remaining = interval - (time.monotonic() - started)
         if remaining > 0:

@@ -11,10 +11,14 @@ import asyncio
 import time
 
 from loguru import logger
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import redis_keys
+from shared.observability.orders import OrderOutcomes
+from shared.observability.probes import Heartbeat, ServiceProbes
+from shared.observability.redis_gauges import RedisGauges, armed_sniper_orders
 from shared.redis_client import redis_client
 from shared.service import pause, run_service
 from shared.settings import Settings
@@ -28,7 +32,20 @@ CONDITION_SWEEP_EVERY = 5  # sweeps, i.e. once a second
 STRANDED_AFTER_MS = 5_000
 
 
-async def follow_venue_events(book: SniperBook, redis: Redis, stop: asyncio.Event) -> None:
+class SniperMetrics:
+    def __init__(self, probes: ServiceProbes) -> None:
+        self.outcomes = OrderOutcomes(probes.registry)
+        self.venue_events = Counter(
+            "engine_venue_events_handled_total",
+            "Venue events the sniper worker acted on, by kind",
+            ["kind"],
+            registry=probes.registry,
+        )
+
+
+async def follow_venue_events(
+    book: SniperBook, redis: Redis, stop: asyncio.Event, metrics: SniperMetrics, alive: Heartbeat
+) -> None:
     cursor = (await redis.get(redis_keys.SNIPER_EVENTS_CURSOR) or b"0").decode()
     while not stop.is_set():
         try:
@@ -36,6 +53,8 @@ async def follow_venue_events(book: SniperBook, redis: Redis, stop: asyncio.Even
             for _stream, entries in batches:
                 for entry_id, fields in entries:
                     fired = await book.on_venue_event(fields)
+                    metrics.outcomes.triggered("sniper", fired)
+                    metrics.venue_events.labels(fields[b"kind"].decode()).inc()
                     logger.info(
                         "venue event {} {}: fired {} sniper orders",
                         fields[b"kind"].decode(),
@@ -44,38 +63,59 @@ async def follow_venue_events(book: SniperBook, redis: Redis, stop: asyncio.Even
                     )
                     cursor = entry_id.decode()
                 await redis.set(redis_keys.SNIPER_EVENTS_CURSOR, cursor)
+            alive.ok()
         except (RedisError, OSError) as exc:
+            alive.failed(f"Redis: {exc!r}")
             logger.warning("venue-event loop lost Redis ({}); retrying", exc)
             await asyncio.sleep(0.5)
 
 
-async def housekeeping(book: SniperBook, sweeper: ExpirySweeper, sim: SimConfig, stop: asyncio.Event) -> None:
+async def housekeeping(
+    book: SniperBook,
+    sweeper: ExpirySweeper,
+    sim: SimConfig,
+    stop: asyncio.Event,
+    metrics: SniperMetrics,
+    alive: Heartbeat,
+) -> None:
     rounds = 0
+    outcomes = metrics.outcomes
     while not stop.is_set():
         try:
-            if expired := await sweeper.sweep():
+            if expired := await sweeper.sweep(on_expired=outcomes.ended):
                 logger.info("expired {} sniper orders", expired)
             rounds += 1
             if rounds % CONDITION_SWEEP_EVERY == 0:
                 if fired := await book.sweep(sim, time.time()):
+                    outcomes.triggered("sniper", fired)
                     logger.info("fired {} sniper orders whose condition already held", fired)
                 if stranded := await book.stranded(STRANDED_AFTER_MS):
                     logger.warning("recovering {} sniper orders stranded before execution", len(stranded))
-                    await book.fire(stranded, {"kind": "recovered"})
+                    outcomes.triggered("sniper", await book.fire(stranded, {"kind": "recovered"}))
+            alive.ok()
         except (RedisError, OSError) as exc:
+            alive.failed(f"Redis: {exc!r}")
             logger.warning("housekeeping lost Redis ({}); retrying", exc)
         await pause(stop, SWEEP_PERIOD_S)
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
+async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
+    metrics = SniperMetrics(probes)
+    gauges = RedisGauges(settings.redis_url, [armed_sniper_orders])
+    probes.registry.register(gauges)
+    events, chores = probes.health.heartbeat("venue-events"), probes.health.heartbeat("housekeeping")
     redis = redis_client(settings.redis_url)
     sim = await load_sim_config(redis, settings)
     store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
     book = SniperBook(redis, store)
     sweeper = ExpirySweeper(redis, store, redis_keys.SNIPER_EXPIRIES)
     logger.info("watching {} for sniper orders", redis_keys.VENUE_EVENTS_STREAM)
-    await asyncio.gather(follow_venue_events(book, redis, stop), housekeeping(book, sweeper, sim, stop))
+    await asyncio.gather(
+        follow_venue_events(book, redis, stop, metrics, events),
+        housekeeping(book, sweeper, sim, stop, metrics, chores),
+    )
     await redis.aclose()
+    gauges.close()
     logger.info("stopped")
 
 

@@ -165,6 +165,11 @@ class AsyncWorker(dramatiq.Worker):
         worker.start()
         self.workers.append(worker)
 
+    @property
+    def in_flight(self) -> int:
+        """Messages whose coroutine is running (for a gauge: read without the lock, a moment's value)."""
+        return len(self._in_flight)
+
     def track(self, message: MessageProxy, future: Future) -> None:
         with self._lock:
             self._in_flight[message.message_id] = (message, future)

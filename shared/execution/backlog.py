@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import redis as sync_redis
 from redis.asyncio import Redis
 
 from shared import redis_keys
@@ -19,10 +21,22 @@ class ExecutionBacklog:
     dead_letters: int
 
 
+def _queue_reads(pipe: Any) -> None:
+    pipe.llen(redis_keys.dramatiq_queue())
+    pipe.hlen(f"{redis_keys.dramatiq_delayed()}.msgs")
+    pipe.zcard(redis_keys.dramatiq_dead_letters())
+
+
 async def read_backlog(redis: Redis) -> ExecutionBacklog:
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.llen(redis_keys.dramatiq_queue())
-        pipe.hlen(f"{redis_keys.dramatiq_delayed()}.msgs")
-        pipe.zcard(redis_keys.dramatiq_dead_letters())
+        _queue_reads(pipe)
         ready, delayed, dead = await pipe.execute()
+    return ExecutionBacklog(ready=ready, delayed=delayed, dead_letters=dead)
+
+
+def read_backlog_sync(redis: sync_redis.Redis) -> ExecutionBacklog:
+    """`read_backlog` for a blocking client (a metrics scrape in its own thread)."""
+    with redis.pipeline(transaction=False) as pipe:
+        _queue_reads(pipe)
+        ready, delayed, dead = pipe.execute()
     return ExecutionBacklog(ready=ready, delayed=delayed, dead_letters=dead)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -30,6 +31,7 @@ from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.slippage import min_amount_out
 from shared.logging import order_logger
+from shared.observability.orders import ExecutionMetrics, NoExecutionMetrics
 from shared.routing import choose_best
 from shared.store.leases import Lease, LeaseKeeper, OrderLeases
 from shared.store.order_store import OrderState, OrderStore, StaleWrite
@@ -69,12 +71,14 @@ class OrderExecutor:
         build_transaction: TransactionBuilder,
         *,
         max_attempts: int,
+        metrics: ExecutionMetrics | NoExecutionMetrics | None = None,
     ) -> None:
         self.store = store
         self.leases = leases
         self.venues = venues
         self.build_transaction = build_transaction
         self.max_attempts = max_attempts
+        self.metrics = metrics or NoExecutionMetrics()
         self.keeper = LeaseKeeper(leases, on_lost=self._lost_lease)
 
     async def execute(self, order_id: UUID, attempt: int) -> None:
@@ -116,18 +120,30 @@ class OrderExecutor:
         order_logger(lease.order_id).warning("lost the order's lease; the event CAS keeps it safe")
 
     async def _drive(self, state: OrderState, lease: Lease, attempt: int) -> bool:
-        """Drive the order as far as it goes; True when the final append also released the lease."""
+        """Drive the order as far as it goes; True when the final append also released the lease.
+
+        Each stage's latency is reported from the events' own timestamps; a stage this execution resumed
+        (after a crash or a retry) starts at the timestamp of the last event persisted before it."""
         stale_attempt = state.attempt < attempt
+        order_type = state.order.type.value
+        # When the stage in hand began: the last persisted event (building follows routing within µs).
+        stage_began = _updated_at(state)
         if state.status in (S.PENDING, S.TRIGGERED) or (stale_attempt and state.status in (S.ROUTING, S.BUILDING)):
+            waited_in = state.status if state.status in (S.PENDING, S.TRIGGERED) else None
             routing = await self._route(state, attempt)
             # Building is pure (nothing leaves the process before `submitted`), so both land in one write.
             state = await self.store.append_steps(state, [routing, self._build(self.store.advanced(state, *routing))])
+            if waited_in is not None:
+                self.metrics.stage(order_type, f"{waited_in.value}_to_routing", stage_began, routing[0].timestamp)
+            stage_began = routing[0].timestamp
         elif state.status is S.ROUTING:
             state = await self.store.append_steps(state, [self._build(state)])
         if state.status is S.BUILDING:
-            state = await self._submit(state)
+            state, submitted = await self._submit(state)
+            self.metrics.stage(order_type, "routing_to_submitted", stage_began, submitted.timestamp)
+            stage_began = submitted.timestamp
         if state.status is S.SUBMITTED:
-            await self._confirm(state, lease)
+            await self._confirm(state, lease, submitted_at=stage_began)
             return True
         return False
 
@@ -185,7 +201,7 @@ class OrderExecutor:
         )
         return event, {"minOut": minimum_out}
 
-    async def _submit(self, state: OrderState) -> OrderState:
+    async def _submit(self, state: OrderState) -> tuple[OrderState, OrderEvent]:
         tx = self._transaction(state, Decimal(state.fields["minOut"]))
         sent = await self.venues[tx.dex].submit(tx)
         event = next_event(
@@ -196,9 +212,9 @@ class OrderExecutor:
             tx_hash=sent.tx_hash,
             extra={"venueLatencyMs": sent.latency_ms},
         )
-        return await self.store.append(state, event)
+        return await self.store.append(state, event), event
 
-    async def _confirm(self, state: OrderState, lease: Lease) -> None:
+    async def _confirm(self, state: OrderState, lease: Lease, *, submitted_at: datetime | None) -> None:
         dex = Dex(state.fields["dex"])
         outcome = await self.venues[dex].confirm(state.fields["txHash"])
         common = {
@@ -214,6 +230,8 @@ class OrderExecutor:
         else:
             event = next_event(state, S.FAILED, error=outcome.error, error_message=outcome.message, **common)
         await self.store.append(state, event, release=lease)
+        self.metrics.stage(state.order.type.value, f"submitted_to_{event.status.value}", submitted_at, event.timestamp)
+        self.metrics.ended(state.order, event)
         order_logger(state.order.order_id).info(
             "{} on {}: {}", event.status.value, dex.value, outcome.amount_out or outcome.error
         )
@@ -223,12 +241,14 @@ class OrderExecutor:
         log = order_logger(order_id)
         transient = isinstance(exc, VenueUnavailable)  # includes NoQuotes: every venue failed
         if attempt < self.max_attempts:
+            self.metrics.retried(transient)
             log.warning(
                 "attempt {} failed{}: {!r}; dramatiq will retry", attempt, " transiently" if transient else "", exc
             )
             raise exc
         code = "venue_unavailable" if transient else "execution_error"
         await self._mark_failed(order_id, attempt, code, f"gave up after {attempt} attempts: {exc}")
+        self.metrics.dead_lettered()
         raise ExecutionFailed(f"order {order_id} failed after {attempt} attempts") from exc
 
     async def _mark_failed(self, order_id: UUID, attempt: int, code: str, message: str) -> None:
@@ -243,6 +263,7 @@ class OrderExecutor:
                     return
                 event = next_event(state, S.FAILED, attempt=attempt, error=code, error_message=message)
                 await self.store.append(state, event)
+                self.metrics.ended(state.order, event)
                 log.error("failed: {}", message)
                 return
             except StaleWrite:
@@ -251,3 +272,12 @@ class OrderExecutor:
                 log.warning("cannot persist failed yet ({!r}); trying again in {} s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MARK_FAILED_MAX_S)
+
+
+def _updated_at(state: OrderState) -> datetime | None:
+    """The timestamp of the order's last persisted event (the hash's `updatedAt`, as its event carries it);
+    None if it cannot be read, since a latency sample is never worth failing an order for."""
+    try:
+        return datetime.fromisoformat(state.fields["updatedAt"])
+    except (KeyError, ValueError):
+        return None

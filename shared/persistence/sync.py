@@ -76,6 +76,7 @@ class StreamSyncer:
         keep_persisted_ms: int = KEEP_PERSISTED_MS,
         persist: Callable[..., None] = persist_batch,
         linger_ms: int = 0,
+        heartbeat: Any = None,
     ) -> None:
         self.engine, self.redis, self.stream, self.group = engine, client, stream, group
         self.batch_size, self.block_ms, self.claim_idle_ms = batch_size, block_ms, claim_idle_ms
@@ -90,6 +91,8 @@ class StreamSyncer:
         self._last_trim = 0.0
         self._trim_due = False
         self.stop_event = threading.Event()
+        # /health (shared/observability/probes.Heartbeat): ok after every pass, failed while a server is away.
+        self.heartbeat = heartbeat if heartbeat is not None else _NoHeartbeat()
         self._down: dict[str, float] = {}  # "postgres"/"redis" -> when the current outage began
         # --- metrics -----------------------------------------------------------------------------------
         self.persisted_entries = self.batches = 0
@@ -145,6 +148,7 @@ class StreamSyncer:
         entries = self._read(">", self.block_ms)
         if entries:
             self.handle(entries)
+        self.heartbeat.ok()
         if 0 < len(entries) < self.batch_size and self.linger_s:
             # Keeping up: let the next batch gather for a moment. Each batch costs a fixed few round trips and
             # a transaction whatever its size, so a stream of 5-entry batches costs several times the CPU
@@ -239,6 +243,7 @@ class StreamSyncer:
                 if orphans_since is None:
                     orphans_since = time.monotonic()
                     logger.warning("db-sync: {}; retrying for {} s", exc, self.orphan_grace_s)
+                self.heartbeat.ok()  # waiting on purpose, for a bounded time: alive, not stuck
             except (sa_exc.SQLAlchemyError, OSError) as exc:
                 if getattr(exc, "connection_invalidated", False) and not reconnected:
                     # A pooled connection PostgreSQL had closed (a restart, an idle timeout): SQLAlchemy dropped
@@ -247,6 +252,7 @@ class StreamSyncer:
                     # away, this retry fails too and backs off below.
                     reconnected = True
                     continue
+                self.heartbeat.failed(f"PostgreSQL unavailable: {exc!r}")
                 if "postgres" not in self._down:
                     self._down["postgres"] = time.monotonic()
                     logger.warning(
@@ -299,6 +305,7 @@ class StreamSyncer:
                 self._persist_isolating([entry], allow_orphans=allow_orphans)
 
     def _record(self, entries: Sequence[Entry]) -> None:
+        self.heartbeat.ok()
         now = time.time()
         self.persisted_entries += len(entries)
         self.batches += 1
@@ -317,6 +324,7 @@ class StreamSyncer:
                     recreate_group = False
                 result = call()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self.heartbeat.failed(f"Redis unavailable: {exc!r}")
                 if "redis" not in self._down:
                     self._down["redis"] = time.monotonic()
                     logger.warning("Redis unavailable, retrying: {}", exc)
@@ -349,3 +357,11 @@ class StreamSyncer:
         if began is not None:
             name = "PostgreSQL" if what == "postgres" else "Redis"
             logger.info("{} is back after {:.1f} s", name, time.monotonic() - began)
+
+
+class _NoHeartbeat:
+    def ok(self) -> None:
+        pass
+
+    def failed(self, reason: object) -> None:
+        pass

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
 from shared import redis_keys
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
+from shared.domain.orders import Order
 from shared.store.order_store import OrderStore, RestingPlace
 
 SWEEP_BATCH = 500
@@ -20,8 +22,11 @@ class ExpirySweeper:
         self.store = store
         self.expiries_key = expiries_key
 
-    async def sweep(self, now_ms: int | None = None) -> int:
-        """Expire every due order still resting; returns how many this call expired."""
+    async def sweep(
+        self, now_ms: int | None = None, on_expired: Callable[[Order, OrderEvent], None] | None = None
+    ) -> int:
+        """Expire every due order still resting; returns how many this call expired. `on_expired` is told
+        of each order this call expired (and no other: a racing cancel or trigger that won is not)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         due = await self.redis.zrangebyscore(self.expiries_key, "-inf", now_ms, start=0, num=SWEEP_BATCH)
         if not due:
@@ -47,4 +52,9 @@ class ExpirySweeper:
         if finished:
             await self.redis.zrem(self.expiries_key, *finished)
         outcomes = await self.store.append_many(changes) if changes else []
-        return sum(1 for outcome in outcomes if outcome is None)
+        expired = [(state.order, event) for (state, event, *_), outcome in zip(changes, outcomes, strict=True)
+                   if outcome is None]  # fmt: skip
+        if on_expired is not None:
+            for order, event in expired:
+                on_expired(order, event)
+        return len(expired)

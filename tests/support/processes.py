@@ -48,6 +48,12 @@ class ServiceProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    @property
+    def probes_url(self) -> str:
+        """Where its /metrics and /health are (the API: its own port; the others: their METRICS_PORT)."""
+        port = self.env["API_PORT"] if self.name == "api" else self.env["METRICS_PORT"]
+        return f"http://127.0.0.1:{port}"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -96,7 +102,8 @@ class Engine:
         index = len(self.processes.get(name, []))
         log_path = self.log_dir / f"{name}-{index}.log"
         log_path.unlink(missing_ok=True)
-        env = {**os.environ, **self.env, **extra_env}
+        # Every replica its own probe port, so engines, replicas and `make run` never contend for one.
+        env = {**os.environ, **self.env, "METRICS_PORT": str(free_port()), **extra_env}
         service = ServiceProcess(name, _spawn(name, env, log_path), log_path, env)
         self.processes.setdefault(name, []).append(service)
         if name == "api":

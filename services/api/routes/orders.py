@@ -286,5 +286,6 @@ async def cancel_order(order_id: UUID, ctx: Context, caller: CallerDep) -> JsonR
         latest = await ctx.store.load(order_id)
         status = latest.status.value if latest else "gone"
         raise ApiError(409, "not_cancellable", f"order {order_id} was triggered first (now {status})") from None
+    ctx.metrics.outcomes.ended(state.order, event)
     order_logger(order_id).info("cancelled")
     return JsonResponse({"success": True, "orderId": str(order_id), "status": OrderStatus.CANCELLED.value})

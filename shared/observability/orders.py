@@ -1,0 +1,158 @@
+"""The order counters and histograms, touched on the hot path: in-process only, never an I/O call.
+
+Cost: prometheus_client's `labels()` takes a lock and validates its arguments (~2 µs); each labelled child is
+therefore looked up once and kept, so an order pays a dict lookup and a lock per sample (~1–2 µs per
+observe), against ~4.5 ms of engine CPU per order. Labels are low-cardinality by construction: order types,
+statuses, stage names and error codes are fixed sets in the code; no order id, user or pair.
+
+Latencies are measured between the timestamps of the order's own events (the ones every client sees), so a
+stage that spans two processes (pending in the API → routing in a worker) is measured like any other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from shared.domain.events import OrderEvent
+from shared.domain.lifecycle import OrderStatus
+from shared.domain.orders import Order
+
+#: From a few milliseconds (a stage with the simulated latencies off) to an hour (a limit order resting).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
+
+
+class _Children:
+    """Labelled children of one metric, resolved once each (see the module's docstring)."""
+
+    __slots__ = ("_metric", "_children")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child
+
+
+class OrderOutcomes:
+    """Orders ending (confirmed, failed, cancelled, expired) and resting orders triggering, wherever that is
+    decided: the execution worker, the limit and sniper workers (triggers, expiries), the API (cancels)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._terminal = _Children(
+            Counter(
+                "engine_orders_terminal_total",
+                "Orders that reached a terminal status, by order type and status",
+                ["type", "status"],
+                registry=registry,
+            )
+        )
+        self._failed = _Children(
+            Counter(
+                "engine_orders_failed_total",
+                "Orders that ended failed, by order type and error code",
+                ["type", "error"],
+                registry=registry,
+            )
+        )
+        self._duration = _Children(
+            Histogram(
+                "engine_order_duration_seconds",
+                "Accepted (createdAt) to terminal event, by order type and terminal status",
+                ["type", "status"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
+        )
+        self._triggered = _Children(
+            Counter(
+                "engine_orders_triggered_total",
+                "Resting limit and sniper orders handed to execution",
+                ["type"],
+                registry=registry,
+            )
+        )
+
+    def ended(self, order: Order, event: OrderEvent) -> None:
+        """`event` (terminal) was appended to `order`: count it once, where the append succeeded."""
+        kind, status = order.type.value, event.status.value
+        self._terminal(kind, status).inc()
+        self._duration(kind, status).observe(seconds_between(order.created_at, event.timestamp))
+        if event.status is OrderStatus.FAILED:
+            self._failed(kind, event.error or "unknown").inc()
+
+    def triggered(self, order_type: str, count: int = 1) -> None:
+        if count:
+            self._triggered(order_type).inc(count)
+
+
+class ExecutionMetrics:
+    """What the execution worker's `OrderExecutor` reports: stage latencies, retries, dead letters, outcomes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outcomes = OrderOutcomes(registry)
+        self._stage = _Children(
+            Histogram(
+                "engine_order_stage_seconds",
+                "Time between two lifecycle events of an order, by order type and stage "
+                "(pending_to_routing, triggered_to_routing, routing_to_submitted, submitted_to_confirmed, "
+                "submitted_to_failed)",
+                ["type", "stage"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
+        )
+        self._retries = _Children(
+            Counter(
+                "engine_execution_retries_total",
+                "Failed execution attempts handed back to dramatiq for a retry, by cause "
+                "(transient: a venue was unavailable; error: anything else)",
+                ["reason"],
+                registry=registry,
+            )
+        )
+        self._dead_letters = Counter(
+            "engine_execution_dead_letters_total",
+            "Execution messages whose last attempt failed (the order is failed, the message dead-lettered)",
+            registry=registry,
+        )
+
+    def stage(self, order_type: str, stage: str, start: datetime | None, end: datetime) -> None:
+        """`start` is None when the stage's first event's time is unknown: nothing is observed."""
+        if start is not None:
+            self._stage(order_type, stage).observe(seconds_between(start, end))
+
+    def ended(self, order: Order, event: OrderEvent) -> None:
+        self.outcomes.ended(order, event)
+
+    def retried(self, transient: bool) -> None:
+        self._retries("transient" if transient else "error").inc()
+
+    def dead_lettered(self) -> None:
+        self._dead_letters.inc()
+
+
+class NoExecutionMetrics:
+    """For executors built without a registry (tests, tools): every report is dropped."""
+
+    def stage(self, order_type: str, stage: str, start: datetime | None, end: datetime) -> None:
+        pass
+
+    def ended(self, order: Order, event: OrderEvent) -> None:
+        pass
+
+    def retried(self, transient: bool) -> None:
+        pass
+
+    def dead_lettered(self) -> None:
+        pass

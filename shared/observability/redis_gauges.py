@@ -1,0 +1,156 @@
+"""Gauges read from Redis when Prometheus scrapes, never on the hot path.
+
+`RedisGauges` is a prometheus_client collector: each scrape runs its readers, in the probe server's thread
+with a blocking client of its own, so a slow Redis delays a scrape, never an order, and the service's event
+loop is not involved. A reader that fails (Redis down) leaves its gauges out of that scrape, and
+`engine_redis_gauges_ok` says so; the scrape itself still answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import redis
+from loguru import logger
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from shared import redis_keys
+from shared.execution.backlog import read_backlog_sync
+
+#: One reading: the metric families it produced from the client, complete (a reader fails as a whole).
+Reader = Callable[[redis.Redis], list[Metric]]
+
+SCRAPE_TIMEOUT_S = 2.0
+_COUNT_RESTING = (Path(__file__).parents[1] / "store" / "lua" / "count_resting.lua").read_text()
+
+
+class RedisGauges(Collector):
+    def __init__(self, redis_url: str, readers: Sequence[Reader]) -> None:
+        self.client = redis.Redis.from_url(
+            redis_url, socket_timeout=SCRAPE_TIMEOUT_S, socket_connect_timeout=SCRAPE_TIMEOUT_S
+        )
+        self.readers = list(readers)
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # registering must not need Redis (it may not be up yet)
+
+    def collect(self) -> Iterable[Metric]:
+        ok = 1
+        for read in self.readers:
+            try:
+                families = read(self.client)
+            except (redis.RedisError, OSError) as exc:
+                logger.debug("scrape: {} failed: {!r}", getattr(read, "__name__", read), exc)
+                ok = 0
+                continue
+            yield from families
+        yield GaugeMetricFamily(
+            "engine_redis_gauges_ok", "1 when every gauge read from Redis at this scrape could be read", value=ok
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def execution_backlog(client: redis.Redis) -> list[Metric]:
+    """Queue depth and dead letters (the API exports the same gauges, read the same way)."""
+    backlog = read_backlog_sync(client)
+    depth = GaugeMetricFamily(
+        "engine_execution_queue_depth",
+        "Messages waiting in the execution queue (ready, delayed retries), read at scrape time",
+        labels=["queue"],
+    )
+    depth.add_metric(["ready"], backlog.ready)
+    depth.add_metric(["delayed"], backlog.delayed)
+    dead = GaugeMetricFamily(
+        "engine_dead_letters", "Dead-lettered execution messages, read at scrape time", value=backlog.dead_letters
+    )
+    return [depth, dead]
+
+
+def resting_limit_orders(pairs: Sequence[tuple[str, str]]) -> Reader:
+    names = [f"{token_in}-{token_out}" for token_in, token_out in pairs]
+
+    def resting_limit_orders(client: redis.Redis) -> list[Metric]:
+        counts = client.eval(
+            _COUNT_RESTING,
+            len(names),
+            *(redis_keys.limit_buckets(pair) for pair in names),
+            *(redis_keys.limit_bucket_prefix(pair) for pair in names),
+        )
+        family = GaugeMetricFamily(
+            "engine_limit_orders_resting", "Limit orders resting in their price buckets, by pair", labels=["pair"]
+        )
+        for pair, count in zip(names, counts, strict=True):
+            family.add_metric([pair], count)
+        return [family]
+
+    return resting_limit_orders
+
+
+def armed_sniper_orders(client: redis.Redis) -> list[Metric]:
+    """Sniper orders waiting in their trigger sets (`sniper:{kind}:{pair}`), by trigger kind and pair."""
+    keys = [key.decode() for key in client.zrange(redis_keys.SNIPER_RESTING, 0, -1)]
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.zcard(key)
+        sizes = pipe.execute() if keys else []
+    family = GaugeMetricFamily(
+        "engine_sniper_orders_armed",
+        "Sniper orders waiting for their trigger, by kind and pair",
+        labels=["kind", "pair"],
+    )
+    for key, size in zip(keys, sizes, strict=True):
+        kind, _, pair = key.removeprefix("sniper:").partition(":")
+        family.add_metric([kind, pair], size)
+    return [family]
+
+
+def _ms_of(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.partition("-")[0])
+
+
+def dbsync_backlog(client: redis.Redis) -> list[Metric]:
+    """How far PostgreSQL trails the event stream, from db-sync's consumer group.
+
+    db-sync acknowledges an entry only after PostgreSQL committed it, so the oldest entry not acknowledged
+    (the oldest pending one, else the first one not yet delivered) is the oldest event PostgreSQL lacks;
+    its age, from the milliseconds in its stream id, is the history's lag now (0 when it has everything)."""
+    with client.pipeline(transaction=True) as pipe:  # one moment for every reading
+        pipe.xinfo_groups(redis_keys.EVENTS_STREAM)
+        pipe.xpending(redis_keys.EVENTS_STREAM, redis_keys.DBSYNC_GROUP)
+        pipe.xlen(redis_keys.EVENTS_STREAM)
+        try:
+            groups, summary, length = pipe.execute()
+        except redis.ResponseError:  # no stream or no group yet: db-sync has not started on this Redis
+            groups, summary, length = [], {"pending": 0}, 0
+    group = next((g for g in groups if g["name"] in (redis_keys.DBSYNC_GROUP, redis_keys.DBSYNC_GROUP.encode())), None)
+    oldest = _ms_of(summary["min"]) if summary["pending"] else None
+    if group is not None:
+        last = group["last-delivered-id"]
+        undelivered = client.xrange(
+            redis_keys.EVENTS_STREAM, min=f"({last.decode() if isinstance(last, bytes) else last}", count=1
+        )
+        if undelivered:
+            first = _ms_of(undelivered[0][0])
+            oldest = first if oldest is None else min(oldest, first)
+    lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+    return [
+        GaugeMetricFamily(
+            "engine_dbsync_lag_seconds",
+            "Age of the oldest event PostgreSQL does not have yet (0 when it has them all), read at scrape time",
+            value=lag,
+        ),
+        GaugeMetricFamily(
+            "engine_dbsync_pending_entries",
+            "Event-stream entries delivered to db-sync and not yet acknowledged (persisted)",
+            value=int(summary["pending"]),
+        ),
+        GaugeMetricFamily(
+            "engine_event_stream_length", "Entries in stream:events (db-sync trims what it persisted)", value=length
+        ),
+    ]
