@@ -11,6 +11,7 @@ from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import AgeLimit, Retries
 from loguru import logger
 
+from shared.execution.kept_delays import KeepDelayedMessagesOnReconnect
 from shared.redis_keys import DRAMATIQ_NAMESPACE
 from shared.settings import Settings
 
@@ -90,6 +91,7 @@ def build_broker(settings: Settings) -> RedisBroker:
             min_backoff=settings.retry_min_backoff_ms,
             max_backoff=settings.retry_max_backoff_ms,
         ),
+        KeepDelayedMessagesOnReconnect(),
     ]
     return EngineBroker(
         url=settings.redis_url,
