@@ -23,6 +23,17 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared.persistence.models import events_table, orders_table
 
+#: What an order's events decide about it (last attempt, venue, transaction, outcome): a new order carries them
+#: in its insert, a stored one gets them from `_APPLY_EVENTS`.
+_EVENT_STATE_COLUMNS = {
+    "attempt": "integer",
+    "dex": "text",
+    "tx_hash": "text",
+    "executed_price": "numeric",
+    "amount_out": "numeric",
+    "error": "text",
+    "error_message": "text",
+}
 #: Column -> PostgreSQL type of the rows db-sync inserts. A batch's rows travel as ONE JSON document (an
 #: orjson-encoded array of objects keyed by column) that `jsonb_to_recordset` turns back into typed rows:
 #: one text parameter whatever the batch size, so psycopg has nothing to escape per cell (quoting every JSON
@@ -48,29 +59,11 @@ _ORDER_COLUMNS = {
     "last_seq": "integer",
     "spec": "jsonb",
     # the state of its events in the same batch (see persist_batch); absent keys are NULL
-    "attempt": "integer",
-    "dex": "text",
-    "tx_hash": "text",
-    "executed_price": "numeric",
-    "amount_out": "numeric",
-    "error": "text",
-    "error_message": "text",
+    **_EVENT_STATE_COLUMNS,
 }
 _EVENT_COLUMNS = {"order_id": "uuid", "seq": "integer", "status": "text", "ts": "timestamptz", "payload": "jsonb"}
 #: The newest state of a stored order that has new events: folded by `_fold`, written by `_APPLY_EVENTS`.
-_STATE_COLUMNS = {
-    "order_id": "uuid",
-    "seq": "integer",
-    "status": "text",
-    "ts": "timestamptz",
-    "attempt": "integer",
-    "dex": "text",
-    "tx_hash": "text",
-    "executed_price": "numeric",
-    "amount_out": "numeric",
-    "error": "text",
-    "error_message": "text",
-}
+_STATE_COLUMNS = {"order_id": "uuid", "seq": "integer", "status": "text", "ts": "timestamptz", **_EVENT_STATE_COLUMNS}
 
 
 def _recordset(columns: dict[str, str]) -> str:

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from services.api.dashboard.rules import dashboard_rules
 from shared.settings import Settings
 
-#: The page itself sits beside static/, not in it: served raw, it would carry the placeholder instead of the rules.
+#: The page itself sits beside static/, not in it: served raw, it would carry the rules mark instead of the rules.
 PAGE_TEMPLATE = Path(__file__).parent / "page.html"
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PREFIX = "/dashboard"

@@ -19,6 +19,20 @@ function describeWait(order) {
   return "";
 }
 
+// The columns both tables open with: when, which order (a button that follows it live), type, pair, amount.
+function leadingCells(order, timeline) {
+  return [
+    el("td", { text: dateTime(order.createdAt) }),
+    el("td", {}, el("button", {
+      type: "button", class: "link", title: order.orderId, text: shortId(order.orderId),
+      onclick: () => timeline.follow(order.orderId, order),
+    })),
+    el("td", { text: order.type }),
+    el("td", { text: `${order.tokenIn}-${order.tokenOut}` }),
+    el("td", { text: order.amount }),
+  ];
+}
+
 function explain(error) {
   if (error.status === 401) return `${error.message} — enter an API key above`;
   if (error.status === 0) return "the API is not answering; retrying";
@@ -94,14 +108,7 @@ export class OpenOrders {
       });
       this.body.append(
         el("tr", { "data-order-id": order.orderId },
-          el("td", { text: dateTime(order.createdAt) }),
-          el("td", {}, el("button", {
-            type: "button", class: "link", title: order.orderId, text: shortId(order.orderId),
-            onclick: () => this.timeline.follow(order.orderId, order),
-          })),
-          el("td", { text: order.type }),
-          el("td", { text: `${order.tokenIn}-${order.tokenOut}` }),
-          el("td", { text: order.amount }),
+          ...leadingCells(order, this.timeline),
           el("td", { text: describeWait(order) }),
           el("td", { text: order.expiresAt ? dateTime(order.expiresAt) : "never" }),
           el("td", {}, button, note ? el("span", { class: "row-note", text: ` ${note}` }) : null)),
@@ -174,14 +181,7 @@ export class History {
   row(order) {
     const error = order.error ? `${order.error}${order.errorMessage ? `: ${order.errorMessage}` : ""}` : "";
     return el("tr", { "data-order-id": order.orderId, "data-status": order.status },
-      el("td", { text: dateTime(order.createdAt) }),
-      el("td", {}, el("button", {
-        type: "button", class: "link", title: order.orderId, text: shortId(order.orderId),
-        onclick: () => this.timeline.follow(order.orderId, order),
-      })),
-      el("td", { text: order.type }),
-      el("td", { text: `${order.tokenIn}-${order.tokenOut}` }),
-      el("td", { text: order.amount }),
+      ...leadingCells(order, this.timeline),
       el("td", { class: "status", text: order.status }),
       el("td", { text: order.dex || "" }),
       el("td", { text: order.executedPrice || "" }),
