@@ -41,9 +41,14 @@ async def test_sniper_orders_fire_on_the_launch_and_on_liquidity_then_execute(en
         assert [m["status"] for m in messages] == SNIPER_PATH
         assert_gapless_and_legal(messages)
     fired_by = listing_events[2]["venueEvent"]
-    assert fired_by["kind"] == "pool_created" and fired_by["id"].startswith("WIF-SOL:")
+    # The launch fires it through the quote stream's pool_created event, or through the once-a-second sweep
+    # when that sees the pool (a pure function of time) before the event is published: a race both win.
+    assert fired_by["kind"] == "already_met" or (
+        fired_by["kind"] == "pool_created" and fired_by["id"].startswith("WIF-SOL:")
+    )
     assert depth_events[2]["venueEvent"]["kind"] == "liquidity_changed"
-    assert depth_events[3]["dex"] == fired_by["dex"]  # routed to the only venue with a pool
+    venue_with_the_pool = depth_events[2]["venueEvent"]["dex"]
+    assert depth_events[3]["dex"] == listing_events[3]["dex"] == venue_with_the_pool  # the only venue with one
 
 
 async def test_a_resting_sniper_order_cancels(engine, http):
