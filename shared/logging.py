@@ -10,8 +10,11 @@ import atexit
 import logging
 import sys
 import threading
+import traceback
+from datetime import UTC
 from typing import Any
 
+import orjson
 from loguru import logger
 
 _TEXT = (
@@ -37,6 +40,35 @@ def _patch(record: Any) -> None:
     if order_id is not None:
         record["extra"]["orderId"] = str(order_id)
     record["extra"]["order_tag"] = f"orderId={order_id} " if order_id is not None else ""
+
+
+#: Extra keys that are ours, not the caller's: never copied into a JSON line as fields.
+_INTERNAL_EXTRA = frozenset({"order_id", "orderId", "order_tag", "service", "json_line"})
+
+
+def _json_line(record: Any) -> str:
+    """LOG_JSON's format: one flat object a line (ts, level, service, msg, orderId, other extras, exception)."""
+    # Flat, not `serialize=True`: its {"text", "record": {...}} nesting cannot be filtered with jq select(.orderId==…).
+    # The line is handed back through `extra` (loguru would parse a returned string for `{}` and `<tags>`), and a
+    # format function, unlike a format string, gets no "\n{exception}" appended: the traceback stays inside the line.
+    extra, t = record["extra"], record["time"].astimezone(UTC)
+    line: dict[str, Any] = {
+        "ts": f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond // 1000:03d}Z",
+        "level": record["level"].name,
+        "service": extra.get("service"),
+        "msg": record["message"],
+    }
+    if extra.get("orderId") is not None:
+        line["orderId"] = str(extra["orderId"])
+    line.update((k, v) for k, v in extra.items() if k not in _INTERNAL_EXTRA and k not in line)
+    exc = record["exception"]
+    if exc is not None and exc.type is not None:  # opt(exception=True) outside an except: (None, None, None)
+        line["exception"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    try:
+        extra["json_line"] = orjson.dumps(line, default=str).decode()
+    except TypeError:  # what `default` cannot mend: an int over 64 bits, a dict with non-str keys
+        extra["json_line"] = orjson.dumps({k: v if isinstance(v, str) else str(v) for k, v in line.items()}).decode()
+    return "{extra[json_line]}\n"
 
 
 #: Lines at this level and above are written at once, with everything batched before them.
@@ -107,10 +139,8 @@ def setup_logging(service: str, settings: Any = None) -> None:
         _batched.interval_s = flush_ms / 1000
         sink = _batched
     colorize = False if as_json else (None if sink is sys.stderr else sys.stderr.isatty())
-    if as_json:
-        logger.add(sink, level=level, format=_TEXT, colorize=colorize, serialize=True, diagnose=False)
-    else:
-        logger.add(sink, level=level, format=_TEXT, colorize=colorize, backtrace=False, diagnose=False)
+    line_format: Any = _json_line if as_json else _TEXT
+    logger.add(sink, level=level, format=line_format, colorize=colorize, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "dramatiq", "alembic"):
         std = logging.getLogger(name)

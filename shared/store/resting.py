@@ -20,6 +20,7 @@ from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.limits import order_id_of
 from shared.execution.messages import execute_order_message
+from shared.logging import order_logger
 from shared.store.order_store import OrderState, OrderStore, RestingPlace
 
 #: For one order being handed over: extra fields for its `triggered` event, and fields to remember.
@@ -66,7 +67,10 @@ class RestingBook:
         if done:
             await self.redis.zrem(self.handoff_key, *done)
         outcomes = await self.store.append_many(changes) if changes else []
-        return sum(1 for outcome in outcomes if outcome is None)
+        handed = [change[0].order for change, outcome in zip(changes, outcomes, strict=True) if outcome is None]
+        for order in handed:  # one line per order, so `jq select(.orderId==…)` shows who triggered it
+            order_logger(order.order_id).info("triggered {} order: handed to execution", order.type.value)
+        return len(handed)
 
     async def load_all(self, order_ids: list[UUID]) -> list[OrderState | None]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -128,9 +128,9 @@ def test_the_accepted_line_carries_the_service_and_the_order_id(client, capsys):
         logger.remove()
         logger.add(sys.stderr)
         logging.root.handlers.clear()
-    (accepted,) = [line["record"] for line in lines if line["record"]["message"].startswith("accepted")]
-    assert accepted["extra"]["service"] == "api" and accepted["extra"]["orderId"] == order_id
-    assert accepted["message"] == "accepted market 1 SOL → USDC"
+    (accepted,) = [line for line in lines if line["msg"].startswith("accepted")]
+    assert accepted["service"] == "api" and accepted["orderId"] == order_id
+    assert accepted["msg"] == "accepted market 1 SOL → USDC"
 
 
 async def test_a_user_socket_holds_one_task_and_delivers_live(redis_url, database_url, tmp_path):
