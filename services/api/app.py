@@ -28,6 +28,10 @@ from shared.venues.simulated import load_sim_config
 
 #: How long a request waits for a free Redis connection before it is answered 503.
 REDIS_POOL_WAIT_S = 5
+#: Logged once at start-up with keys disabled (the default), so that nobody exposes the port unawares.
+AUTH_DISABLED_WARNING = (
+    "AUTH_ENABLED=false: order routes are open to anyone who reaches this port; admin routes are disabled"
+)
 
 
 class EngineApi(FastAPI):
@@ -76,6 +80,8 @@ def create_app(settings: Settings) -> EngineApi:
         keys = KeyRing(redis, parse_configured(settings.api_keys))
         app.state.context = ApiContext(settings, redis, store, hub, db, ApiMetrics(), sim, keys)
         logger.info("listening on http://{}:{}", settings.api_host, settings.api_port)
+        if not settings.auth_enabled:
+            logger.warning(AUTH_DISABLED_WARNING)
         try:
             yield
         finally:

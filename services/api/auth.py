@@ -1,8 +1,12 @@
-"""Who is calling: the API key of a request (header, or `apiKey` query on WebSockets) and what it may see.
+"""Who is calling: the API key of a request (header, or `apiKey` query on WebSockets) and what it may do.
 
-With `AUTH_ENABLED` off (the local default) every caller is an anonymous admin and the engine behaves
-exactly as the contract says. With it on, an order belongs to the key that placed it; another user key
-gets 404 for it (its existence is not revealed), and admin routes need an admin key.
+Two questions, kept apart:
+- which orders a caller sees (`sees_every_order`, `scope`, `may_see`). With `AUTH_ENABLED` off (the local
+  default) every caller is anonymous and sees every order, so the order routes behave exactly as the
+  contract says. With it on, an order belongs to the key that placed it; another user key gets 404 for it
+  (its existence is not revealed), and an admin key sees every order;
+- whether it may use the admin routes (`may_administer`): only with an admin API key, so never with
+  `AUTH_ENABLED` off (403 `admin_disabled`; the CLI's `order-engine dlq` works on the host without a key).
 """
 
 from __future__ import annotations
@@ -35,16 +39,22 @@ class Caller:
         return self.key.key_id if self.key else None
 
     @property
-    def is_admin(self) -> bool:
+    def sees_every_order(self) -> bool:
+        """Order visibility only: true with keys disabled (the anonymous caller) or with an admin key."""
         return self.key is None or self.key.is_admin
+
+    @property
+    def may_administer(self) -> bool:
+        """May use the admin routes: an admin API key only, never the anonymous caller of keys disabled."""
+        return self.key is not None and self.key.is_admin
 
     @property
     def scope(self) -> str | None:
         """The owner every read is restricted to; None = all orders (keys disabled, or an admin key)."""
-        return None if self.is_admin else self.owner
+        return None if self.sees_every_order else self.owner
 
     def may_see(self, owner: str | None) -> bool:
-        return self.is_admin or owner == self.owner
+        return self.sees_every_order or owner == self.owner
 
 
 ANONYMOUS = Caller(None)
@@ -95,12 +105,24 @@ async def _caller(request: Request) -> Caller:
     return await identify(request)
 
 
-async def _admin(request: Request) -> Caller:
+#: The 403 of every admin route while `AUTH_ENABLED` is off: there is no key that could open them.
+ADMIN_DISABLED = "admin_disabled"
+ADMIN_DISABLED_MESSAGE = (
+    "admin routes need AUTH_ENABLED=true and an admin API key; `order-engine dlq …` works on the host without one"
+)
+
+
+async def require_admin(request: Request) -> Caller:
+    """The admin routes' guard: 403 `admin_disabled` with keys disabled, 401 without a valid key, 403
+    `forbidden` with a user key. The admin router applies it to every route it has, and routes that log who
+    asked take the same dependency (`AdminDep`), which FastAPI then solves once per request."""
     caller = await identify(request)
-    if not caller.is_admin:
+    if caller.key is None:
+        raise ApiError(403, ADMIN_DISABLED, ADMIN_DISABLED_MESSAGE)
+    if not caller.may_administer:
         raise ApiError(403, "forbidden", "this route needs an admin API key")
     return caller
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]
-AdminDep = Annotated[Caller, Depends(_admin)]
+AdminDep = Annotated[Caller, Depends(require_admin)]

@@ -3,6 +3,8 @@ document: no answer may be a 5xx, and every 4xx must carry the contract's error 
 
 The app is the real one, in-process with its lifespan, on the suite's real Redis and PostgreSQL. The
 schema is taken from the same `create_app` without starting it, so collecting the tests needs no server.
+The contract's routes are fuzzed with keys disabled (the default); the admin routes, which need an admin
+key whatever the settings, against an app with keys enabled, with one.
 """
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from services.api.app import create_app
+from shared.auth.api_keys import hash_key, new_secret
 from shared.settings import Settings
 
 #: Examples per operation and generation mode: about 20 s for the whole API on a small machine.
@@ -23,19 +26,32 @@ schema.config.generation.update(
     max_examples=EXAMPLES_PER_OPERATION,
 )
 
+#: Operations fuzzed against the keys-enabled app, with ADMIN_SECRET (configured by its hash, as in production).
+ADMIN_PATHS = "^/api/admin/"
+ADMIN_SECRET = new_secret()
+
 
 @pytest.fixture(scope="module")
-def fuzzed_app(redis_url, database_url):
+def fuzz_settings(redis_url, database_url):
     from redis import Redis
     from schemathesis.python import asgi
 
     Redis.from_url(redis_url).flushdb()
-    settings = Settings(
+    yield Settings(
         redis_url=redis_url, database_url=database_url, sim_latency_scale=0, sim_failure_rate=0, sim_seed="fuzz"
     )
-    app = create_app(settings)
-    yield app
     asgi.shutdown_lifespans()  # schemathesis keeps each app's lifespan running until told
+
+
+@pytest.fixture(scope="module")
+def fuzzed_app(fuzz_settings):
+    return create_app(fuzz_settings)
+
+
+@pytest.fixture(scope="module")
+def admin_app(fuzz_settings):
+    configured = f"fuzz-admin:admin:{hash_key(ADMIN_SECRET)}"
+    return create_app(fuzz_settings.model_copy(update={"auth_enabled": True, "api_keys": configured}))
 
 
 def contract_answer(ctx, response, case):
@@ -53,7 +69,20 @@ def contract_answer(ctx, response, case):
         assert response.headers.get("Retry-After", "").isdigit(), response.headers
 
 
-@schema.parametrize()
+def admin_key_accepted(ctx, response, case):
+    """The admin routes were reached, not refused at the door: otherwise they would go unfuzzed."""
+    assert response.status_code not in (401, 403), f"{case.method} {case.formatted_path}: {response.text}"
+
+
+@schema.exclude(path_regex=ADMIN_PATHS).parametrize()
 @hypothesis_settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_operation_answers_a_5xx_or_a_bare_error(case, fuzzed_app):
     case.call_and_validate(app=fuzzed_app, checks=[contract_answer])
+
+
+@schema.include(path_regex=ADMIN_PATHS).parametrize()
+@hypothesis_settings(deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_admin_operation_answers_a_5xx_or_a_bare_error(case, admin_app):
+    case.call_and_validate(
+        app=admin_app, headers={"X-API-Key": ADMIN_SECRET}, checks=[contract_answer, admin_key_accepted]
+    )

@@ -1,5 +1,7 @@
 """Operator routes: the execution queue's dead letters (see shared/execution/dead_letters.py for what a
-replay does). Admin API keys only; with AUTH_ENABLED off every caller is an anonymous admin."""
+replay does). An admin API key only, whatever else is open: every route of this router is behind
+`require_admin`, so with AUTH_ENABLED off they all answer 403 `admin_disabled` (operators with a shell on the
+host use `order-engine dlq`, which talks to Redis directly)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 from loguru import logger
 
-from services.api.auth import AdminDep, Caller
+from services.api.auth import AdminDep, Caller, require_admin
 from services.api.deps import Context
 from services.api.errors import ApiError
 from services.api.responses import JsonResponse
@@ -25,7 +27,17 @@ from shared.execution.replay_policy import NotReplayable
 from shared.logging import order_logger
 from shared.venues.ledger import RedisLedger
 
-router = APIRouter(prefix="/api/admin", tags=["admin"])
+#: The guard is on the router, not left to each route: a route added here cannot forget it. It runs before
+#: the route's own parameters are checked, so a caller who may not administer learns nothing from a 400.
+router = APIRouter(
+    prefix="/api/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={
+        401: {"description": "no API key, or an unknown one (AUTH_ENABLED on)"},
+        403: {"description": "not an admin key (`forbidden`), or AUTH_ENABLED off (`admin_disabled`)"},
+    },
+)
 
 #: Seconds an operator should wait before retrying a replay that lost to concurrent changes of the order.
 CONTENDED_RETRY_AFTER_S = 1
@@ -44,7 +56,8 @@ DeadLettersDep = Annotated[DeadLetters, Depends(_dead_letters)]
 
 def _who(caller: Caller) -> str:
     """The caller as an audit line names it: the key's public id and name, never the key."""
-    return f"key {caller.key.key_id} ({caller.key.name})" if caller.key else "an anonymous admin (auth disabled)"
+    assert caller.key is not None  # require_admin let no anonymous caller through
+    return f"key {caller.key.key_id} ({caller.key.name})"
 
 
 def _not_found(order_id: UUID) -> ApiError:
