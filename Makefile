@@ -2,10 +2,14 @@
 #   make install       dependencies into .venv (idempotent; instant when uv.lock and pyproject.toml are unchanged)
 #   make run           the whole engine locally (`order-engine up`): embedded Redis + PostgreSQL, migrations,
 #                      every service (RUN_ARGS="--only api,db-sync" runs a subset; see order-engine up --help)
-#   make test          deploy-check, then the test suite, the browser tests, the fault-injection suite
+#   make test          deploy-check, then the test suite, the browser tests, the fault-injection suite, the
+#                      compose test
 #   make browser       the dashboard's browser tests alone (Playwright + Debian's chromium, installed if missing);
 #                      screenshots in reports/browser/
 #   make faults        the fault-injection suite alone (~5 min): kills services and servers under load
+#   make compose-test  the compose test alone (~5 min; cold ~8): builds and runs the real compose.yaml in Docker
+#                      (its own daemon if none answers; base images from Debian packages if none can be pulled)
+#   make compose-clean delete the compose test's image cache (~/.cache/order-engine/compose-test)
 #   make deploy-check  validate compose.yaml and lint deploy/Dockerfile
 #   make lint          ruff
 #   make load          a locust scenario, headless, against a running engine; reports in reports/locust/
@@ -19,7 +23,7 @@ PYTEST_ARGS ?= -q
 RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test browser browser-deps faults deploy-check lint load
+.PHONY: help install run test browser browser-deps faults compose-test compose-clean deploy-check lint load
 
 help:
 	@sed -n 's/^#   /  /p' $(MAKEFILE_LIST)
@@ -52,19 +56,28 @@ browser-deps:
 	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
 		$(APT_GET) install -y chromium || { $(APT_GET) update && $(APT_GET) install -y chromium; }; }
 
-# The browser and fault suites are pytest runs of their own (pyproject's addopts leave them out of the
-# default one): a sync Playwright session breaks asyncio tests after it in the same process, and the fault
-# suite starts and kills its own servers and takes minutes, so it runs last and alone.
+# The browser, fault and compose suites are pytest runs of their own (pyproject's addopts leave them out of
+# the default one): a sync Playwright session breaks asyncio tests after it in the same process, the fault
+# suite starts and kills its own servers and takes minutes, and the compose test runs the engine in Docker.
 test: install deploy-check browser-deps
 	$(UV_RUN) pytest $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/browser $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/faults $(PYTEST_ARGS)
+	$(UV_RUN) pytest tests/compose $(PYTEST_ARGS)
 
 browser: install browser-deps
 	$(UV_RUN) pytest tests/browser $(PYTEST_ARGS)
 
 faults: install
 	$(UV_RUN) pytest tests/faults $(PYTEST_ARGS)
+
+# Installs Debian's docker.io (and debootstrap, for the stand-in base images) with apt when they are missing.
+compose-test: install
+	$(UV_RUN) pytest tests/compose $(PYTEST_ARGS)
+
+COMPOSE_TEST_CACHE ?= $(or $(ORDER_ENGINE_CACHE),$(HOME)/.cache/order-engine)/compose-test
+compose-clean:
+	rm -rf $(COMPOSE_TEST_CACHE)
 
 lint: install
 	$(UV_RUN) ruff check .

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     max_queue_depth: int = Field(50_000, ge=0, description="execution backlog that makes the API answer 503")
 
     # --- access control ------------------------------------------------------------------------------
-    auth_enabled: bool = Field(False, description="require an API key on every order and admin route")
+    auth_enabled: bool = Field(
+        False, description="require an API key on every order route; admin routes answer 403 unless it is on"
+    )
     api_keys: str = Field(
         "", description="comma-separated name:role:sha256hex keys (role user or admin); more with `order-engine keys`"
     )
@@ -92,6 +94,9 @@ class Settings(BaseSettings):
     worker_heartbeat_timeout_ms: int = Field(60_000, ge=1000, description="after this a silent worker is dead")
     worker_maintenance_chance: int = Field(1000, ge=0, le=1_000_000, description="per-million dramatiq sweep")
     order_lease_ms: int = Field(15_000, ge=1000, description="how long a worker's claim on an order lasts")
+    worker_drain_s: float = Field(
+        10.0, ge=0, le=300, description="on SIGTERM, how long orders in flight may finish before being handed back"
+    )
     dbsync_batch_size: int = Field(500, ge=1)
     dbsync_block_ms: int = Field(200, ge=1)
     dbsync_linger_ms: int = Field(

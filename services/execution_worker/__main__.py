@@ -112,7 +112,7 @@ def main() -> None:
     logger.info("consuming {!r} with up to {} orders in flight", EXECUTION_QUEUE, settings.worker_max_in_flight)
     stop.wait()
     logger.info("stopping: finishing orders in flight")
-    worker.stop()
+    worker.stop(drain_timeout_s=settings.worker_drain_s)
     watching.cancel()
     loop.stop()
     gauges.close()

@@ -55,6 +55,9 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 class LoopThread:
     """An asyncio event loop running in a daemon thread, for code that lives on the loop."""
 
+    #: How long `stop` waits for the loop's thread to end (it is a daemon: the process exits regardless).
+    STOP_JOIN_S = 5.0
+
     def __init__(self) -> None:
         self.loop = _new_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="event-loop", daemon=True)
@@ -69,7 +72,7 @@ class LoopThread:
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=self.STOP_JOIN_S)
 
 
 class LoopAcks:

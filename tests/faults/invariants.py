@@ -16,6 +16,7 @@ histories. For each order:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -277,3 +278,21 @@ def collect(client: redis.Redis, engine: Engine, acknowledged: set[str]) -> dict
 
 def check(client: redis.Redis, engine: Engine, acknowledged: set[str]) -> Verdict:
     return judge_all(collect(client, engine, acknowledged))
+
+
+def settle(client: redis.Redis, engine: Engine, acknowledged: set[str], timeout_s: float) -> tuple[Verdict, float]:
+    """Check until everything holds (orders finished, db-sync caught up) or `timeout_s`: the last verdict and
+    the seconds waited."""
+    started = time.monotonic()
+    while True:
+        try:
+            verdict = check(client, engine, acknowledged)
+        except (redis.RedisError, OSError) as exc:  # pragma: no cover - only if a server is still coming back
+            print(f"[settle] cannot check yet: {exc!r}", flush=True)
+            time.sleep(2)
+            continue
+        waited = time.monotonic() - started
+        if verdict.ok or waited > timeout_s:
+            return verdict, waited
+        print(f"[settle +{waited:5.1f}s] {verdict.counts()} {verdict.by_status}", flush=True)
+        time.sleep(3)

@@ -20,7 +20,7 @@ import redis
 from shared.persistence.batch import make_engine
 from tests.faults import report
 from tests.faults.injector import FaultInjector
-from tests.faults.invariants import Verdict, check
+from tests.faults.invariants import settle
 from tests.faults.load import LoadDriver
 from tests.support.processes import ALL_SERVICES, start_engine
 
@@ -93,23 +93,6 @@ def executing(client: redis.Redis) -> Callable[[], int | None]:
     return count
 
 
-def drain(redis_client: redis.Redis, db, acknowledged: set[str]) -> tuple[Verdict, float]:
-    """Check until everything holds (orders finished, db-sync caught up) or the timeout: the last verdict."""
-    started = time.monotonic()
-    while True:
-        try:
-            verdict = check(redis_client, db, acknowledged)
-        except (redis.RedisError, OSError) as exc:  # pragma: no cover - only if a server is still coming back
-            print(f"[drain] cannot check yet: {exc!r}")
-            time.sleep(2)
-            continue
-        waited = time.monotonic() - started
-        if verdict.ok or waited > DRAIN_TIMEOUT_S:
-            return verdict, waited
-        print(f"[drain +{waited:5.1f}s] {verdict.counts()} {verdict.by_status}", flush=True)
-        time.sleep(3)
-
-
 def test_every_accepted_order_survives_crashes_of_every_service_and_both_servers(fault_servers, tmp_path_factory):
     began = time.monotonic()
     log_dir = tmp_path_factory.mktemp("fault-engine-logs")
@@ -133,7 +116,7 @@ def test_every_accepted_order_survives_crashes_of_every_service_and_both_servers
         run_schedule(faults)
         load.stop()
         faulted_s = time.monotonic() - load_began
-        verdict, drained_s = drain(redis_client, db, set(load.accepted))
+        verdict, drained_s = settle(redis_client, db, set(load.accepted), DRAIN_TIMEOUT_S)
         dead = faults.dead_services()
     finally:
         engine.stop_all()
