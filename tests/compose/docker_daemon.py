@@ -135,7 +135,7 @@ class PrivateDaemon:
             _terminate(self.process.pid, lambda: self.process.poll() is not None)
             self.process = None
         if self.run_dir is not None:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+            _remove_run_dir(self.run_dir)
             self.run_dir = None
         self.pid_record.unlink(missing_ok=True)
         self._release_lock()
@@ -166,8 +166,22 @@ class PrivateDaemon:
                 print(f"[compose-test] stopping the private Docker daemon a killed run left (pid {pid})", flush=True)
                 _terminate(pid, lambda: not _alive(pid))
         if run_dir.strip():
-            shutil.rmtree(run_dir.strip(), ignore_errors=True)
+            _remove_run_dir(Path(run_dir.strip()))
         self.pid_record.unlink(missing_ok=True)
+
+
+def _remove_run_dir(run_dir: Path) -> None:
+    """Delete the daemon's runtime folder, unmounting first what it left mounted there (dockerd can leave the
+    bind mount of a network namespace behind, and a mount point cannot be deleted)."""
+    prefix = str(run_dir) + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    for point in sorted(points, key=len, reverse=True):  # the deepest first
+        subprocess.run([*sudo, "umount", "--lazy", point], check=False, capture_output=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if run_dir.exists():
+        print(f"[compose-test] could not delete {run_dir} entirely", flush=True)
 
 
 def _alive(pid: int) -> bool:

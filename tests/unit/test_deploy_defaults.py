@@ -78,6 +78,15 @@ def test_the_engine_containers_restart_after_a_crash_and_stop_after_the_workers_
         assert _seconds(service["stop_grace_period"]) >= grace_needed, name
 
 
+def test_the_engine_image_is_built_once_and_every_engine_service_runs_it(config):
+    builders = [name for name, service in config["services"].items() if "build" in service]
+    assert builders == ["migrate"]
+    image = config["services"]["migrate"]["image"]
+    for name in ENGINE_SERVICES:
+        assert config["services"][name]["image"] == image and config["services"][name]["pull_policy"] == "never"
+        assert config["services"][name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
 def test_every_service_rotates_its_logs(config):
     for name, service in config["services"].items():
         logging = service.get("logging", {})
