@@ -190,6 +190,11 @@ def test_the_cli_works_inside_the_api_container(stack: ComposeStack):
     assert report["ok"] and report["ready"]["status"] == "ready", report
     run = stack.exec("api", "order-engine", "orders", "--status", "confirmed", "--json")
     assert run.returncode == 0 and PLACED["market"] in run.stdout, run.stdout + run.stderr
+    run = stack.exec("api", "order-engine", "submit", "SOL", "USDC", "0.2", "--json")  # as the README shows
+    assert run.returncode == 0, run.stdout + run.stderr
+    accepted, *events = [json.loads(line) for line in run.stdout.splitlines()]
+    ACCEPTED.add(accepted["orderId"])
+    assert events[-1]["status"] == "confirmed" and events[-1]["orderId"] == accepted["orderId"], events
 
 
 def test_a_short_locust_run_against_the_stack(stack: ComposeStack, tmp_path):
