@@ -82,7 +82,7 @@ compose-clean:
 lint: install
 	$(UV_RUN) ruff check .
 
-# Load tests (README "Load tests (locust)"): one locustfile per scenario under loadtests/locustfiles/. RATE is
+# Load tests (docs/testing.md, "Load tests (locust)"): one locustfile per scenario under loadtests/locustfiles/. RATE is
 # locust's spawn rate (users started per second); scenario settings are environment variables (see each file).
 SCENARIO ?= market
 USERS ?= 20

@@ -7,7 +7,7 @@ Against a running engine (it starts nothing but its own clients):
 Prints the offered and achieved rates, submit→terminal latency percentiles, the engine's own overhead
 (latency minus the simulated venue latencies the events report as `venueLatencyMs`), lost and failed
 orders, CPU ms per completed order per engine process (Redis, PostgreSQL and the `make run` log pump apart),
-and how far PostgreSQL trailed the event stream. See README "Benchmarks" for how to read it.
+and how far PostgreSQL trailed the event stream. See docs/benchmarks.md for how to read it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The order route and the WebSocket streams are called hundreds or thousands of times a second; FastAPI's
 middleware stack, dependency solving and Request objects cost more there than the work itself (see the
-README's "Benchmarks"). These helpers read what those paths need straight from the ASGI scope.
+docs/benchmarks.md). These helpers read what those paths need straight from the ASGI scope.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ _ORDER_BODY_SCHEMA = {
 async def serve_submit(scope: Scope, receive: Receive, send: Send) -> None:
     """POST /api/orders/execute, served as plain ASGI (the guard in front has already applied the client's
     limits). FastAPI declares the same operation below, for the OpenAPI document; per order it would cost
-    its dependency solving and middleware stack, which were a fifth of the API's CPU (README "Benchmarks")."""
+    its dependency solving and middleware stack, which were a fifth of the API's CPU (docs/benchmarks.md)."""
     ctx: ApiContext = scope["app"].state.context
     try:
         content, headers = await _submit(ctx, scope, receive)

@@ -1,6 +1,6 @@
 // The API as the contract describes it, with the user's API key on every request.
 // HTTP sends it as `Authorization: Bearer`; a browser cannot set headers on a WebSocket, so sockets pass
-// it as the `apiKey` query parameter (README "Access control").
+// it as the `apiKey` query parameter (docs/operations.md, "Access control").
 
 const KEY_STORAGE = "orderEngine.apiKey";
 

@@ -1,7 +1,7 @@
 // Each followed order's lifecycle, live: one WebSocket per order (/ws/orders/{id}), which replays what the
 // order already has and then streams the rest. When a socket drops before the terminal event, the feed
 // reconnects with `?after=<last seq shown>`, so the server sends exactly the events the page has not seen
-// (CONTRACT "WebSocket"). Events are applied strictly in seq order: one already shown is counted as a
+// (docs/contract.md, "WebSocket"). Events are applied strictly in seq order: one already shown is counted as a
 // duplicate and dropped, and a gap makes the feed reconnect from the last one it has.
 
 import { socketUrl } from "./api.js";
