@@ -30,6 +30,8 @@ STANDINS_OVERRIDE = Path(__file__).with_name("compose.standins.yaml")
 DEBIAN_SUITE = "bookworm"  # the upstream images' Debian, whose Python is 3.11
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BASE_TAG = f"order-engine-standin/debian:{DEBIAN_SUITE}"
+#: The compose services whose upstream image gets a stand-in (the engine's own image is built on the Python one).
+SERVERS = ("redis", "postgres")
 DIGEST_LABEL = "org.order-engine.standin-digest"
 #: The registries are reached through a TLS proxy whose CA only the host's bundle has: builds need it.
 HOST_CA_BUNDLE = Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
@@ -40,11 +42,15 @@ class StandIn:
     name: str
     upstream: str  # the image compose.yaml (or the Dockerfile's PYTHON_IMAGE) names
     tag: str  # what compose.standins.yaml names instead
-    files: tuple[str, ...]  # in standins/, the Dockerfile first
 
     @property
     def dockerfile(self) -> str:
-        return self.files[0]
+        return f"{self.name}.Dockerfile"
+
+    @property
+    def files(self) -> list[str]:
+        """What its build context holds from standins/: the Dockerfile, and its entrypoint if it has one."""
+        return [self.dockerfile, *(p.name for p in STANDINS_DIR.glob(f"{self.name}-entrypoint.sh"))]
 
 
 def upstream_python_image() -> str:
@@ -57,21 +63,8 @@ def standins() -> list[StandIn]:
     services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
     override = yaml.safe_load(STANDINS_OVERRIDE.read_text())
     python_tag = override["x-standin-build"]["build"]["args"]["PYTHON_IMAGE"]
-    return [
-        StandIn("python", upstream_python_image(), python_tag, ("python.Dockerfile",)),
-        StandIn(
-            "redis",
-            services["redis"]["image"],
-            override["services"]["redis"]["image"],
-            ("redis.Dockerfile", "redis-entrypoint.sh"),
-        ),  # fmt: skip
-        StandIn(
-            "postgres",
-            services["postgres"]["image"],
-            override["services"]["postgres"]["image"],
-            ("postgres.Dockerfile", "postgres-entrypoint.sh"),
-        ),  # fmt: skip
-    ]
+    servers = [StandIn(name, services[name]["image"], override["services"][name]["image"]) for name in SERVERS]
+    return [StandIn("python", upstream_python_image(), python_tag), *servers]
 
 
 def docker(engine: DockerEngine, *args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from shared.persistence.batch import make_engine
 from tests.compose.report import FIGURES
 from tests.compose.stack import ROOT, ComposeStack
-from tests.faults.invariants import settle
+from tests.faults.invariants import executing, settle
 from tests.faults.load import LAUNCHED_TOKENS, LoadDriver
 from tests.support.orders import assert_gapless_and_legal
 from tests.support.ws import collect
@@ -77,14 +77,12 @@ def wait_for_orders_in_flight(stack: ComposeStack, timeout: float = 20) -> int:
     """Wait until the execution worker holds messages it has not acked (orders it is driving), so that a
     crash now interrupts real work; returns how many."""
     client = redis.Redis(host=stack.ip("redis"), port=6379, socket_timeout=5)
-    deadline = time.monotonic() + timeout
+    held, deadline = executing(client), time.monotonic() + timeout
     try:
-        while True:
-            held = sum(client.scard(key) for key in client.scan_iter(match="dramatiq:__acks__.*"))
-            if held or time.monotonic() > deadline:
-                assert held, f"no order was mid-execution within {timeout} s"
-                return held
+        while not (count := held()):
+            assert time.monotonic() < deadline, f"no order was mid-execution within {timeout} s"
             time.sleep(0.05)
+        return count
     finally:
         client.close()
 
@@ -172,7 +170,7 @@ def test_one_services_logs_hold_its_lines_for_those_orders_and_no_other_services
 
 def test_one_order_is_followed_across_services_with_the_readmes_jq_recipe(stack: ComposeStack):
     order_id = PLACED["limit"]
-    recipe = f"jq -cR 'fromjson? | select(.orderId==\"{order_id}\")' | sort"  # README "Logs", sorted by ts
+    recipe = f"jq -cR 'fromjson? | select(.orderId==\"{order_id}\")' | sort"  # docs/deployment.md "Logs"
     logs = stack.compose("logs", "--no-log-prefix").stdout
     run = subprocess.run(["sh", "-c", recipe], input=logs, capture_output=True, text=True, check=True)
     lines = [json.loads(line) for line in run.stdout.splitlines()]

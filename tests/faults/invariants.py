@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -296,3 +297,17 @@ def settle(client: redis.Redis, engine: Engine, acknowledged: set[str], timeout_
             return verdict, waited
         print(f"[settle +{waited:5.1f}s] {verdict.counts()} {verdict.by_status}", flush=True)
         time.sleep(3)
+
+
+def executing(client: redis.Redis) -> Callable[[], int | None]:
+    """How many execution messages workers hold unacknowledged (orders mid-execution or awaiting a retry);
+    None while Redis does not answer."""
+
+    def count() -> int | None:
+        try:
+            keys = list(client.scan_iter(match="dramatiq:__acks__.*", count=1000))
+            return sum(client.scard(key) for key in keys)
+        except (redis.RedisError, OSError):
+            return None
+
+    return count

@@ -11,7 +11,6 @@ and to reports/faults.json.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import redis
 from shared.persistence.batch import make_engine
 from tests.faults import report
 from tests.faults.injector import FaultInjector
-from tests.faults.invariants import settle
+from tests.faults.invariants import executing, settle
 from tests.faults.load import LoadDriver
 from tests.support.processes import ALL_SERVICES, start_engine
 
@@ -78,19 +77,6 @@ def run_schedule(faults: FaultInjector) -> None:
     faults.kill_service("db-sync", (0, 1))
     faults.restart_redis()
     time.sleep(5)
-
-
-def executing(client: redis.Redis) -> Callable[[], int | None]:
-    """How many execution messages workers hold unacknowledged (orders mid-execution or awaiting a retry)."""
-
-    def count() -> int | None:
-        try:
-            keys = list(client.scan_iter(match="dramatiq:__acks__.*", count=1000))
-            return sum(client.scard(key) for key in keys)
-        except (redis.RedisError, OSError):
-            return None
-
-    return count
 
 
 def test_every_accepted_order_survives_crashes_of_every_service_and_both_servers(fault_servers, tmp_path_factory):

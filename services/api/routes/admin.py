@@ -66,7 +66,6 @@ def _not_found(order_id: UUID) -> ApiError:
 
 @router.get("/dlq", summary="Dead letters, newest first")
 async def list_dead_letters(
-    _: AdminDep,
     dead_letters: DeadLettersDep,
     limit: Annotated[int, Query(ge=1, le=MAX_BATCH)] = DEFAULT_LIST_LIMIT,
 ) -> JsonResponse:
@@ -75,7 +74,7 @@ async def list_dead_letters(
 
 
 @router.get("/dlq/{order_id}", summary="One order's dead letters, state and events")
-async def show_dead_letter(order_id: UUID, _: AdminDep, dead_letters: DeadLettersDep) -> JsonResponse:
+async def show_dead_letter(order_id: UUID, dead_letters: DeadLettersDep) -> JsonResponse:
     try:
         return JsonResponse(await dead_letters.show(order_id))
     except DeadLetterNotFound:
