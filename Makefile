@@ -43,8 +43,8 @@ run: install
 	$(UV_RUN) order-engine up $(RUN_ARGS)
 
 deploy-check: install
-	$(UV_RUN) docker-compose --file compose.yaml config --quiet
-	$(UV_RUN) docker-compose --file compose.yaml --profile observability config --quiet
+	REDIS_PASSWORD=$${REDIS_PASSWORD:-deploy-check} $(UV_RUN) docker-compose --file compose.yaml config --quiet
+	REDIS_PASSWORD=$${REDIS_PASSWORD:-deploy-check} $(UV_RUN) docker-compose --file compose.yaml --profile observability config --quiet
 	$(UV_RUN) hadolint deploy/Dockerfile
 	@echo "deploy-check: compose.yaml and deploy/Dockerfile OK"
 

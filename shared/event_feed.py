@@ -7,7 +7,9 @@ during the hand-over is seen once, never twice and never not at all.
 
 An owner's subscriber (`/ws?userId=`, thousands of them per process) is a `UserListener`: the reader
 hands it each event and it sends them, in order, from a task that exists only while it has something to
-send, so a quiet socket costs no task and no queue, and a slow one delays nobody else.
+send, so a quiet socket costs no task and no queue, and a slow one delays nobody else. Nor does it fill the
+API's memory: a listener more than `max_pending` events behind gives up (`on_overflow`) and its socket is
+closed.
 """
 
 from __future__ import annotations
@@ -52,20 +54,36 @@ class UserListener:
     `push` never waits: the first event of a burst starts a task that sends until nothing is left, then
     ends. A send that fails (the client went away) ends it too, and what was still waiting is dropped:
     there is no one left to send it to, and the socket's handler hears the disconnect and unsubscribes.
+    A client that does not read makes `send` wait: once more than `max_pending` (0 = no cap) events wait
+    for it, the listener drops them, stops, and calls `on_overflow` (the handler closes the socket).
     """
 
-    __slots__ = ("_send", "_outbox", "_task", "_closed", "_table", "_key")
+    __slots__ = ("_send", "_outbox", "_task", "_closed", "_table", "_key", "_pending", "_max_pending", "_on_overflow")
 
-    def __init__(self, send: Send, table: dict[str, list[UserListener]], key: str) -> None:
+    def __init__(
+        self,
+        send: Send,
+        table: dict[str, list[UserListener]],
+        key: str,
+        max_pending: int = 0,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         self._send = send
         self._outbox: list[bytes] | None = None  # None: no sender task is running
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._table = table
         self._key = key
+        self._pending = 0  # pushed and not yet sent, the batch being sent included
+        self._max_pending = max_pending
+        self._on_overflow = on_overflow
 
     def push(self, event: bytes) -> None:
         if self._closed:
+            return
+        self._pending += 1
+        if self._max_pending and self._pending > self._max_pending:
+            self._overflow()
             return
         if self._outbox is not None:
             self._outbox.append(event)
@@ -77,12 +95,21 @@ class UserListener:
     def sending(self) -> bool:
         return self._task is not None
 
+    def _overflow(self) -> None:
+        self._closed = True
+        self._outbox = None
+        if self._task is not None:
+            self._task.cancel()  # it waits on a client that does not read
+        if self._on_overflow is not None:
+            self._on_overflow()
+
     async def _drain(self) -> None:
         try:
             while self._outbox:
                 batch, self._outbox = self._outbox, []
                 for event in batch:
                     await self._send(event)
+                    self._pending -= 1
         except Exception:  # the socket is closing or gone: its handler will unsubscribe
             self._closed = True
         finally:
@@ -168,9 +195,12 @@ class EventHub:
     def subscribe_order(self, order_id: UUID) -> AbstractContextManager[asyncio.Queue[bytes]]:
         return self._subscribe(self._by_order, str(order_id))
 
-    def subscribe_user(self, user_id: str, send: Send) -> UserListener:
-        """Hand every event of `user_id`'s orders to `send` until the returned listener's block ends."""
-        listener = UserListener(send, self._by_user, user_id)
+    def subscribe_user(
+        self, user_id: str, send: Send, *, max_pending: int = 0, on_overflow: Callable[[], None] | None = None
+    ) -> UserListener:
+        """Hand every event of `user_id`'s orders to `send` until the returned listener's block ends, or until
+        more than `max_pending` wait (0 = no cap): then `on_overflow` is called."""
+        listener = UserListener(send, self._by_user, user_id, max_pending, on_overflow)
         self._by_user.setdefault(user_id, []).append(listener)
         return listener
 

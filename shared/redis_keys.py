@@ -93,6 +93,15 @@ def venue_nonce(order_id: UUID | str) -> str:
     return f"sim:nonce:{order_id}"
 
 
+def venue_order_transactions(order_id: UUID | str) -> str:
+    """Set: every tx_hash the simulated chain recorded for an order (to count its executions)."""
+    return f"sim:order-txs:{order_id}"
+
+
+#: Hash: owner (`key:<keyId>` or `ip:<address>`) → how many of its orders rest (limit + sniper, `waiting`).
+#: Up when an order starts resting, down in the step that ends its rest; a field at 0 is deleted.
+RESTING_PER_OWNER = "resting:per-owner"
+
 # --- resting limit orders ----------------------------------------------------------------------------
 #: Orders whose limit deadline is set: member = orderId, score = expiry in epoch ms.
 LIMIT_EXPIRIES = "limit:expiries"

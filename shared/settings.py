@@ -12,6 +12,8 @@ from functools import cached_property
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.domain.orders import DEFAULT_RESTING_MAX_LIFETIME_S
+
 DEFAULT_PAIRS = "SOL-USDC,USDC-SOL,SOL-USDT,USDT-SOL,JUP-USDC,USDC-JUP,BONK-SOL,SOL-BONK"
 
 #: The contract promises a 4xx for order bodies over 16 KiB; no route needs more.
@@ -26,6 +28,14 @@ DEFAULT_RATE_LIMIT_WINDOW_S = 2
 DEFAULT_WS_MAX_PER_CLIENT = 256
 #: Clients only send pings and the odd control message; anything this big is garbage (closed with 1009).
 DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * 1024
+#: The names a browser reaches a local API by. Any other name is what a DNS-rebinding page would use.
+DEFAULT_ALLOWED_HOSTS = "localhost,127.0.0.1,[::1]"
+#: The default (a week) is DEFAULT_RESTING_MAX_LIFETIME_S, beside the rule; at most ten years, so that now plus
+#: the lifetime is always a date the calendar (and PostgreSQL) can hold.
+MAX_RESTING_MAX_LIFETIME_S = 10 * 366 * 24 * 3600
+#: A /ws?userId= reader this many events behind is not reading: it is closed (4008) rather than letting
+#: its outbox grow in the API's memory. Far more than a burst of one owner's orders produces.
+DEFAULT_WS_USER_OUTBOX_MAX = 10_000
 
 
 class Settings(BaseSettings):
@@ -39,6 +49,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_redis_connections: int = Field(64, ge=2, description="Redis connections one API process may open")
+    embedded_redis_maxmemory: str = Field(
+        "1gb",
+        pattern=r"(?i)^[0-9]+(b|k|kb|m|mb|g|gb)?$",
+        description="`make run`'s embedded Redis: its maxmemory (noeviction: never drops an order); 0 = none",
+    )
 
     # --- simulation (part of the public contract) ----------------------------------------------------
     sim_latency_scale: Decimal = Field(Decimal(1), ge=0, description="multiplies every simulated latency")
@@ -56,6 +71,18 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(86_400, ge=60, description="how long an Idempotency-Key is remembered")
     order_retention_s: int = Field(86_400, ge=60, description="how long terminal orders stay in Redis")
     max_queue_depth: int = Field(50_000, ge=0, description="execution backlog that makes the API answer 503")
+    resting_max_lifetime_s: int = Field(
+        DEFAULT_RESTING_MAX_LIFETIME_S,
+        ge=60,
+        le=MAX_RESTING_MAX_LIFETIME_S,
+        description="longest a limit/sniper order may rest; also the expiry of one sent without expiresAt",
+    )
+    max_resting_per_owner: int = Field(
+        1000, ge=0, description="resting limit + sniper orders one client may have at once (→ 409); 0 = off"
+    )
+    redis_memory_high_fraction: float = Field(
+        0.9, ge=0, le=1, description="Redis used_memory / maxmemory above which submissions get 503; 0 = off"
+    )
 
     # --- access control ------------------------------------------------------------------------------
     auth_enabled: bool = Field(
@@ -63,6 +90,13 @@ class Settings(BaseSettings):
     )
     api_keys: str = Field(
         "", description="comma-separated name:role:sha256hex keys (role user or admin); more with `order-engine keys`"
+    )
+    allowed_hosts: str = Field(
+        DEFAULT_ALLOWED_HOSTS,
+        description="Host names browsers may reach the API by (DNS rebinding); API_HOST is added; * = any",
+    )
+    allowed_origins: str = Field(
+        "", description="origins other than the API's own whose pages may change state or open WebSockets; * = any"
     )
 
     # --- limits on what one client may ask of the API (services/api/guards) ---------------------------
@@ -78,6 +112,9 @@ class Settings(BaseSettings):
     )
     ws_max_message_bytes: int = Field(
         DEFAULT_WS_MAX_MESSAGE_BYTES, ge=1, description="largest WebSocket message a client may send; → 1009"
+    )
+    ws_user_outbox_max: int = Field(
+        DEFAULT_WS_USER_OUTBOX_MAX, ge=1, description="events a /ws?userId= reader may fall behind by; → 4008"
     )
     forwarded_allow_ips: str = Field(
         "", description="proxies (IPs/CIDRs, comma-separated) trusted to name the client in X-Forwarded-For"
@@ -101,6 +138,12 @@ class Settings(BaseSettings):
     dbsync_block_ms: int = Field(200, ge=1)
     dbsync_linger_ms: int = Field(
         100, ge=0, description="after a batch that was not full, gather this long before the next; 0 = none"
+    )
+    database_statement_timeout_ms: int = Field(
+        5000, ge=0, description="PostgreSQL statement_timeout of the API's reads; 0 = none"
+    )
+    dbsync_statement_timeout_ms: int = Field(
+        60_000, ge=0, description="PostgreSQL statement_timeout of db-sync's batch writes; 0 = none"
     )
 
     # --- probes: /metrics and /health of the services other than the API (shared/observability) -------

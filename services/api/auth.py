@@ -1,4 +1,10 @@
-"""Who is calling: the API key of a request (header, or `apiKey` query on WebSockets) and what it may do.
+"""Who is calling: the API key of a request and what it may do.
+
+Where a key is presented: `Authorization: Bearer` or `X-API-Key` on every request; on a WebSocket also the
+first message, `{"type": "auth", "apiKey": "…"}` (browsers cannot set headers on one), and, as a fallback
+for clients that can do neither, the `apiKey` query parameter (it ends up in proxies' access logs and
+browser history, which is why it is not the way to do it). No route makes keys: only `order-engine keys`
+(a shell that reaches Redis) or API_KEYS do.
 
 Two questions, kept apart:
 - which orders a caller sees (`sees_every_order`, `scope`, `may_see`). With `AUTH_ENABLED` off (the local
@@ -11,14 +17,17 @@ Two questions, kept apart:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
+import orjson
 from fastapi import Depends, Request
 from starlette.datastructures import QueryParams
 from starlette.requests import HTTPConnection
-from starlette.types import Scope
+from starlette.types import Message, Scope
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.api import asgi
 from services.api.errors import ApiError
@@ -27,6 +36,12 @@ from shared.auth.api_keys import ApiKey
 API_KEY_HEADER = b"x-api-key"
 API_KEY_QUERY = "apiKey"
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="order-engine"'}
+#: A WebSocket opened without a key has this long to send `{"type": "auth", "apiKey": "…"}` (then 4401): long
+#: enough for a slow link, short enough that a socket nobody authenticates does not hold a slot for long.
+WS_AUTH_TIMEOUT_S = 5.0
+WS_AUTH_TYPE = "auth"
+#: A key is at most 128 characters (KeyRing.find): an auth message is far smaller than this.
+WS_AUTH_MESSAGE_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +76,9 @@ ANONYMOUS = Caller(None)
 
 
 def presented_secret(headers: Mapping[bytes, bytes], query_params: Mapping[str, str] | None = None) -> str | None:
-    """The key from `Authorization: Bearer`, `X-API-Key`, or (WebSockets only, browsers cannot set
-    headers there) the `apiKey` query parameter. `headers` by lower-case name, as `asgi.headers` gives them."""
+    """The key from `Authorization: Bearer`, `X-API-Key`, or (WebSockets only: the fallback for clients that
+    can neither set headers nor send an auth message) the `apiKey` query parameter. `headers` by lower-case
+    name, as `asgi.headers` gives them."""
     authorization = headers.get(b"authorization", b"").decode("latin-1")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
@@ -99,6 +115,57 @@ async def identify_scope(scope: Scope, *, allow_query: bool = False) -> Caller:
         raise ApiError(401, "unauthorized", "this API key is not known (or was revoked)", headers=UNAUTHORIZED_HEADERS)
     state["caller"] = caller = Caller(key)
     return caller
+
+
+def auth_message_secret(message: Message) -> str | None:
+    """The key a WebSocket message `{"type": "auth", "apiKey": "…"}` (text or binary frame) carries, or None."""
+    raw = message.get("text")
+    if raw is None:
+        raw = message.get("bytes")
+    if not raw or len(raw) > WS_AUTH_MESSAGE_MAX:
+        return None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != WS_AUTH_TYPE:
+        return None
+    secret = data.get("apiKey")
+    return secret.strip() if isinstance(secret, str) and secret.strip() else None
+
+
+async def identify_websocket(websocket: WebSocket) -> Caller:
+    """The caller of an accepted WebSocket: by the key in its headers (or `?apiKey=`), else by its first
+    message, which must then be `{"type": "auth", "apiKey": "…"}` and come within WS_AUTH_TIMEOUT_S.
+    ApiError(401) otherwise, when keys are enabled; the anonymous caller when they are not (a first message
+    is then left for the stream, which ignores what clients send)."""
+    scope = websocket.scope
+    ctx = scope["app"].state.context
+    if not ctx.settings.auth_enabled:
+        return ANONYMOUS
+    if presented_secret(asgi.headers(scope), QueryParams(scope["query_string"])):
+        return await identify_scope(scope, allow_query=True)
+    try:
+        async with asyncio.timeout(WS_AUTH_TIMEOUT_S):
+            message = await websocket.receive()
+    except TimeoutError:
+        raise ApiError(401, "unauthorized", _AUTH_MESSAGE_WANTED, headers=UNAUTHORIZED_HEADERS) from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    secret = auth_message_secret(message)
+    if secret is None:
+        raise ApiError(401, "unauthorized", _AUTH_MESSAGE_WANTED, headers=UNAUTHORIZED_HEADERS)
+    key = await ctx.keys.find(secret)
+    if key is None:
+        raise ApiError(401, "unauthorized", "this API key is not known (or was revoked)", headers=UNAUTHORIZED_HEADERS)
+    scope.setdefault("state", {})["caller"] = caller = Caller(key)
+    return caller
+
+
+_AUTH_MESSAGE_WANTED = (
+    f'send an API key: Authorization: Bearer, or {{"type":"auth","apiKey":"…"}} as the first message '
+    f"within {WS_AUTH_TIMEOUT_S:g} s"
+)
 
 
 async def _caller(request: Request) -> Caller:

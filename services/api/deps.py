@@ -12,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.api.metrics import ApiMetrics
 from shared.auth.api_keys import KeyRing
 from shared.event_feed import EventHub
+from shared.execution.backlog import ExecutionBacklog
+from shared.redis_memory import RedisMemoryWatch
 from shared.settings import Settings
+from shared.shared_result import SharedResult
 from shared.store.order_store import OrderStore
 from shared.venues.simulated import SimConfig
 
@@ -27,6 +30,10 @@ class ApiContext:
     metrics: ApiMetrics
     sim: SimConfig
     keys: KeyRing
+    # Built after the rest (routes/ops.py `install_probes`, from this context): shared, rate-bounded reads.
+    memory: RedisMemoryWatch | None = None
+    readiness: SharedResult[tuple[dict[str, str], bool]] | None = None
+    backlog: SharedResult[ExecutionBacklog] | None = None
 
 
 async def _context(request: Request) -> ApiContext:  # async: a sync dependency costs a thread hop

@@ -13,11 +13,15 @@ from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.responses import JsonResponse
+from shared.domain.untrusted import clip
 
 #: Seconds a client should wait after a 503 caused by Redis or PostgreSQL not answering.
 BACKEND_RETRY_AFTER_S = 1
 #: Redis or PostgreSQL did not answer (or the connection to them broke): 503, not the client's fault.
 BACKEND_ERRORS: tuple[type[Exception], ...] = (RedisError, DBAPIError, OSError)
+#: Longest error message, and most entries in `details`, one answer carries.
+MAX_MESSAGE_CHARS = 500
+MAX_DETAILS = 20
 
 
 class ApiError(Exception):
@@ -38,14 +42,19 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"success": False, "error": code, "message": message, "details": details or []}
+    # Messages may quote the client's input: never more than a few hundred characters of it.
+    return {"success": False, "error": code, "message": clip(message, MAX_MESSAGE_CHARS), "details": details or []}
 
 
 def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per error (field, code, message), without pydantic's `input`: an echo of what was sent
+    (up to the whole body) that the client already has. A field name may be the client's own (an unknown
+    field), so it is clipped too; so is the list, which a body of many unknown fields would make long."""
     details = []
-    for error in errors:
+    for error in errors[:MAX_DETAILS]:
         location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
-        details.append({"field": ".".join(location) or None, "code": error.get("type"), "message": error.get("msg")})
+        field = clip(".".join(location)) if location else None
+        details.append({"field": field, "code": error.get("type"), "message": clip(error.get("msg", ""), 200)})
     return details
 
 

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollecto
 
 from shared.execution.backlog import ExecutionBacklog
 from shared.observability.orders import OrderOutcomes
+from shared.redis_memory import MemoryReading
 
 
 class ApiMetrics:
@@ -35,6 +36,12 @@ class ApiMetrics:
         self.dead_letters = Gauge(
             "engine_dead_letters", "Dead-lettered execution messages, read at scrape time", registry=self.registry
         )
+        self.redis_memory = Gauge(
+            "engine_redis_memory_bytes",
+            "Redis INFO memory as the API last read it (used, maxmemory; 0 = no limit)",
+            ["kind"],
+            registry=self.registry,
+        )
         self.refused = Counter(
             "engine_requests_refused_total",
             "Requests and WebSockets refused by a per-client limit",
@@ -54,6 +61,11 @@ class ApiMetrics:
         self.queue_depth.labels("ready").set(backlog.ready)
         self.queue_depth.labels("delayed").set(backlog.delayed)
         self.dead_letters.set(backlog.dead_letters)
+
+    def observe_redis_memory(self, reading: MemoryReading | None) -> None:
+        if reading is not None:
+            self.redis_memory.labels("used").set(reading.used)
+            self.redis_memory.labels("maxmemory").set(reading.maxmemory)
 
 
 def _task_count() -> int:

@@ -20,6 +20,7 @@ from services.cli.errors import CliError, ExitCode
 from services.cli.lifecycle import JsonLines, LiveDisplay, Outcome, follow, summary
 from services.cli.output import JsonFlag, emit, print_json_line, print_table
 from services.cli.parsing import parse_duration_s
+from shared.domain import idempotency
 from shared.domain.events import iso_utc
 from shared.domain.lifecycle import OrderStatus
 
@@ -33,8 +34,6 @@ class OrderType(StrEnum):
     SNIPER = "sniper"
 
 
-#: Idempotency-Keys the engine keeps for itself (dead-letter replays: shared/execution/replay_policy.py).
-RESERVED_KEY_PREFIX = "replay:"
 DEFAULT_HISTORY_LIMIT = 20
 MAX_HISTORY_LIMIT = 500
 
@@ -108,11 +107,9 @@ def order_body(
 
 def check_order(body: dict[str, Any], idempotency_key: str | None) -> None:
     """The API's own checks, here (the same model, the same messages); raises CliError like its 400."""
-    if idempotency_key is not None:
-        if not 1 <= len(idempotency_key) <= 128 or not idempotency_key.isprintable() or not idempotency_key.isascii():
-            raise _invalid("invalid_idempotency_key", "Idempotency-Key must be 1-128 printable ASCII characters")
-        if idempotency_key.startswith(RESERVED_KEY_PREFIX):
-            raise _invalid("invalid_idempotency_key", f"Idempotency-Keys starting {RESERVED_KEY_PREFIX!r} are reserved")
+    problem = None if idempotency_key is None else idempotency.client_key_problem(idempotency_key)
+    if problem is not None:
+        raise _invalid("invalid_idempotency_key", problem)
     from pydantic import ValidationError
 
     from shared.domain.orders import OrderRequest  # the API's model (and pydantic): only submit needs them
@@ -240,7 +237,7 @@ def submit(
         str | None, typer.Option(help="The same as a fraction (0.01 = 100 bps); must agree with --slippage-bps.")
     ] = None,
     expires_at: Annotated[
-        str | None, typer.Option(help="Limit/sniper: end as expired at this RFC 3339 time (2030-01-01T00:00:00Z).")
+        str | None, typer.Option(help="Limit/sniper: expire at this RFC 3339 time (at most 7 days away by default).")
     ] = None,
     expires_in: Annotated[
         str | None, typer.Option(help="Limit/sniper: expire this long from now (90s, 15m, 24h, 7d).")

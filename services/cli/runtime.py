@@ -4,6 +4,7 @@ clear message and a documented exit code."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -13,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from deploy.local import local_redis_url
 from services.cli.errors import CliError, ExitCode
 from services.cli.output import fail, redacted
 from shared.logging import setup_logging
@@ -29,6 +31,10 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         raise CliError(f"invalid settings: {exc}") from None
+    # Beside a `make run` engine, REDIS_URL is unset and its Redis is on a port and password of its own: the
+    # runner leaves the URL in its data dir, readable only by the user who started it.
+    if not os.environ.get("REDIS_URL") and (local := local_redis_url()):
+        settings = settings.model_copy(update={"redis_url": local})
     setup_logging("cli", settings)
     return settings
 

@@ -22,7 +22,8 @@ def up(
 ) -> None:
     """Run the whole engine here, until Ctrl-C (what `make run` does).
 
-    Redis and PostgreSQL: REDIS_URL / DATABASE_URL, else embedded ones under .data/ (or DATA_DIR).
+    Redis and PostgreSQL: REDIS_URL / DATABASE_URL, else embedded ones under .data/ (or DATA_DIR),
+    started again on the same port or socket if they die.
 
     Then the migrations, then every service; the API on 127.0.0.1:$API_PORT (8000)."""
     from deploy.local.__main__ import main as run_locally  # the runner's imports only when it runs

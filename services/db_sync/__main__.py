@@ -65,7 +65,9 @@ def _run(settings: Settings, stop: threading.Event, probes: ServiceProbes, alive
     if not _migrate(settings, stop, alive):
         return 0
     # No pre-ping: the syncer retries a batch at once when its pooled connection turns out dead.
-    engine = make_engine(settings.sqlalchemy_url, pool_pre_ping=False)
+    engine = make_engine(
+        settings.sqlalchemy_url, pool_pre_ping=False, statement_timeout_ms=settings.dbsync_statement_timeout_ms
+    )
     client = redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=max(10.0, settings.dbsync_block_ms / 1000 + 5),

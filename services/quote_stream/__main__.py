@@ -19,6 +19,7 @@ from shared.settings import Settings
 from shared.venue_events import VenueEventPublisher
 from shared.venues.base import Dex
 from shared.venues.ledger import RedisLedger
+from shared.venues.ledger import retention_s as ledger_retention_s
 from shared.venues.simulated import SimulatedVenue, load_sim_config
 
 
@@ -54,7 +55,7 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
     )
     redis = redis_client(settings.redis_url)
     sim = await load_sim_config(redis, settings)
-    ledger = RedisLedger(redis)
+    ledger = RedisLedger(redis, ledger_retention_s(settings.order_retention_s))
     venues = [SimulatedVenue(dex, sim, ledger) for dex in Dex]
     pairs = [(a, b) for a, b in settings.pairs if a in tokens.TOKENS and b in tokens.TOKENS and a != b]
     poller = QuotePoller(venues, QuoteCache(redis), pairs, settings.quote_reference_usd)

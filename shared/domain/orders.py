@@ -7,17 +7,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from shared.domain import tokens
+from shared.domain import idempotency, tokens, untrusted
 from shared.domain.events import iso_utc, utc_now
 
 MAX_SLIPPAGE_BPS = 5000
@@ -27,9 +27,18 @@ DEFAULT_SLIPPAGE_BPS = 50
 #: No amount, price or liquidity here is anywhere near 1e±30; bounding the exponent keeps the decimal
 #: arithmetic, the bucket integers and the doubles Redis compares finite (1e999999999 overflowed them).
 MAX_DECIMAL_EXPONENT = 30
+#: Digits one decimal may spell, zeros included: every valid amount or price fits in far fewer, and a price of
+#: "150." followed by 5000 zeros would otherwise be stored, streamed and logged as 5 KB of text.
+MAX_DECIMAL_DIGITS = 40
 #: PostgreSQL text cannot hold NUL, and control characters have no business in an id: refusing them here
 #: keeps a stored order from poisoning db-sync later.
 PRINTABLE_ID = r"^[^\x00-\x1f\x7f]*$"
+#: How long a resting order may wait, and how long one without `expiresAt` does: a week covers any
+#: strategy that still makes sense at the prices it was placed at, and bounds the books, the expiry index
+#: and the Redis memory that forgotten orders would otherwise hold forever (settings: RESTING_MAX_LIFETIME_S).
+DEFAULT_RESTING_MAX_LIFETIME_S = 7 * 24 * 3600
+#: The key of `OrderRequest.model_validate(..., context=...)` that overrides the lifetime above.
+LIFETIME_CONTEXT_KEY = "resting_max_lifetime_s"
 
 
 class OrderType(StrEnum):
@@ -46,11 +55,16 @@ def _to_decimal(value: Any, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise _fail("invalid_decimal", f"{name} must be a decimal string or number")
     try:
-        number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
-        raise _fail("invalid_decimal", f"{name} must be a decimal string or number") from None
+        # Text in ASCII only (no "1_0", "١", "１"); a JSON number is already one (the API parses floats as Decimal).
+        number = value if isinstance(value, Decimal) else untrusted.parse_decimal(str(value))
+    except untrusted.NotADecimal as exc:
+        if exc.special:
+            raise _fail("invalid_decimal", f"{name} must be finite") from None
+        raise _fail("invalid_decimal", f"{name} must be a decimal string or number (ASCII digits)") from None
     if not number.is_finite():
         raise _fail("invalid_decimal", f"{name} must be finite")
+    if len(number.as_tuple().digits) > MAX_DECIMAL_DIGITS:
+        raise _fail("invalid_decimal", f"{name} may be spelled with at most {MAX_DECIMAL_DIGITS} digits")
     if number and abs(number.adjusted()) > MAX_DECIMAL_EXPONENT:
         raise _fail("invalid_decimal", f"{name} must be between 1e-{MAX_DECIMAL_EXPONENT} and 1e{MAX_DECIMAL_EXPONENT}")
     return number
@@ -76,7 +90,7 @@ class SniperTrigger(BaseModel):
                 raise _fail("missing_min_liquidity", "a liquidity trigger needs minLiquidity (in tokenOut)")
             if self.min_liquidity <= 0:
                 raise _fail("invalid_min_liquidity", "minLiquidity must be greater than 0")
-            if len(self.min_liquidity.normalize().as_tuple().digits) > MAX_PRICE_DIGITS:
+            if untrusted.significant_digits(self.min_liquidity) > MAX_PRICE_DIGITS:
                 raise _fail("invalid_min_liquidity", f"minLiquidity may have at most {MAX_PRICE_DIGITS} digits")
         elif self.min_liquidity is not None:
             raise _fail("forbidden_field", "minLiquidity is only allowed for a liquidity trigger")
@@ -117,8 +131,27 @@ class OrderRequest(BaseModel):
     def _optional_decimal(cls, value: Any, info) -> Decimal | None:
         return None if value is None else _to_decimal(value, info.field_name)
 
+    @field_validator("token_in", "token_out", mode="before")
+    @classmethod
+    def _ascii_token(cls, value: Any, info: ValidationInfo) -> Any:
+        # Before any stripping or case folding: "ſol" upper-cases to SOL, "\u3000SOL" strips to it.
+        if isinstance(value, str) and not value.isascii():
+            name = "tokenIn" if info.field_name == "token_in" else "tokenOut"
+            raise _fail("unknown_token", f"{name}: token symbols and mint addresses are ASCII")
+        return value
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expiry_in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None or value.tzinfo is None:  # a naive time is refused with the other rules
+            return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-23:59 is past the calendar's end in UTC
+            raise _fail("invalid_expires_at", "expiresAt is outside the calendar once converted to UTC") from None
+
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> OrderRequest:
+    def _cross_field_rules(self, info: ValidationInfo) -> OrderRequest:
         token_in = self._resolve(self.token_in, "tokenIn")
         token_out = self._resolve(self.token_out, "tokenOut")
         if token_in.symbol == token_out.symbol:
@@ -134,6 +167,7 @@ class OrderRequest(BaseModel):
             )
         self._check_slippage()
         self._check_type_fields()
+        self._check_expiry(resting_max_lifetime_s(info.context))
         return self
 
     @staticmethod
@@ -148,10 +182,10 @@ class OrderRequest(BaseModel):
             return
         if self.slippage < 0 or self.slippage > Decimal("0.5"):
             raise _fail("invalid_slippage", "slippage must be a fraction between 0 and 0.5")
-        as_bps = self.slippage * 10_000
-        if as_bps != as_bps.to_integral_value():
+        # Counted on the digits: slippage × 10000 would round to 28 digits first and pass 0.01000…001.
+        if tokens.decimal_places(self.slippage) > 4:
             raise _fail("invalid_slippage", "slippage must be a whole number of basis points (0.0001 steps)")
-        if self.slippage_bps is not None and self.slippage_bps != int(as_bps):
+        if self.slippage_bps is not None and self.slippage_bps != int(self.slippage.scaleb(4)):
             raise _fail("slippage_mismatch", "slippage and slippageBps disagree")
 
     def _check_type_fields(self) -> None:
@@ -160,7 +194,7 @@ class OrderRequest(BaseModel):
                 raise _fail("missing_limit_price", "limitPrice is required for limit orders")
             if self.limit_price <= 0:
                 raise _fail("invalid_limit_price", "limitPrice must be greater than 0")
-            if len(self.limit_price.normalize().as_tuple().digits) > MAX_PRICE_DIGITS:
+            if untrusted.significant_digits(self.limit_price) > MAX_PRICE_DIGITS:
                 raise _fail("invalid_limit_price", f"limitPrice may have at most {MAX_PRICE_DIGITS} significant digits")
         elif self.limit_price is not None:
             raise _fail("forbidden_field", "limitPrice is only allowed for limit orders")
@@ -168,13 +202,20 @@ class OrderRequest(BaseModel):
             raise _fail("missing_trigger", "trigger is required for sniper orders")
         if self.type is not OrderType.SNIPER and self.trigger is not None:
             raise _fail("forbidden_field", "trigger is only allowed for sniper orders")
-        if self.expires_at is not None:
-            if self.type is OrderType.MARKET:
-                raise _fail("forbidden_field", "expiresAt is only allowed for resting (limit, sniper) orders")
-            if self.expires_at.tzinfo is None:
-                raise _fail("invalid_expires_at", "expiresAt needs a timezone (RFC 3339)")
-            if self.expires_at <= utc_now():
-                raise _fail("invalid_expires_at", "expiresAt is in the past")
+
+    def _check_expiry(self, max_lifetime_s: float) -> None:
+        if self.expires_at is None:
+            return
+        if self.type is OrderType.MARKET:
+            raise _fail("forbidden_field", "expiresAt is only allowed for resting (limit, sniper) orders")
+        if self.expires_at.tzinfo is None:
+            raise _fail("invalid_expires_at", "expiresAt needs a timezone (RFC 3339)")
+        wait_s = (self.expires_at - utc_now()).total_seconds()  # a difference never leaves the calendar
+        if wait_s <= 0:
+            raise _fail("invalid_expires_at", "expiresAt is in the past")
+        if wait_s > max_lifetime_s:
+            cap = describe_lifetime(max_lifetime_s)
+            raise _fail("invalid_expires_at", f"expiresAt may be at most {cap} away (resting orders' maximum lifetime)")
 
     @property
     def effective_slippage_bps(self) -> int:
@@ -267,21 +308,47 @@ class Order:
         )
 
 
+def resting_max_lifetime_s(context: Any) -> float:
+    """The lifetime cap a validation context names (the API passes its setting), else the default."""
+    if isinstance(context, dict) and context.get(LIFETIME_CONTEXT_KEY) is not None:
+        return float(context[LIFETIME_CONTEXT_KEY])
+    return DEFAULT_RESTING_MAX_LIFETIME_S
+
+
+def describe_lifetime(seconds: float) -> str:
+    """7 days, 36 hours, 90 minutes, 45 seconds: the largest whole unit, for messages and logs."""
+    for unit, size in (("days", 86_400), ("hours", 3_600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} seconds"
+
+
 def idempotency_scope(owner: str | None, key: str | None) -> str | None:
-    if key is None:
-        return None
-    return f"{owner}/{key}" if owner else key
+    """The Idempotency-Key as remembered: its namespace, then the key (shared/domain/idempotency.py)."""
+    return None if key is None else idempotency.scope(owner, key)
 
 
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def accept(request: OrderRequest, *, idempotency_key: str | None = None, owner: str | None = None) -> Order:
+def accept(
+    request: OrderRequest,
+    *,
+    idempotency_key: str | None = None,
+    owner: str | None = None,
+    resting_max_lifetime_s: float = DEFAULT_RESTING_MAX_LIFETIME_S,
+) -> Order:
+    """The order `request` becomes; a resting one without `expiresAt` expires after the maximum lifetime."""
     token_in = tokens.resolve(request.token_in)
     token_out = tokens.resolve(request.token_out)
+    created_at = utc_now()
+    expires_at = request.expires_at
+    if expires_at is None and request.type is not OrderType.MARKET:
+        expires_at = created_at + timedelta(seconds=resting_max_lifetime_s)
     return Order(
         order_id=uuid4(),
+        created_at=created_at,
         type=request.type,
         token_in=token_in.symbol,
         token_out=token_out.symbol,
@@ -294,6 +361,6 @@ def accept(request: OrderRequest, *, idempotency_key: str | None = None, owner: 
         idempotency_key=idempotency_key,
         limit_price=request.limit_price,
         trigger=request.trigger.to_spec() if request.trigger else None,
-        expires_at=request.expires_at,
+        expires_at=expires_at,
         owner=owner,
     )

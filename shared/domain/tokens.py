@@ -13,6 +13,8 @@ from decimal import Decimal
 
 import base58
 
+from shared.domain.untrusted import ASCII_SPACE, clip
+
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 
 
@@ -100,8 +102,10 @@ class UnknownToken(ValueError):
 
 
 def resolve(name: str) -> TokenRef:
-    """Map a symbol (any case) or a base58 mint address to a known token."""
-    text = name.strip()
+    """Map a symbol (any ASCII case) or a base58 mint address to a known token."""
+    text = name.strip(ASCII_SPACE)
+    if not text.isascii():  # Unicode case folding makes "ſol" SOL and "ﬀ" FF: one spelling per symbol
+        raise UnknownToken(f"unknown token {clip(name)!r}: symbols and mint addresses are ASCII")
     upper = text.upper()
     if upper == "SOL":
         return TokenRef(TOKENS["SOL"], native_sol=True)
@@ -112,7 +116,7 @@ def resolve(name: str) -> TokenRef:
         return TokenRef(_BY_MINT[text], native_sol=False)
     if _is_mint_address(text):
         raise UnknownToken(f"no pool lists the mint {text}")
-    raise UnknownToken(f"unknown token {name!r}; known: {', '.join(sorted(TOKENS))}")
+    raise UnknownToken(f"unknown token {clip(name)!r}; known: {', '.join(sorted(TOKENS))}")
 
 
 def _is_mint_address(text: str) -> bool:

@@ -228,8 +228,8 @@ class DeadLetters:
                     raise DeadLetterNotFound(order_id)
                 return ReplayResult.from_record(record)
             state = OrderStore.state_from(await pipe.hgetall(order_key))
-            idempotency_key = redis_keys.idempotency(replay_scope(state.order) if state else replay_key(order_id))
-            await pipe.watch(idempotency_key)  # known only now: it is scoped by the order's owner
+            idempotency_key = redis_keys.idempotency(replay_scope(order_id))
+            await pipe.watch(idempotency_key)
             failed = state is not None and state.status is OrderStatus.FAILED
             transactions = await self.ledger.transactions_for(order_id) if failed else []
             now = self.clock()

@@ -24,6 +24,7 @@ from uuid import UUID, uuid4
 import dramatiq
 import orjson
 
+from shared.domain import idempotency
 from shared.domain.events import iso_utc
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import Order
@@ -31,8 +32,9 @@ from shared.store.order_store import OrderState, QueuedMessage
 from shared.venues.base import TxStatus
 from shared.venues.ledger import TxRecord
 
-#: The Idempotency-Key a replayed order is created under is this prefix + the original orderId.
-REPLAY_KEY_PREFIX = "replay:"
+#: The Idempotency-Key a replayed order is created under is this prefix + the original orderId: a key no
+#: client may send, remembered in the engine's own namespace (shared/domain/idempotency.py).
+REPLAY_KEY_PREFIX = idempotency.RESERVED_PREFIX
 #: Stands in for the request-body hash the API stores with an Idempotency-Key: every replay of one order
 #: carries the same "body", so a second replay is answered with the first one's order.
 REPLAY_BODY_HASH = "dead-letter-replay"
@@ -151,9 +153,10 @@ def replay_key(order_id: UUID | str) -> str:
     return f"{REPLAY_KEY_PREFIX}{order_id}"
 
 
-def replay_scope(original: Order) -> str:
-    """The replay's Idempotency-Key as the store remembers it (per owner when API keys are on)."""
-    return dataclasses.replace(original, idempotency_key=replay_key(original.order_id)).idempotency_scope
+def replay_scope(original_id: UUID | str) -> str:
+    """The replay's Idempotency-Key as the store remembers it: the engine's namespace, whoever owns the order
+    (what `Order.idempotency_scope` of the replayed order gives)."""
+    return idempotency.scope(None, replay_key(original_id))
 
 
 def replay_order(original: Order, now: datetime) -> Order:

@@ -22,6 +22,7 @@ from loguru import logger
 from sqlalchemy.engine import Connection, Engine
 
 from shared.persistence.models import events_table, orders_table
+from shared.persistence.timeouts import statement_timeout
 
 #: What an order's events decide about it (last attempt, venue, transaction, outcome): a new order carries them
 #: in its insert, a stored one gets them from `_APPLY_EVENTS`.
@@ -122,9 +123,10 @@ class _Event:
     payload: dict[str, Any]
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, statement_timeout_ms: int = 0, **kwargs: Any) -> Engine:
     """A sync engine for db-sync: psycopg 3, orjson for JSONB, pre-ping (PostgreSQL may go away) unless turned
-    off (`pool_pre_ping=False`, as db-sync itself does: `StreamSyncer` retries on a new connection instead)."""
+    off (`pool_pre_ping=False`, as db-sync itself does: `StreamSyncer` retries on a new connection instead).
+    A statement over `statement_timeout_ms` (0 = none) fails, and the syncer retries its batch."""
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     options: dict[str, Any] = {
@@ -136,6 +138,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         "json_deserializer": orjson.loads,
     }
     options.update(kwargs)
+    options["connect_args"] = {**options["connect_args"], **statement_timeout(statement_timeout_ms)}
     return sa.create_engine(url, **options)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -20,9 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.domain.events import iso_utc
+from shared.domain.untrusted import clip, parse_uuid
 from shared.persistence.models import events_table, orders_table
+from shared.persistence.timeouts import statement_timeout
 
 MAX_LIMIT = 500
+#: encode_cursor's output is about 100 characters; anything much longer was not made by it.
+MAX_CURSOR_CHARS = 256
 _O = orders_table.c
 
 _COLUMNS = (
@@ -50,8 +54,9 @@ _COLUMNS = (
 )
 
 
-def make_async_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine for the API: psycopg 3 driver, pre-ping, orjson for JSONB."""
+def make_async_engine(url: str, *, statement_timeout_ms: int = 0, **kwargs: Any) -> AsyncEngine:
+    """An async engine for the API: psycopg 3 driver, pre-ping, orjson for JSONB, every statement limited to
+    `statement_timeout_ms` (0 = none)."""
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     options: dict[str, Any] = {
@@ -60,6 +65,7 @@ def make_async_engine(url: str, **kwargs: Any) -> AsyncEngine:
         "json_deserializer": orjson.loads,
     }
     options.update(kwargs)
+    options["connect_args"] = {**options.get("connect_args", {}), **statement_timeout(statement_timeout_ms)}
     return create_async_engine(url, **options)
 
 
@@ -89,14 +95,17 @@ def encode_cursor(created_at: datetime, order_id: UUID) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     """Inverse of `encode_cursor`; ValueError for anything it did not produce."""
     try:
+        if len(cursor) > MAX_CURSOR_CHARS or not cursor.isascii():
+            raise ValueError("not a cursor this API produced")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, order_id = orjson.loads(raw)
         moment = datetime.fromisoformat(created_at)
         if moment.tzinfo is None:
             raise ValueError("cursor timestamp without a time zone")
-        return moment, UUID(order_id)
-    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"invalid cursor: {cursor!r}") from exc
+        # In UTC, as encode_cursor wrote it: an edited offset may push the time off the calendar (OverflowError).
+        return moment.astimezone(UTC), parse_uuid(order_id)
+    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise ValueError(f"invalid cursor: {clip(cursor)!r}") from exc
 
 
 def _match(column: sa.ColumnElement, value: str | Sequence[str] | None) -> sa.ColumnElement[bool] | None:

@@ -30,6 +30,7 @@ class CreateOutcome(StrEnum):
     REPLAYED = "replayed"
     KEY_CONFLICT = "key_conflict"
     OVERLOADED = "overloaded"
+    TOO_MANY_RESTING = "too_many_resting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,10 @@ class OrderState:
             "slippageBps": spec["slippageBps"],
             "userId": spec["userId"],
             "clientOrderId": spec["clientOrderId"],
+            # As history shows them: a resting order's terms, and when it expires (always set: a default applies).
+            "limitPrice": spec["limitPrice"],
+            "trigger": spec["trigger"],
+            "expiresAt": spec["expiresAt"],
             "createdAt": spec["createdAt"],
             "updatedAt": self.fields.get("updatedAt"),
             "attempt": self.attempt or None,
@@ -183,9 +188,16 @@ class OrderStore:
         message: QueuedMessage | None = None,
         resting: tuple[OrderEvent, RestingPlace] | None = None,
         max_queue_depth: int = 0,
+        rest_owner: str = "",
+        max_resting: int = 0,
     ) -> CreateResult:
-        """Accept the order: with an execution message (it runs now) or a resting place (it waits)."""
-        keys, args = self._create_call(order, first_event, body_hash, message, resting, max_queue_depth)
+        """Accept the order: with an execution message (it runs now) or a resting place (it waits).
+
+        A resting order with a `rest_owner` counts against that owner's resting orders until it stops
+        waiting; with `max_resting` > 0, the one past the cap is refused (TOO_MANY_RESTING)."""
+        keys, args = self._create_call(
+            order, first_event, body_hash, message, resting, max_queue_depth, rest_owner, max_resting
+        )
         return self.create_outcome(order, body_hash, await self._create(keys=keys, args=args))
 
     async def queue_create(
@@ -200,10 +212,10 @@ class OrderStore:
     ) -> None:
         """`create`, queued in the caller's MULTI so it commits with the caller's other writes (e.g. the
         removal of a dead letter); read its outcome from the EXEC reply with `create_outcome`."""
-        keys, args = self._create_call(order, first_event, body_hash, message, resting, 0)
+        keys, args = self._create_call(order, first_event, body_hash, message, resting, 0, "", 0)
         await self._create(keys=keys, args=args, client=pipe)
 
-    def _create_call(self, order, first_event, body_hash, message, resting, max_queue_depth):
+    def _create_call(self, order, first_event, body_hash, message, resting, max_queue_depth, rest_owner, max_resting):
         check_transition(None, first_event.status)
         last_event, place = first_event, None
         rest_args: list[Any] = ["", "", 0, "", 0, ""]
@@ -221,6 +233,8 @@ class OrderStore:
                 "" if place.expires_at_ms is None else place.expires_at_ms,
             ]
             place_fields = place.to_fields()
+            if rest_owner:
+                place_fields["restOwner"] = rest_owner
         key = order.idempotency_scope
         fields = {"spec": order.spec_json().decode(), **_result_fields(last_event), **place_fields}
         args = [
@@ -235,6 +249,8 @@ class OrderStore:
             message.redis_message_id if message else "",
             message.data if message else b"",
             *rest_args,
+            rest_owner if resting is not None else "",
+            max_resting,
             *_flatten(fields),
         ]
         keys = [
@@ -247,6 +263,7 @@ class OrderStore:
             place.key if place else "-",
             (place.index_key or "-") if place else "-",
             (place.expiries_key or "-") if place else "-",
+            redis_keys.RESTING_PER_OWNER,
         ]
         return keys, args
 
@@ -268,6 +285,8 @@ class OrderStore:
             return CreateResult(CreateOutcome.CREATED, order.order_id)
         if outcome == "busy":
             return CreateResult(CreateOutcome.OVERLOADED, order.order_id)
+        if outcome == "too_many_resting":
+            return CreateResult(CreateOutcome.TOO_MANY_RESTING, order.order_id)
         if outcome == "exists":
             existing_id, _, existing_hash = existing.decode().partition(" ")
             same = existing_hash == body_hash
@@ -357,6 +376,7 @@ class OrderStore:
             redis_keys.dramatiq_queue(),
             redis_keys.dramatiq_messages(),
             redis_keys.order_lease(order_id),
+            redis_keys.RESTING_PER_OWNER,
         ]
         args = [
             state.seq,

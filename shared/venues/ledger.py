@@ -20,6 +20,17 @@ from shared import redis_keys
 from shared.venues.base import Dex, TxOutcome, TxStatus
 
 NONCE_USED = "nonce_used"
+#: How long the chain remembers what an order sent past the order's own retention in Redis: as long as
+#: dramatiq keeps a dead letter (7 days), since replaying one reads the order's transactions to tell whether it
+#: executed; and far longer than any order stays in flight, which the nonce must outlive. A real chain never
+#: forgets; a Redis that never forgets fills up.
+RETENTION_MARGIN_S = 7 * 86_400
+DEFAULT_RETENTION_S = 86_400 + RETENTION_MARGIN_S
+
+
+def retention_s(order_retention_s: int) -> int:
+    """The ledger's key lifetime for orders kept `order_retention_s` in Redis after they end."""
+    return order_retention_s + RETENTION_MARGIN_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,23 +185,25 @@ def _confirmed(record: TxRecord) -> bool:
     return record.outcome is not None and record.outcome.status is TxStatus.CONFIRMED
 
 
-# KEYS: tx hash, order's transaction set. ARGV: tx_hash, then the record's field/value pairs.
+# KEYS: tx hash, order's transaction set. ARGV: tx_hash, ttl_s, then the record's field/value pairs.
 _RECORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
   redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
 return redis.call('HGETALL', KEYS[1])
 """
 
 # KEYS: tx hash, order's nonce. ARGV: tx_hash, status, amount_out, executed_price, error, message, latency_ms,
-# nonce_used message. Claiming the nonce and storing the outcome happen in one step, so two transactions of
-# one order settling at once cannot both confirm.
+# nonce_used message, ttl_s (the nonce's, from its claim). Claiming the nonce and storing the outcome happen in
+# one step, so two transactions of one order settling at once cannot both confirm.
 _SETTLE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 if redis.call('HEXISTS', KEYS[1], 'status') == 1 then return redis.call('HGETALL', KEYS[1]) end
 local status, amount_out, price, err, msg = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if status == 'confirmed' and not redis.call('SET', KEYS[2], ARGV[1], 'NX') then
+if status == 'confirmed' and not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[9]) then
   local owner = redis.call('GET', KEYS[2])
   if owner ~= ARGV[1] then
     status, amount_out, price, err, msg = 'failed', '', '', 'nonce_used', ARGV[8] .. owner
@@ -202,23 +215,23 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 
-def order_transactions_key(order_id: str) -> str:
-    """Set: every tx_hash recorded for an order (so tests and audits can count its executions)."""
-    return f"sim:order-txs:{order_id}"
+order_transactions_key = redis_keys.venue_order_transactions
 
 
 class RedisLedger:
-    """The chain every process shares; records and nonces never expire, as on a real chain."""
+    """The chain every process shares. Its keys expire `retention_s` after they are written (see
+    `retention_s()`): a transaction, its order's set of transactions, a claimed nonce."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, retention_s: int = DEFAULT_RETENTION_S) -> None:
         self._redis = redis
+        self.retention_s = retention_s
         self._record = redis.register_script(_RECORD)
         self._settle = redis.register_script(_SETTLE)
 
     async def record_submission(self, record: TxRecord) -> TxRecord:
         flat = [item for pair in record.to_fields().items() for item in pair]
         keys = [redis_keys.venue_transaction(record.tx_hash), order_transactions_key(record.order_id)]
-        stored = await self._record(keys=keys, args=[record.tx_hash, *flat])
+        stored = await self._record(keys=keys, args=[record.tx_hash, self.retention_s, *flat])
         return TxRecord.from_fields(_pairs(stored))
 
     async def get(self, tx_hash: str) -> TxRecord | None:
@@ -235,7 +248,7 @@ class RedisLedger:
             order_id = _text(raw_order_id)
         fields = outcome_fields(outcome)
         names = ("status", "amount_out", "executed_price", "error", "message", "latency_ms")
-        args = [tx_hash, *(fields[name] for name in names), _nonce_message(order_id)]
+        args = [tx_hash, *(fields[name] for name in names), _nonce_message(order_id), self.retention_s]
         stored = await self._settle(keys=[key, redis_keys.venue_nonce(order_id)], args=args)
         if not stored:
             raise LookupError(f"unknown transaction {tx_hash}")

@@ -41,6 +41,10 @@ ENGINE_SETTINGS = {
 }
 
 
+#: What compose.yaml itself reads from the same file: Redis has no default password, so the test gives one.
+COMPOSE_SETTINGS = {"REDIS_PASSWORD": "compose-test-0f3a9c", "REDIS_MAXMEMORY": "256mb"}
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if FIGURES:
         terminalreporter.section("compose test")
@@ -87,7 +91,8 @@ def stack(docker_engine: DockerEngine, tmp_path_factory, request) -> Iterator[Co
     else:
         FIGURES["base images"] = "upstream"
     env_file = tmp_path_factory.mktemp("compose") / "engine.env"
-    env_file.write_text("".join(f"{name}={value}\n" for name, value in ENGINE_SETTINGS.items()))
+    settings = {**ENGINE_SETTINGS, **COMPOSE_SETTINGS}
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
     stack = ComposeStack(docker_engine, PROJECT, env_file, free_port(), overrides)
     stack.down("--volumes")  # what a killed run may have left (a restarted daemon restarts its containers)
     try:

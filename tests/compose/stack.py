@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
 #: The docker-compose of the project's dev dependencies (Compose v5, from PyPI), next to this interpreter.
 COMPOSE_BIN = str(Path(os.sys.executable).with_name("docker-compose"))
+#: Variables compose would take from the user's shell before the env file: the test's file decides them.
+SHELL_VARIABLES_DROPPED = ("API_BIND", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "REDIS_MAXMEMORY")
 
 
 @dataclass
@@ -42,7 +44,7 @@ class ComposeStack:
     @property
     def env(self) -> dict[str, str]:
         # Compose reads API_PORT etc. from the shell before the env file: set ours, drop the user's.
-        env = {k: v for k, v in self.engine.env.items() if k not in ("API_BIND", "POSTGRES_PASSWORD")}
+        env = {k: v for k, v in self.engine.env.items() if k not in SHELL_VARIABLES_DROPPED}
         return {**env, "API_PORT": str(self.api_port), "ENGINE_ENV_FILE": str(self.env_file)}
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True, **kwargs) -> subprocess.CompletedProcess:

@@ -22,6 +22,7 @@ import redis
 import sqlalchemy as sa
 
 from shared.persistence.batch import make_engine
+from tests.compose.conftest import COMPOSE_SETTINGS
 from tests.compose.report import FIGURES
 from tests.compose.stack import ROOT, ComposeStack
 from tests.faults.invariants import executing, settle
@@ -54,10 +55,16 @@ async def follow(stack: ComposeStack, order_id: str, timeout: float = 60) -> lis
     return messages
 
 
+def engine_redis(stack: ComposeStack, **options) -> redis.Redis:
+    """The stack's Redis as the engine's services reach it: its `engine` ACL user and REDIS_PASSWORD."""
+    password = COMPOSE_SETTINGS["REDIS_PASSWORD"]
+    return redis.Redis(host=stack.ip("redis"), port=6379, username="engine", password=password, **options)
+
+
 def invariants(stack: ComposeStack, acknowledged: set[str]):
     """The fault suite's checker, against the stack's own Redis and PostgreSQL (reached on their container
     addresses: nothing is published for them)."""
-    client = redis.Redis(host=stack.ip("redis"), port=6379, socket_timeout=10)
+    client = engine_redis(stack, socket_timeout=10)
     engine = make_engine(f"postgresql://postgres:postgres@{stack.ip('postgres')}:5432/orders")
     try:
         return settle(client, engine, acknowledged, SETTLE_TIMEOUT_S)
@@ -76,7 +83,7 @@ def wait_healthy(stack: ComposeStack, service: str, replica: int = 1, timeout: f
 def wait_for_orders_in_flight(stack: ComposeStack, timeout: float = 20) -> int:
     """Wait until the execution worker holds messages it has not acked (orders it is driving), so that a
     crash now interrupts real work; returns how many."""
-    client = redis.Redis(host=stack.ip("redis"), port=6379, socket_timeout=5)
+    client = engine_redis(stack, socket_timeout=5)
     held, deadline = executing(client), time.monotonic() + timeout
     try:
         while not (count := held()):
@@ -99,6 +106,35 @@ def test_every_service_is_healthy_and_only_the_api_is_published_on_loopback(stac
         expected = {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(stack.api_port)}]} if service == "api" else {}
         assert bindings == expected, f"{service} publishes {bindings}"
     assert httpx.get(f"{stack.api_url}/ready", timeout=10).status_code == 200
+
+
+def test_redis_needs_the_password_refuses_dangerous_commands_and_never_evicts(stack: ComposeStack):
+    anonymous = redis.Redis(host=stack.ip("redis"), port=6379, socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):  # the default user is off: nothing without the password
+        anonymous.ping()
+    anonymous.close()
+    guessed = redis.Redis(host=stack.ip("redis"), port=6379, password="postgres", socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):
+        guessed.ping()
+    guessed.close()
+    wrong = redis.Redis(host=stack.ip("redis"), port=6379, username="engine", password="nope", socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):
+        wrong.ping()
+    wrong.close()
+    client = engine_redis(stack, socket_timeout=5)
+    try:
+        assert client.ping()
+        dangerous = ("FLUSHALL", "FLUSHDB", "CONFIG GET maxmemory", "DEBUG SLEEP 0", "ACL LIST", "SAVE")
+        for command in dangerous:
+            with pytest.raises(redis.ResponseError):  # NOPERM (DEBUG: also disabled outright)
+                client.execute_command(*command.split())
+        memory = client.info("memory")  # what the API's memory check reads
+        assert memory["maxmemory_policy"] == "noeviction", memory
+        assert memory["maxmemory"] == 256 * 1024 * 1024, memory  # REDIS_MAXMEMORY=256mb from the env file
+    finally:
+        client.close()
+    # The health check (redis-cli with the container's REDISCLI_AUTH) passed: the service is healthy.
+    assert stack.health("redis") == "healthy"
 
 
 def test_nobody_reaching_the_port_gets_admin_powers_but_a_shell_in_the_container_does(stack: ComposeStack):

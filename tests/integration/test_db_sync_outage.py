@@ -248,7 +248,7 @@ def test_db_sync_claims_dead_consumers_and_rides_out_redis_outage(database: str)
     proxy = TcpProxy((where.get("host", "127.0.0.1"), int(where.get("port", 6379))))
     # no client-side retries: the outage must reach the syncer's own back-off
     via_proxy = redis.Redis(host="127.0.0.1", port=proxy.port, db=int(where.get("db", 0)), socket_timeout=5,
-                            retry=Retry(NoBackoff(), 0))  # fmt: skip
+                            password=where.get("password"), retry=Retry(NoBackoff(), 0))  # fmt: skip
     tag = uuid.uuid4().hex[:8]
     stream, group = f"test:dbsync:{tag}:events", f"db-sync-{tag}"
     engine = make_engine(database)

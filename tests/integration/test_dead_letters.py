@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -116,7 +117,8 @@ async def test_replaying_a_failed_order_creates_exactly_one_new_order_that_execu
 
 async def test_a_replayed_limit_order_rests_again(redis):
     store = make_store(redis)
-    original = await place_limit_order(store, "1000000", expiresAt="2099-01-01T00:00:00Z")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()  # within the resting orders' maximum lifetime
+    original = await place_limit_order(store, "1000000", expiresAt=tomorrow)
     await fail(store, original.order_id)  # as if triggered, then its execution failed for good
     await enqueue_execution(redis, original.order_id)
     await dead_letter(redis, original.order_id)
@@ -252,7 +254,7 @@ async def test_an_order_dead_lettered_by_a_real_worker_is_replayed_and_executed_
     assert await dead_letters(redis).count() == 0
 
 
-async def test_a_replayed_order_keeps_its_owner_and_replays_once_under_the_owners_key_scope(redis):
+async def test_a_replayed_order_keeps_its_owner_and_replays_once_under_the_engines_key_namespace(redis):
     store = make_store(redis)
     order = await place_market_order(store, owner="a1b2c3d4e5f6")
     await fail(store, order.order_id)
@@ -261,4 +263,5 @@ async def test_a_replayed_order_keeps_its_owner_and_replays_once_under_the_owner
     again = await dead_letters(redis).replay(order.order_id)
     assert again.already_replayed and again.new_order_id == first.new_order_id
     assert (await store.load(first.new_order_id)).order.owner == "a1b2c3d4e5f6"
-    assert await redis.exists(redis_keys.idempotency(f"a1b2c3d4e5f6/replay:{order.order_id}"))
+    # The engine's namespace (shared/domain/idempotency.py), which no client key can reach.
+    assert await redis.exists(redis_keys.idempotency(f"e:replay:{order.order_id}"))

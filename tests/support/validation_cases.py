@@ -2,15 +2,21 @@
 validation (services/api/dashboard/static/js/rules.js) and the API's `OrderRequest` must both match.
 
 tests/unit/test_dashboard_rules.py holds Python to it, tests/browser/test_dashboard.py the page's JavaScript.
-Timestamps are fixed years away from now, so the table is plain JSON that both sides read alike.
+Timestamps are plain JSON that both sides read alike: accepted ones fall on the day after tomorrow (inside
+the resting orders' default maximum lifetime, a week, whenever the table is built and read), refused ones years
+away.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 BASE = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"}
-FUTURE = "2999-01-01T00:00:00Z"
+#: Midnight (UTC) of the day after tomorrow: 24-48 hours away, well inside the default 7-day cap.
+SOON_DAY = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%d")
+FUTURE = f"{SOON_DAY}T00:00:00Z"
+FAR = "2999-01-01T00:00:00Z"  # past the maximum lifetime
 PAST = "2001-01-01T00:00:00Z"
 OMIT = object()
 
@@ -28,12 +34,29 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("market, every optional field", body(slippageBps=100, userId="desk-1", clientOrderId="c-1"), None),
     ("amount as a JSON number", body(amount=2), None),
     ("amount with exponent", body(amount="1.5e2"), None),
-    ("amount with underscores", body(amount="1_000"), None),
+    ("amount with underscores", body(amount="1_000"), "invalid_decimal"),
+    ("amount with a plus sign", body(amount="+1.5"), None),
+    ("amount spelled with 40 digits", body(amount="1." + "0" * 39), None),
+    ("amount spelled with 41 digits", body(amount="1." + "0" * 40), "invalid_decimal"),
+    ("limit price with 5000 trailing zeros", body(type="limit", limitPrice="150." + "0" * 5000), "invalid_decimal"),
+    ("amount in Arabic-Indic digits", body(amount="\u0661"), "invalid_decimal"),
+    ("amount in full-width digits", body(amount="\uff11"), "invalid_decimal"),
+    ("amount in Devanagari digits with a point", body(amount="\u0967.\u0966"), "invalid_decimal"),
+    ("amount with a non-breaking space around", body(amount="\u00a01.5"), "invalid_decimal"),
+    ("amount with an exponent past Decimal's range", body(amount="1e999999999999999999999"), "invalid_decimal"),
     ("amount with spaces around", body(amount=" 1.5 "), None),
     ("amount at SOL's 9 decimals", body(amount="0.000000001"), None),
     ("amount trailing zeros beyond decimals", body(amount="1.50000000000"), None),
     ("amount at the maximum", body(amount="100000"), None),
     ("token names in any case, wSOL alias", body(tokenIn="wsol", tokenOut="usdc"), None),
+    ("token with a long s, SOL once upper-cased", body(tokenIn="\u017fol"), "unknown_token"),
+    ("token in full-width letters", body(tokenOut="\uff35\uff33\uff24\uff23"), "unknown_token"),
+    ("token with an ideographic space around", body(tokenIn="\u3000SOL"), "unknown_token"),
+    (
+        "token with a dotless i",
+        body(tokenOut="W\u0131F", **{"type": "sniper", "trigger": {"kind": "listing"}}),
+        "unknown_token",
+    ),
     ("token by mint address", body(tokenOut="EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"), None),
     ("amount zero", body(amount="0"), "invalid_amount"),
     ("amount negative", body(amount="-1"), "invalid_amount"),
@@ -72,6 +95,11 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("slippage over half", body(slippage="0.6"), "invalid_slippage"),
     ("slippage negative", body(slippage="-0.01"), "invalid_slippage"),
     ("slippage finer than a basis point", body(slippage="0.00015"), "invalid_slippage"),
+    (
+        "slippage finer than Decimal's 28 digits",
+        body(slippage="0.01000000000000000000000000000001"),
+        "invalid_slippage",
+    ),
     ("slippage disagreeing", body(slippage="0.01", slippageBps=50), "slippage_mismatch"),
     ("limit order", body(**LIMIT), None),
     ("limit order expiring later", body(**LIMIT, expiresAt=FUTURE), None),
@@ -80,14 +108,41 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("limit price negative", body(type="limit", limitPrice="-5"), "invalid_limit_price"),
     ("limit price 15 digits", body(type="limit", limitPrice="123456789.012345"), None),
     ("limit price 16 digits", body(type="limit", limitPrice="1234567890.123456"), "invalid_limit_price"),
+    (
+        "limit price past Decimal's 28 digits",
+        body(type="limit", limitPrice="1.00000000000000000000000000001"),
+        "invalid_limit_price",
+    ),
+    (
+        "limit price 15 digits and trailing zeros",
+        body(type="limit", limitPrice="150.000000000000000000000000000"),
+        None,
+    ),
     ("limit price text", body(type="limit", limitPrice="cheap"), "invalid_decimal"),
     ("limitPrice on a market order", body(limitPrice="150"), "forbidden_field"),
     ("limit expired already", body(**LIMIT, expiresAt=PAST), "invalid_expires_at"),
+    ("limit expiry past the maximum lifetime", body(**LIMIT, expiresAt=FAR), "invalid_expires_at"),
+    ("sniper expiry past the maximum lifetime", body(**SNIPER, expiresAt=FAR), "invalid_expires_at"),
+    (
+        "limit expiry a day short of the calendar's end",
+        body(**LIMIT, expiresAt="9999-12-30T00:00:00Z"),
+        "invalid_expires_at",
+    ),
+    (
+        "limit expiry past the calendar's end in UTC",
+        body(**LIMIT, expiresAt="9999-12-31T23:59:59-23:59"),
+        "invalid_expires_at",
+    ),
+    (
+        "limit expiry before the calendar's start in UTC",
+        body(**LIMIT, expiresAt="0001-01-01T00:00:00+23:59"),
+        "invalid_expires_at",
+    ),
     ("limit expiry without a zone", body(**LIMIT, expiresAt="2999-01-01T00:00:00"), "invalid_expires_at"),
-    ("limit expiry with an offset", body(**LIMIT, expiresAt="2999-01-01T00:00:00+02:00"), None),
+    ("limit expiry with an offset", body(**LIMIT, expiresAt=f"{SOON_DAY}T00:00:00+02:00"), None),
     ("limit expiry not a time", body(**LIMIT, expiresAt="tomorrow"), "datetime_from_date_parsing"),
     ("limit expiry as a date alone", body(**LIMIT, expiresAt="2999-01-01"), "invalid_expires_at"),
-    ("limit expiry with a compact offset", body(**LIMIT, expiresAt="2999-01-01T00:00:00+0200"), None),
+    ("limit expiry with a compact offset", body(**LIMIT, expiresAt=f"{SOON_DAY}T00:00:00+0200"), None),
     (
         "limit expiry with an hours-only offset",
         body(**LIMIT, expiresAt="2999-01-01T00:00:00+02"),
@@ -104,12 +159,33 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         body(**LIMIT, expiresAt=" 2999-01-01T00:00:00Z "),
         "datetime_from_date_parsing",
     ),
-    ("limit expiry with a space and nanoseconds", body(**LIMIT, expiresAt="2999-01-01 00:00:00.123456789Z"), None),
-    ("limit expiry as Unix seconds", body(**LIMIT, expiresAt=32503680000000), None),
+    ("limit expiry with a space and nanoseconds", body(**LIMIT, expiresAt=f"{SOON_DAY} 00:00:00.123456789Z"), None),
+    (
+        "limit expiry in Arabic-Indic digits",
+        body(**LIMIT, expiresAt="\u0662" + FUTURE[1:]),
+        "datetime_from_date_parsing",
+    ),
+    ("limit expiry as Unix seconds", body(**LIMIT, expiresAt=int(datetime.now(UTC).timestamp()) + 86_400), None),
+    (
+        "limit expiry as Unix milliseconds, centuries away",
+        body(**LIMIT, expiresAt=32503680000000),
+        "invalid_expires_at",
+    ),
     ("limit expiry as Unix seconds, text", body(**LIMIT, expiresAt="1"), "invalid_expires_at"),
     ("expiresAt on a market order", body(expiresAt=FUTURE), "forbidden_field"),
     ("sniper on listing", body(**SNIPER), None),
+    ("sniper on listing expiring later", body(**SNIPER, expiresAt=FUTURE), None),
     ("sniper on liquidity", body(**{**SNIPER, "trigger": {"kind": "liquidity", "minLiquidity": "100000"}}), None),
+    (
+        "sniper liquidity threshold past Decimal's 28 digits",
+        body(**{**SNIPER, "trigger": {"kind": "liquidity", "minLiquidity": "100000.0000000000000000000000001"}}),
+        "invalid_min_liquidity",
+    ),
+    (
+        "sniper liquidity threshold in full-width digits",
+        body(**{**SNIPER, "trigger": {"kind": "liquidity", "minLiquidity": "\uff11\uff10\uff10"}}),
+        "invalid_decimal",
+    ),
     ("sniper without trigger", body(type="sniper", tokenOut="WIF"), "missing_trigger"),
     (
         "sniper liquidity without threshold",

@@ -25,13 +25,23 @@ SET_BY_COMPOSE = {"REDIS_URL", "DATABASE_URL", "METRICS_HOST", "API_HOST", "API_
 SHUTDOWN_AFTER_DRAIN_S = 10
 
 
-def resolved(tmp_path: Path, **variables: str) -> dict:
-    """`docker compose config` as a user with no .env and only `variables` in the shell would get it."""
+#: The one variable compose has no default for (it refuses to start without it).
+REDIS_PASSWORD = "s3cret-for-the-test"
+
+
+def compose_config(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess:
+    """`docker compose config` as a user with no .env and only `variables` in the shell would run it."""
     empty = tmp_path / "empty.env"
     empty.write_text("")
     env = {k: v for k, v in os.environ.items() if not re.fullmatch(r"[A-Z_]+", k) or k in ("PATH", "HOME")}
     command = [COMPOSE_BIN, "-f", str(ROOT / "compose.yaml"), "--env-file", str(empty), "config", "--format", "json"]
-    run = subprocess.run(command, env={**env, **variables}, capture_output=True, text=True, check=True, cwd=ROOT)
+    return subprocess.run(command, env={**env, **variables}, capture_output=True, text=True, cwd=ROOT)
+
+
+def resolved(tmp_path: Path, **variables: str) -> dict:
+    """The configuration compose resolves for that user, who has set REDIS_PASSWORD (and `variables`)."""
+    run = compose_config(tmp_path, REDIS_PASSWORD=REDIS_PASSWORD, **variables)
+    assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
 
@@ -66,7 +76,29 @@ def test_every_engine_setting_comes_from_the_env_file_and_compose_sets_only_the_
     for name in (*ENGINE_SERVICES, "migrate"):
         environment = with_file["services"][name]["environment"]
         assert environment["SIM_LAUNCH_FIRST_S"] == "7" and environment["WS_MAX_PER_CLIENT"] == "3", name
-        assert environment["REDIS_URL"] == "redis://redis:6379/0", name  # the wiring is compose's
+        assert environment["REDIS_URL"] == f"redis://engine:{REDIS_PASSWORD}@redis:6379/0", name  # compose's wiring
+
+
+def test_compose_refuses_to_start_without_a_redis_password(tmp_path):
+    for variables in ({}, {"REDIS_PASSWORD": ""}):
+        run = compose_config(tmp_path, **variables)
+        assert run.returncode != 0 and "set REDIS_PASSWORD in .env" in run.stderr, (variables, run.stderr)
+
+
+def test_redis_has_no_passwordless_user_no_dangerous_commands_and_never_evicts(config, tmp_path):
+    redis = config["services"]["redis"]
+    command = redis["command"]
+    options = " ".join(command)
+    # No connection without the password; all permissions still, or Redis 7.0 drops the AOF's transactions
+    # when it replays them (as `default`) after a restart.
+    assert "--user default off ~* &* +@all --user" in options
+    engine_user = command[command.index("engine") : command.index("engine") + 9]
+    assert engine_user == ["engine", "on", f">{REDIS_PASSWORD}", "~*", "&*", "+@all", "-@dangerous", "+info", "+keys"]
+    assert "--maxmemory-policy noeviction" in options and "--maxmemory 1gb" in options
+    assert "--maxmemory 256mb" in " ".join(resolved(tmp_path, REDIS_MAXMEMORY="256mb")["services"]["redis"]["command"])
+    assert redis["environment"] == {"REDISCLI_AUTH": REDIS_PASSWORD}  # the health check authenticates
+    assert "--user engine" in " ".join(redis["healthcheck"]["test"])
+    assert published(redis) == []
 
 
 def test_the_engine_containers_restart_after_a_crash_and_stop_after_the_workers_drain(config):

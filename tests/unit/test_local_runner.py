@@ -53,3 +53,74 @@ def test_the_runner_prints_where_each_services_metrics_and_health_are():
         "api        http://127.0.0.1:8123/metrics  http://127.0.0.1:8123/health",
         "db-sync.1  http://127.0.0.1:9103/metrics  http://127.0.0.1:9103/health",
     ]
+
+
+class FlakyServer:
+    """Stands in for an embedded server: dies when told to; its first `failures` restarts fail."""
+
+    where = "port 6390"
+
+    def __init__(self, failures: int) -> None:
+        self.pid, self.up, self.failures = 100, True, failures
+
+    def alive(self) -> bool:
+        return self.up
+
+    def death(self) -> str:
+        return f"pid {self.pid} killed by SIGKILL"
+
+    def recover(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("port 6390 is taken")
+        self.pid, self.up = self.pid + 1, True
+
+
+async def test_a_dead_embedded_server_is_restarted_in_place_with_back_off_until_it_comes_back(monkeypatch):
+    import asyncio
+    import io
+
+    from deploy.local import watchdog
+    from deploy.local.supervisor import Output
+
+    monkeypatch.setattr(watchdog, "POLL_S", 0.01)
+    monkeypatch.setattr(watchdog, "RESTART_MIN_S", 0.01)
+    server, stopping, out = FlakyServer(failures=2), asyncio.Event(), io.StringIO()
+    watching = asyncio.create_task(watchdog.watch({"redis": server}, stopping, Output(["redis"], stream=out)))
+    await asyncio.sleep(0.05)
+    assert out.getvalue() == "", "a live server is left alone"
+    server.up = False
+    for _ in range(200):
+        if server.pid == 101:
+            break
+        await asyncio.sleep(0.01)
+    stopping.set()
+    await asyncio.wait_for(watching, 5)
+    *attempts, restarted = out.getvalue().splitlines()
+    assert attempts == [
+        "redis | pid 100 killed by SIGKILL; restarting in 0.01 s on the same port 6390",
+        "redis | restart failed: port 6390 is taken",
+        "redis | pid 100 killed by SIGKILL; restarting in 0.02 s on the same port 6390",
+        "redis | restart failed: port 6390 is taken",
+        "redis | pid 100 killed by SIGKILL; restarting in 0.04 s on the same port 6390",
+    ]
+    assert restarted.startswith("redis | restarted: pid 101 on the same port 6390, ")
+
+
+def test_servers_given_by_url_are_not_started_hence_not_watched(tmp_path):
+    from deploy.local.embedded import resolve_servers
+
+    given = {"REDIS_URL": "redis://elsewhere:6379/0", "DATABASE_URL": "postgresql://u@elsewhere/db"}
+    with resolve_servers(tmp_path, given) as servers:
+        assert servers == ("redis://elsewhere:6379/0", "postgresql://u@elsewhere/db", {})
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_commands_find_the_redis_of_a_local_engine_on_their_data_dir(tmp_path):
+    from deploy.local import local_redis_url
+
+    env = {"DATA_DIR": str(tmp_path)}
+    assert local_redis_url(env) is None  # no engine runs there
+    (tmp_path / "redis").mkdir()
+    (tmp_path / "redis" / "redis.url").write_text("redis://:secret@127.0.0.1:41234/0\n")
+    assert local_redis_url(env) == "redis://:secret@127.0.0.1:41234/0"

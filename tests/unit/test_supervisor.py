@@ -63,3 +63,10 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie is dead
+
+
+def test_back_off_doubles_up_to_its_maximum_and_starts_over_after_a_healthy_run():
+    backoff = supervisor.Backoff(1, 8, healthy_after=60)
+    assert [backoff.delay(ran_for=2) for _ in range(5)] == [1, 2, 4, 8, 8]
+    assert backoff.delay(ran_for=60) == 1  # it had been up a minute: a new crash, not the same crash loop
+    assert backoff.delay(ran_for=0) == 2

@@ -41,6 +41,8 @@ def dashboard_rules(settings: Settings) -> dict[str, Any]:
         "maxSlippageBps": orders.MAX_SLIPPAGE_BPS,
         "maxPriceDigits": orders.MAX_PRICE_DIGITS,
         "maxDecimalExponent": orders.MAX_DECIMAL_EXPONENT,
+        "maxDecimalDigits": orders.MAX_DECIMAL_DIGITS,
+        "restingMaxLifetimeS": settings.resting_max_lifetime_s,
         "lengths": {
             "tokenIn": _length_bounds("token_in"),
             "tokenOut": _length_bounds("token_out"),

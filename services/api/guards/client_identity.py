@@ -21,6 +21,13 @@ async def client_key(scope: Scope, *, websocket: bool) -> str:
         except ApiError:  # no key or an unknown one: the route answers 401; until then it is just an address
             caller = None
         if caller is not None and caller.owner:
-            return f"key:{caller.owner}"
+            return identity(scope, caller.owner)
+    return identity(scope, None)
+
+
+def identity(scope: Scope, key_owner: str | None) -> str:
+    """The client's identity once its API key (None without one) is known: also who owns its resting orders."""
+    if key_owner:
+        return f"key:{key_owner}"
     peer = scope.get("client")
     return f"ip:{peer[0] if peer else UNKNOWN_PEER}"

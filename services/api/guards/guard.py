@@ -1,4 +1,8 @@
-"""The one guard in front of every route: rate, body size and open sockets, checked in that order.
+"""The one guard in front of every route: browser origin, rate, body size and open sockets, in that order.
+
+A browser's request from a page of another site that would change state or open a WebSocket, or one that
+reached the API by a name not its own (DNS rebinding), gets 403 (WebSocket: close 4403) with the contract's
+error body: see browser_origin.py.
 
 HTTP over the rate gets 429 with `Retry-After` and the contract's error body; a declared Content-Length
 over `MAX_BODY_BYTES` gets 413 before any route runs, and a body without one (chunked) is counted as the
@@ -29,6 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.api import asgi
 from services.api.errors import ApiError, error_body
+from services.api.guards.browser_origin import BrowserPolicy, Refusal
 from services.api.guards.client_identity import client_key
 from services.api.guards.open_sockets import OpenSockets
 from services.api.guards.rate_limit import RateLimit
@@ -39,6 +44,8 @@ from shared.settings import Settings
 EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
 #: The 4xxx analogue of HTTP 429, like the stream routes' 4400 and 4404.
 CLOSE_TOO_MANY = 4429
+#: The 4xxx analogue of HTTP 403: a browser page of another site, or one that reached the API by another name.
+CLOSE_FORBIDDEN = 4403
 RATE_LIMITED = "rate_limited"
 TOO_MANY_WEBSOCKETS = "too_many_websockets"
 BODY_TOO_LARGE = "body_too_large"
@@ -50,14 +57,23 @@ class Guard:
         self.settings = settings
         self.max_body_bytes = settings.max_body_bytes
         self.sockets = OpenSockets(settings.ws_max_per_client)
+        self.browsers = BrowserPolicy.from_settings(settings)
         self._rate: RateLimit | None = None  # built on first use, on the Redis pool the lifespan made
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if (kind != "http" and kind != "websocket") or scope["path"] in EXEMPT_PATHS:
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         is_websocket = kind == "websocket"
+        # First, and for probes too: a page of another site, or one reached by a rebound name, costs nothing.
+        refusal = self.browsers.refusal(None if is_websocket else scope["method"], asgi.headers(scope))
+        if refusal is not None:
+            await self._refuse_browser(scope, receive, send, refusal)
+            return
+        if scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
         context = scope["app"].state.context
         try:
             client: str | None = await client_key(scope, websocket=is_websocket)
@@ -91,6 +107,15 @@ class Guard:
             await self.app(scope, receive, send)  # the server reads exactly the declared length: nothing to count
         else:
             await self.app(scope, self._counted(scope, receive), send)  # chunked: counted as the route reads it
+
+    async def _refuse_browser(self, scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
+        context = getattr(scope["app"].state, "context", None)
+        if context is not None:
+            context.metrics.refused.labels(refusal.code).inc()
+        if scope["type"] == "websocket":
+            await _refuse_websocket(scope, receive, send, refusal.code, refusal.message, CLOSE_FORBIDDEN)
+        else:
+            await JsonResponse(error_body(refusal.code, refusal.message), 403)(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, client: str | None) -> None:
         if client is None:  # Redis did not answer: no identity to count sockets against
@@ -139,9 +164,11 @@ def _count_refusal(scope: Scope) -> None:
         context.metrics.refused.labels(BODY_TOO_LARGE).inc()
 
 
-async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, error: str, message: str) -> None:
+async def _refuse_websocket(
+    scope: Scope, receive: Receive, send: Send, error: str, message: str, code: int = CLOSE_TOO_MANY
+) -> None:
     websocket = WebSocket(scope, receive, send)
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # the client may be gone already
         await websocket.accept()
         await websocket.send_bytes(orjson.dumps({"type": "error", "error": error, "message": message}))
-        await websocket.close(CLOSE_TOO_MANY)
+        await websocket.close(code)

@@ -15,6 +15,7 @@ from services.api.auth import AdminDep, Caller, require_admin
 from services.api.deps import Context
 from services.api.errors import ApiError
 from services.api.responses import JsonResponse
+from shared.domain.untrusted import AsciiFloat, AsciiInt
 from shared.execution.dead_letters import (
     DEFAULT_LIST_LIMIT,
     DEFAULT_REPLAY_BATCH,
@@ -67,7 +68,7 @@ def _not_found(order_id: UUID) -> ApiError:
 @router.get("/dlq", summary="Dead letters, newest first")
 async def list_dead_letters(
     dead_letters: DeadLettersDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_BATCH)] = DEFAULT_LIST_LIMIT,
+    limit: Annotated[AsciiInt, Query(ge=1, le=MAX_BATCH)] = DEFAULT_LIST_LIMIT,
 ) -> JsonResponse:
     rows = await dead_letters.list(limit)
     return JsonResponse({"deadLetters": rows, "count": len(rows), "total": await dead_letters.count()})
@@ -88,7 +89,7 @@ async def show_dead_letter(order_id: UUID, dead_letters: DeadLettersDep) -> Json
 async def replay_dead_letters(
     caller: AdminDep,
     dead_letters: DeadLettersDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_BATCH)] = DEFAULT_REPLAY_BATCH,
+    limit: Annotated[AsciiInt, Query(ge=1, le=MAX_BATCH)] = DEFAULT_REPLAY_BATCH,
 ) -> JsonResponse:
     logger.info("replay of up to {} dead letters requested by {}", limit, _who(caller))
     items = [item.to_view() for item in await dead_letters.replay_all(limit)]
@@ -130,7 +131,7 @@ async def purge_dead_letter(order_id: UUID, caller: AdminDep, dead_letters: Dead
 async def purge_dead_letters(
     caller: AdminDep,
     dead_letters: DeadLettersDep,
-    older_than_s: Annotated[float, Query(alias="olderThanS", ge=0, le=MAX_PURGE_AGE_S)],
+    older_than_s: Annotated[AsciiFloat, Query(alias="olderThanS", ge=0, le=MAX_PURGE_AGE_S)],
 ) -> JsonResponse:
     logger.info("purge of dead letters older than {}s requested by {}", older_than_s, _who(caller))
     return JsonResponse({"success": True, "purged": await dead_letters.purge_older_than(older_than_s)})

@@ -10,17 +10,30 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from services.api.deps import Context
+from services.api.deps import ApiContext, Context
 from services.api.errors import ApiError
 from services.api.responses import JsonResponse
 from shared import redis_keys
 from shared.domain import tokens
 from shared.execution.backlog import read_backlog
+from shared.redis_memory import RedisMemoryWatch
+from shared.shared_result import SharedResult
 
 router = APIRouter(tags=["operations"])
 
 VENUES = ("RAYDIUM", "METEORA", "BEST")
 PROBE_TIMEOUT_S = 2.0
+#: /ready's answer is reused this long: however many probes arrive, PostgreSQL sees at most one SELECT 1 per
+#: period and the API's pool keeps its connections for the history reads.
+READY_CACHE_S = 1.0
+
+
+def install_probes(ctx: ApiContext) -> None:
+    """Give the context its shared probe reads (they need the context itself, so they come last)."""
+    ctx.memory = RedisMemoryWatch(ctx.redis, ctx.settings.redis_memory_high_fraction)
+    ctx.readiness = SharedResult(lambda: _check_ready(ctx), READY_CACHE_S)
+    # Not cached (a scrape after a change must see it), only shared: concurrent scrapes make one round trip.
+    ctx.backlog = SharedResult(lambda: read_backlog(ctx.redis), 0)
 
 
 @router.get("/health")
@@ -31,8 +44,17 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(ctx: Context) -> JsonResponse:
-    """Readiness: 200 only when both Redis and PostgreSQL answer."""
+    """Readiness: 200 only when both Redis and PostgreSQL answer (checked at most once a second)."""
+    checks, ok = await ctx.readiness.get()
+    reading = await ctx.memory.reading()
+    memory = "unknown" if reading is None else "unlimited" if not reading.maxmemory else f"{reading.fraction:.3f}"
+    body = {"status": "ready" if ok else "not_ready", **checks, "redisMemory": memory}
+    if await ctx.memory.high():
+        body["redisMemoryHigh"] = True  # still ready: reads, streams and orders already accepted go on
+    return JsonResponse(body, 200 if ok else 503)
 
+
+async def _check_ready(ctx: ApiContext) -> tuple[dict[str, str], bool]:
     async def redis_ok() -> bool:
         return bool(await ctx.redis.ping())
 
@@ -47,14 +69,15 @@ async def ready(ctx: Context) -> JsonResponse:
             checks[name] = "ok" if await asyncio.wait_for(probe(), PROBE_TIMEOUT_S) else "down"
         except Exception as exc:  # any failure to answer means not ready
             checks[name] = f"down: {type(exc).__name__}"
-    ok = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ready" if ok else "not_ready", **checks}, 200 if ok else 503)
+    return checks, all(value == "ok" for value in checks.values())
 
 
 @router.get("/metrics")
 async def metrics(ctx: Context) -> Response:
-    """Prometheus text format. Queue and dead-letter depths are read from Redis now, in one round trip."""
-    ctx.metrics.observe_backlog(await read_backlog(ctx.redis))
+    """Prometheus text format. Queue and dead-letter depths are read from Redis now, in one round trip shared
+    by concurrent scrapes; Redis memory is the reading the submissions use (at most a second old)."""
+    ctx.metrics.observe_backlog(await ctx.backlog.get())
+    ctx.metrics.observe_redis_memory(await ctx.memory.reading())
     ctx.metrics.events_delivered.set(ctx.hub.delivered)
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -19,11 +19,12 @@ from services.api import asgi, errors
 from services.api.auth import CallerDep, identify_scope
 from services.api.deps import ApiContext, Context
 from services.api.errors import ApiError, from_validation
+from services.api.guards.client_identity import identity
 from services.api.responses import DirectResponse, JsonResponse, Response
+from shared.domain import idempotency, untrusted
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.orders import Order, OrderRequest, OrderType, accept, idempotency_scope
-from shared.execution.replay_policy import REPLAY_KEY_PREFIX
+from shared.domain.orders import LIFETIME_CONTEXT_KEY, Order, OrderRequest, OrderType, accept, idempotency_scope
 from shared.logging import order_logger
 from shared.persistence import history
 from shared.store.order_store import ClaimLost, CreateOutcome, CreateResult, RestingPlace, StaleWrite
@@ -32,18 +33,28 @@ from shared.venues.launches import is_listed
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
+#: History filters name tokens as stored (ASCII symbols): "ſol".upper() would otherwise list SOL's orders.
+TOKEN_FILTER = r"^[\x21-\x7e]+$"
 #: Seconds a client should wait before resubmitting when the execution backlog is over its bound.
 OVERLOAD_RETRY_AFTER_S = 2
+#: Seconds a client should wait when Redis is near its maxmemory (db-sync trims, retention expires orders).
+REDIS_MEMORY_RETRY_AFTER_S = 5
 
 
 def _parse_json(body: bytes) -> Any:
     try:
         # parse_float keeps "amount": 1.1 exact: a float would turn it into 1.1000000000000000888.
-        return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        parsed = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {untrusted.clip(exc, 200)}") from None
+    except InvalidOperation:  # 1e9999999999999999999999999999: an exponent no Decimal can hold
+        raise ApiError(400, "invalid_json", "a number in the body is out of any decimal's range") from None
     except RecursionError:  # 16 KiB of "[" nests deeper than the parser's stack
         raise ApiError(400, "invalid_json", "the body nests too deeply") from None
+    # What parses may still be too deep for the encoders the body hash and the logs use after it.
+    if not untrusted.json_depth_within(parsed):
+        raise ApiError(400, "invalid_json", f"the body nests more than {untrusted.MAX_JSON_DEPTH} levels deep")
+    return parsed
 
 
 def _reject_constant(name: str) -> None:
@@ -53,10 +64,8 @@ def _reject_constant(name: str) -> None:
 def _check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
-    if not 1 <= len(key) <= 128 or not key.isprintable() or not key.isascii():
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-128 printable ASCII characters")
-    if key.startswith(REPLAY_KEY_PREFIX):
-        raise ApiError(400, "invalid_idempotency_key", f"Idempotency-Keys starting {REPLAY_KEY_PREFIX!r} are reserved")
+    if (problem := idempotency.client_key_problem(key)) is not None:
+        raise ApiError(400, "invalid_idempotency_key", problem)
     return key
 
 
@@ -120,8 +129,11 @@ async def _submit(ctx: ApiContext, scope: Scope, receive: Receive) -> tuple[byte
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     body_hash = _body_hash(body)
     try:
-        order = accept(_validated(body), idempotency_key=key, owner=caller.owner)
-        result = await _create(ctx, order, body_hash)
+        lifetime_s = ctx.settings.resting_max_lifetime_s
+        order = accept(
+            _validated(body, lifetime_s), idempotency_key=key, owner=caller.owner, resting_max_lifetime_s=lifetime_s
+        )
+        result = await _create(ctx, order, body_hash, rest_owner=identity(scope, caller.owner))
     except ApiError as refusal:
         # A retry of an accepted order gets its id even when its body would no longer pass (an expiresAt now
         # past, a pair delisted). Only a refused body needs this look-up: the create script checks the key.
@@ -151,9 +163,9 @@ async def submit_order(
     return DirectResponse(serve_submit)
 
 
-def _validated(body: dict[str, Any]) -> OrderRequest:
+def _validated(body: dict[str, Any], resting_max_lifetime_s: float) -> OrderRequest:
     try:
-        return OrderRequest.model_validate(body)
+        return OrderRequest.model_validate(body, context={LIFETIME_CONTEXT_KEY: resting_max_lifetime_s})
     except ValidationError as exc:
         raise from_validation(exc) from None
 
@@ -170,6 +182,14 @@ async def _answer(ctx: ApiContext, result: CreateResult, order: Order | None) ->
         )
     if result.outcome is CreateOutcome.KEY_CONFLICT:
         raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with a different body")
+    if result.outcome is CreateOutcome.TOO_MANY_RESTING:
+        ctx.metrics.orders_rejected.labels("too_many_resting_orders").inc()
+        cap = ctx.settings.max_resting_per_owner
+        raise ApiError(
+            409,
+            "too_many_resting_orders",
+            f"{cap} of your limit and sniper orders are already resting; cancel one or wait for one to end",
+        )
     headers = {}
     status, order_type = OrderStatus.PENDING.value, order.type.value if order else OrderType.MARKET.value
     if result.outcome is CreateOutcome.REPLAYED:
@@ -199,8 +219,17 @@ async def _answer(ctx: ApiContext, result: CreateResult, order: Order | None) ->
     return content, headers
 
 
-async def _create(ctx: ApiContext, order: Order, body_hash: str) -> CreateResult:
-    """A market order is enqueued for execution; limit and sniper orders rest (`waiting`) until triggered."""
+async def _create(ctx: ApiContext, order: Order, body_hash: str, rest_owner: str) -> CreateResult:
+    """A market order is enqueued for execution; limit and sniper orders rest (`waiting`) until triggered,
+    counted against `rest_owner`'s resting cap."""
+    if await ctx.memory.high():
+        # Before Redis refuses writes (maxmemory), including those of orders already accepted: they need it more.
+        raise ApiError(
+            503,
+            "redis_memory_high",
+            "the engine's Redis is nearly full; retry later",
+            headers={"Retry-After": str(REDIS_MEMORY_RETRY_AFTER_S)},
+        )
     if order.type is not OrderType.SNIPER and not is_listed(order.token_in, order.token_out, time.time(), ctx.sim):
         raise ApiError(400, "pair_not_listed", f"no venue has a {order.pair} pool yet; a sniper order can wait for it")
     if order.type is OrderType.LIMIT and (order.token_in, order.token_out) not in ctx.settings.pairs:
@@ -213,6 +242,8 @@ async def _create(ctx: ApiContext, order: Order, body_hash: str) -> CreateResult
         message=plan.message,
         resting=plan.resting,
         max_queue_depth=ctx.settings.max_queue_depth,
+        rest_owner=rest_owner,
+        max_resting=ctx.settings.max_resting_per_owner,
     )
 
 
@@ -221,13 +252,13 @@ async def _create(ctx: ApiContext, order: Order, body_hash: str) -> CreateResult
 async def list_orders(
     ctx: Context,
     caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[untrusted.AsciiInt, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
     status: OrderStatus | None = None,
     type: OrderType | None = None,
     user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
-    token_in: Annotated[str | None, Query(alias="tokenIn", max_length=64)] = None,
-    token_out: Annotated[str | None, Query(alias="tokenOut", max_length=64)] = None,
+    token_in: Annotated[str | None, Query(alias="tokenIn", max_length=64, pattern=TOKEN_FILTER)] = None,
+    token_out: Annotated[str | None, Query(alias="tokenOut", max_length=64, pattern=TOKEN_FILTER)] = None,
 ) -> JsonResponse:
     try:
         orders, next_cursor = await history.list_orders(
@@ -242,7 +273,7 @@ async def list_orders(
             owner=caller.scope,
         )
     except ValueError as exc:
-        raise ApiError(400, "invalid_cursor", str(exc)) from None
+        raise ApiError(400, "invalid_cursor", untrusted.clip(exc, 200)) from None
     return JsonResponse({"orders": orders, "nextCursor": next_cursor, "count": len(orders)})
 
 

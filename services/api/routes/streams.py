@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 from uuid import UUID
@@ -18,9 +19,11 @@ from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from services.api.auth import Caller, identify
+from services.api.auth import Caller, identify_websocket
 from services.api.deps import ApiContext
 from services.api.errors import BACKEND_ERRORS, ApiError
+from shared.domain import untrusted
+from shared.domain.orders import PRINTABLE_ID
 from shared.event_feed import follow_order
 from shared.persistence import history
 
@@ -31,6 +34,10 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+#: A /ws?userId= reader that fell more than WS_USER_OUTBOX_MAX events behind (it does not read).
+CLOSE_TOO_SLOW = 4008
+#: `?after=` is a seq: nine digits are more events than any order has.
+MAX_AFTER_DIGITS = 9
 #: How long a cancelled task may take to end before it is cancelled again.
 CANCEL_RETRY_S = 0.05
 
@@ -45,9 +52,10 @@ async def _refuse(websocket: WebSocket, code: int, error: str, message: str) -> 
 
 
 async def _authenticate(websocket: WebSocket) -> Caller | None:
-    """The caller, or None after refusing the socket (4401) when keys are enabled and it has no valid one."""
+    """The caller, or None after refusing the socket (4401) when keys are enabled and it has no valid one
+    (in its headers, `?apiKey=`, or its first message: auth.identify_websocket)."""
     try:
-        return await identify(websocket, allow_query=True)
+        return await identify_websocket(websocket)
     except ApiError as exc:
         await _refuse(websocket, CLOSE_UNAUTHORIZED, exc.code, exc.message)
         return None
@@ -101,14 +109,15 @@ async def stream_order(websocket: WebSocket, raw_order_id: str | None, raw_after
     ctx.metrics.websockets.labels("order").inc()
     try:
         try:
-            order_id = UUID(raw_order_id or "")
+            order_id = untrusted.parse_uuid(raw_order_id or "")
         except ValueError:
             await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_order_id", "orderId must be a UUID")
             return
-        if raw_after is not None and not (raw_after.isdigit() and len(raw_after) < 10):
+        # ASCII digits only: str.isdigit() is also true of "١" (int reads it as 1) and "²" (int refuses it).
+        after = 0 if raw_after is None else untrusted.ascii_uint(raw_after, MAX_AFTER_DIGITS)
+        if after is None:
             await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_after", "after must be a non-negative integer")
             return
-        after = int(raw_after or 0)
         caller = await _authenticate(websocket)
         if caller is None:
             return
@@ -161,9 +170,9 @@ async def _user_feed(websocket: WebSocket, scope: Scope, receive: Receive, send:
     ctx = _context(websocket)
     await websocket.accept()
     user_id = _query(scope, "userId") or ""
-    if not 1 <= len(user_id) <= 64:
+    if not 1 <= len(user_id) <= 64 or re.fullmatch(PRINTABLE_ID, user_id) is None:  # as an order's userId
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may already be gone
-            await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_user_id", "userId must be 1-64 characters")
+            await _refuse(websocket, CLOSE_BAD_REQUEST, "invalid_user_id", "userId must be 1-64 non-control characters")
         return
     caller = await _authenticate(websocket)
     if caller is None:
@@ -174,14 +183,29 @@ async def _user_feed(websocket: WebSocket, scope: Scope, receive: Receive, send:
     async def send_event(event: bytes) -> None:  # straight to the server: the socket is open, events are bytes
         await send({"type": "websocket.send", "bytes": event})
 
+    closing: list[asyncio.Task[None]] = []  # a reference, so the close is not collected before it runs
+
+    async def close_too_slow() -> None:
+        ctx.metrics.refused.labels("ws_too_slow").inc()
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await send({"type": "websocket.close", "code": CLOSE_TOO_SLOW, "reason": "too slow"})
+
+    def on_overflow() -> None:  # called by the hub's reader: it must not wait on this client
+        closing.append(asyncio.get_running_loop().create_task(close_too_slow()))
+
     ctx.metrics.websockets.labels("user").inc()
     try:
-        with ctx.hub.subscribe_user(routing_key, send_event):
+        with ctx.hub.subscribe_user(
+            routing_key, send_event, max_pending=ctx.settings.ws_user_outbox_max, on_overflow=on_overflow
+        ):
             # The hub sends; this handler only reads, to notice the client leave (and to drop what it sends).
+            # A client that does not read is closed by `on_overflow`, after which the server reports it gone.
             while (await receive())["type"] != "websocket.disconnect":
                 pass
     finally:
         ctx.metrics.websockets.labels("user").dec()
+        for task in closing:
+            await _cancel(task)
 
 
 async def _served(websocket: WebSocket, handler: Coroutine[Any, Any, None]) -> None:

@@ -1,12 +1,15 @@
 -- Accept an order atomically: idempotency check, back-pressure check, order state, its first event(s),
 -- the event stream entries, and either its execution message (market) or its resting place (limit,
 -- sniper: an entry in a sorted set, its index, its expiry) all land together or not at all.
+-- A resting order also counts against its owner's resting cap (the count goes down in transition.lua, in
+-- the step that ends the rest, so it never drifts).
 -- KEYS: order, events, events stream, idempotency key, dramatiq queue, dramatiq msgs,
---       rest zset, rest index zset, expiries zset
+--       rest zset, rest index zset, expiries zset, resting count per owner (hash)
 -- ARGV: 1 use_idem, 2 idem_value, 3 idem_ttl_s, 4 max_queue_depth, 5 order_id, 6 user_id, 7 spec_json,
 --       8 first_event_json, 9 message_id ('' = none), 10 message_data,
 --       11 resting_event_json ('' = not resting), 12 rest_member, 13 rest_score, 14 index_member ('' = none),
---       15 index_score, 16 expiry_score ('' = none), then field/value pairs for the order hash from 17
+--       15 index_score, 16 expiry_score ('' = none), 17 rest_owner ('' = not counted),
+--       18 max_resting (0 = no cap), then field/value pairs for the order hash from 19
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[4])
   if existing then return {'exists', existing} end
@@ -15,8 +18,13 @@ local max_depth = tonumber(ARGV[4])
 if ARGV[9] ~= '' and max_depth > 0 and redis.call('LLEN', KEYS[5]) >= max_depth then
   return {'busy', ''}
 end
+local counted = ARGV[11] ~= '' and ARGV[17] ~= ''
+local max_resting = tonumber(ARGV[18])
+if counted and max_resting > 0 and tonumber(redis.call('HGET', KEYS[10], ARGV[17]) or '0') >= max_resting then
+  return {'too_many_resting', ''}
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate_id', ''} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 17))
+redis.call('HSET', KEYS[1], unpack(ARGV, 19))
 redis.call('RPUSH', KEYS[2], ARGV[8])
 redis.call('XADD', KEYS[3], '*', 'o', ARGV[5], 'u', ARGV[6], 'e', ARGV[8], 's', ARGV[7])
 if ARGV[9] ~= '' then
@@ -29,6 +37,7 @@ if ARGV[11] ~= '' then
   redis.call('ZADD', KEYS[7], ARGV[13], ARGV[12])
   if ARGV[14] ~= '' then redis.call('ZADD', KEYS[8], ARGV[15], ARGV[14]) end
   if ARGV[16] ~= '' then redis.call('ZADD', KEYS[9], ARGV[16], ARGV[5]) end
+  if counted then redis.call('HINCRBY', KEYS[10], ARGV[17], 1) end
 end
 if ARGV[1] == '1' then
   redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[3])

@@ -3,12 +3,15 @@
 -- Optionally, in the same step: claim the order from where it rests (a ZREM that must succeed, so a
 -- cancel and a trigger racing for one resting order cannot both win), enqueue its execution message, and
 -- release the writer's lease on the order (only if the writer still holds it).
+-- The step that takes an order out of `waiting` (triggered, cancelled, expired, failed) also gives its owner's
+-- resting slot back: tied to the status change, which the seq CAS lets happen once, never to a code path.
 -- KEYS: order, events, events stream, rest zset, rest index zset, expiries zset, dramatiq queue, dramatiq msgs,
---       lease
+--       lease, resting count per owner (hash)
 -- ARGV: 1 expected_seq, 2 order_id, 3 user_id, 4 expire_s (0 = keep), 5 rest_member ('' = no claim),
 --       6 index_member, 7 message_id ('' = none), 8 message_data, 9 lease_token ('' = keep the lease),
 --       10 n (events), 11 .. 10+n event JSON in seq order, then field/value pairs for the order hash
-local seq = redis.call('HGET', KEYS[1], 'seq')
+local current = redis.call('HMGET', KEYS[1], 'seq', 'status', 'restOwner')
+local seq, was_waiting, rest_owner = current[1], current[2] == 'waiting', current[3]
 if not seq then return -1 end
 if seq ~= ARGV[1] then return tonumber(seq) end
 if ARGV[5] ~= '' then
@@ -25,6 +28,9 @@ end
 if ARGV[7] ~= '' then
   redis.call('HSET', KEYS[8], ARGV[7], ARGV[8])
   redis.call('RPUSH', KEYS[7], ARGV[7])
+end
+if was_waiting and rest_owner and rest_owner ~= '' and redis.call('HGET', KEYS[1], 'status') ~= 'waiting' then
+  if redis.call('HINCRBY', KEYS[10], rest_owner, -1) <= 0 then redis.call('HDEL', KEYS[10], rest_owner) end
 end
 local expire_s = tonumber(ARGV[4])
 if expire_s > 0 then

@@ -1,6 +1,7 @@
 // The API as the contract describes it, with the user's API key on every request.
-// HTTP sends it as `Authorization: Bearer`; a browser cannot set headers on a WebSocket, so sockets pass
-// it as the `apiKey` query parameter (docs/operations.md, "Access control").
+// HTTP sends it as `Authorization: Bearer`; a browser cannot set headers on a WebSocket, so a socket sends
+// it as its first message, {"type":"auth","apiKey":"…"} (docs/contract.md): never in a URL, where proxies'
+// logs and the browser's history would keep it.
 
 const KEY_STORAGE = "orderEngine.apiKey";
 
@@ -64,9 +65,14 @@ export function socketUrl(path, params = {}) {
   const url = new URL(path, location.origin);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   for (const [name, value] of Object.entries(params)) url.searchParams.set(name, String(value));
-  const key = apiKey();
-  if (key) url.searchParams.set("apiKey", key);
   return url.toString();
+}
+
+// Call from the socket's onopen: the API reads the key from the first message (with keys on, a socket that
+// sends none within 5 s is closed with 4401; with keys off the message is ignored).
+export function authenticateSocket(socket) {
+  const key = apiKey();
+  if (key) socket.send(JSON.stringify({ type: "auth", apiKey: key }));
 }
 
 // An Idempotency-Key: crypto.randomUUID exists only in secure contexts, getRandomValues everywhere.

@@ -1,14 +1,16 @@
 // Exact decimals, as Python's Decimal reads them (shared/domain/orders.py `_to_decimal`): the form compares
 // amounts and prices without ever rounding them through a float.
 
-// Decimal(str) drops every underscore and surrounding whitespace, then reads this grammar.
+// shared/domain/untrusted.py `parse_decimal`: ASCII spaces around, then this grammar in ASCII digits (no "1_0",
+// no other scripts' digits: without the u flag \d is [0-9]).
 const GRAMMAR = /^([+-]?)(?:(\d+)(?:\.(\d*))?|\.(\d+))(?:[eE]([+-]?\d+))?$/;
 const SPECIAL = /^[+-]?(inf|infinity|s?nan\d*)$/i;
+const ASCII_SPACE_AROUND = /^[ \t\n\r\f\v]+|[ \t\n\r\f\v]+$/g;
 
 // {negative, digits, exponent}: value = ±digits × 10^exponent, digits without leading zeros ("" is zero);
 // {special: true} for Infinity/NaN; null when it is not a number at all.
 export function parseDecimal(text) {
-  const cleaned = String(text).trim().replaceAll("_", "");
+  const cleaned = String(text).replace(ASCII_SPACE_AROUND, "");
   if (SPECIAL.test(cleaned)) return { special: true };
   const match = GRAMMAR.exec(cleaned);
   if (!match) return null;
@@ -21,6 +23,11 @@ export function parseDecimal(text) {
 
 export function isZero(d) {
   return d.digits === "";
+}
+
+// len(Decimal.as_tuple().digits): the digits as spelled, leading zeros dropped (zero itself is one digit).
+export function coefficientDigits(d) {
+  return Math.max(1, d.digits.length);
 }
 
 // Decimal.adjusted(): the exponent of the most significant digit.

@@ -35,6 +35,9 @@ function toDecimal(value, name, rules, field = name) {
   const d = dec.parseDecimal(value);
   if (!d) throw new Failure(field, "invalid_decimal", `${name} must be a decimal string or number`);
   if (d.special) throw new Failure(field, "invalid_decimal", `${name} must be finite`);
+  if (dec.coefficientDigits(d) > rules.maxDecimalDigits) {
+    throw new Failure(field, "invalid_decimal", `${name} may be spelled with at most ${rules.maxDecimalDigits} digits`);
+  }
   const bound = rules.maxDecimalExponent;
   if (!dec.isZero(d) && Math.abs(dec.adjusted(d)) > bound) {
     throw new Failure(field, "invalid_decimal", `${name} must be between 1e-${bound} and 1e${bound}`);
@@ -42,7 +45,10 @@ function toDecimal(value, name, rules, field = name) {
   return d;
 }
 
-function checkString(body, name, rules, required) {
+// Token names are ASCII before anything else: "ſol" upper-cases to SOL, "\u3000SOL" trims to it.
+const ASCII = /^[\x00-\x7f]*$/;
+
+function checkString(body, name, rules, required, asciiOnly = false) {
   const value = body[name];
   if (value === undefined) {
     if (required) throw new Failure(name, "missing", `${name} is required`);
@@ -50,6 +56,9 @@ function checkString(body, name, rules, required) {
   }
   if (value === null && !required) return undefined;
   if (typeof value !== "string") throw new Failure(name, "string_type", "Input should be a valid string");
+  if (asciiOnly && !ASCII.test(value)) {
+    throw new Failure(name, "unknown_token", `${name}: token symbols and mint addresses are ASCII`);
+  }
   const text = value.trim(); // str_strip_whitespace
   const { min, max } = rules.lengths[name];
   if (text.length < min) throw new Failure(name, "string_too_short", `at least ${min} character(s)`);
@@ -75,6 +84,12 @@ function unixMs(seconds) {
   return Math.abs(seconds) > 2e10 ? seconds : seconds * 1000;
 }
 
+// The calendar Python's datetime holds, in UTC: a zoned time outside it (9999-12-31T23:59:59-23:59) is refused.
+const CALENDAR_MIN_MS = -62135596800000; // 0001-01-01T00:00:00Z
+const CALENDAR_MAX_MS = 253402300799999; // 9999-12-31T23:59:59.999Z
+// Date.UTC reads years 0-99 as 1900-1999; 400 Gregorian years later the calendar repeats exactly.
+const FOUR_CENTURIES_MS = 146097 * 86_400_000;
+
 function checkExpiresAt(value) {
   if (value === undefined || value === null) return undefined;
   if (typeof value === "number" && Number.isFinite(value)) return { ms: unixMs(value), zoned: true };
@@ -84,7 +99,11 @@ function checkExpiresAt(value) {
   if (Number.isNaN(ms)) {
     throw new Failure("expiresAt", "datetime_from_date_parsing", "expiresAt must be an RFC 3339 timestamp");
   }
-  return { ms, zoned: Boolean(match[8]) };
+  const zoned = Boolean(match[8]);
+  if (zoned && (ms < CALENDAR_MIN_MS || ms > CALENDAR_MAX_MS)) {
+    throw new Failure("expiresAt", "invalid_expires_at", "expiresAt is outside the calendar once converted to UTC");
+  }
+  return { ms, zoned };
 }
 
 function calendarMs(m) {
@@ -100,7 +119,8 @@ function calendarMs(m) {
     const digits = zone.replace(":", "");
     offsetMinutes = (digits[0] === "-" ? -1 : 1) * (Number(digits.slice(1, 3)) * 60 + Number(digits.slice(3, 5)));
   }
-  return Date.UTC(year, month - 1, day, hour, minute, second, millis) - offsetMinutes * 60_000;
+  const utc = Date.UTC(year + 400, month - 1, day, hour, minute, second, millis) - FOUR_CENTURIES_MS;
+  return utc - offsetMinutes * 60_000;
 }
 
 function checkTrigger(value, rules) {
@@ -175,8 +195,8 @@ function fieldChecks(body, rules) {
     }
     values.type = type;
   });
-  attempt(() => (values.tokenIn = checkString(body, "tokenIn", rules, true)));
-  attempt(() => (values.tokenOut = checkString(body, "tokenOut", rules, true)));
+  attempt(() => (values.tokenIn = checkString(body, "tokenIn", rules, true, true)));
+  attempt(() => (values.tokenOut = checkString(body, "tokenOut", rules, true, true)));
   attempt(() => {
     if (body.amount === undefined) throw new Failure("amount", "missing", "amount is required");
     const amount = toDecimal(body.amount, "amount", rules);
@@ -262,6 +282,10 @@ function crossChecks(v, rules, now) {
     }
     if (!v.expiresAt.zoned) return new Failure("expiresAt", "invalid_expires_at", "expiresAt needs a timezone (RFC 3339)");
     if (v.expiresAt.ms <= now) return new Failure("expiresAt", "invalid_expires_at", "expiresAt is in the past");
+    if (v.expiresAt.ms - now > rules.restingMaxLifetimeS * 1000) {
+      const days = rules.restingMaxLifetimeS / 86400;
+      return new Failure("expiresAt", "invalid_expires_at", `expiresAt may be at most ${days} days away (resting orders' maximum lifetime)`);
+    }
   }
   return null;
 }

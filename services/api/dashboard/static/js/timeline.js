@@ -4,7 +4,7 @@
 // (docs/contract.md, "WebSocket"). Events are applied strictly in seq order: one already shown is counted as a
 // duplicate and dropped, and a gap makes the feed reconnect from the last one it has.
 
-import { socketUrl } from "./api.js";
+import { authenticateSocket, socketUrl } from "./api.js";
 import { el, clear, shortId, clock } from "./dom.js";
 
 const RETRY_FIRST_MS = 250;
@@ -43,6 +43,7 @@ class OrderFeed {
     this.connects += 1;
     this.handlers.state(this.connects > 1 ? "resuming" : "connecting");
     socket.onopen = () => {
+      authenticateSocket(socket);
       this.retryMs = RETRY_FIRST_MS;
       this.handlers.state("live");
     };
