@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.api.metrics import ApiMetrics
 from shared.auth.api_keys import KeyRing
 from shared.event_feed import EventHub
-from shared.execution.backlog import ExecutionBacklog
 from shared.redis_memory import RedisMemoryWatch
 from shared.settings import Settings
 from shared.shared_result import SharedResult
@@ -33,7 +32,7 @@ class ApiContext:
     # Built after the rest (routes/ops.py `install_probes`, from this context): shared, rate-bounded reads.
     memory: RedisMemoryWatch | None = None
     readiness: SharedResult[tuple[dict[str, str], bool]] | None = None
-    backlog: SharedResult[ExecutionBacklog] | None = None
+    metrics_page: SharedResult[bytes] | None = None
 
 
 async def _context(request: Request) -> ApiContext:  # async: a sync dependency costs a thread hop

@@ -136,8 +136,7 @@ class OrderRequest(BaseModel):
     def _ascii_token(cls, value: Any, info: ValidationInfo) -> Any:
         # Before any stripping or case folding: "ſol" upper-cases to SOL, "\u3000SOL" strips to it.
         if isinstance(value, str) and not value.isascii():
-            name = "tokenIn" if info.field_name == "token_in" else "tokenOut"
-            raise _fail("unknown_token", f"{name}: token symbols and mint addresses are ASCII")
+            raise _fail("unknown_token", "token symbols and mint addresses are ASCII")
         return value
 
     @field_validator("expires_at")

@@ -79,6 +79,17 @@ def json_depth_within(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return not level
 
 
+def unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refused (ValueError) when it names a field twice: parsers disagree on which
+    one counts (a proxy may check the first while we act on the last), so such a body has no one meaning."""
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        seen: set[str] = set()
+        twice = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise ValueError(f"the field {clip(twice)!r} appears twice")
+    return fields
+
+
 def _containers_in(container: dict | list) -> list[Any]:
     items = container.values() if isinstance(container, dict) else container
     return [item for item in items if isinstance(item, (dict, list))]

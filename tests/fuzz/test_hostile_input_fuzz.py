@@ -278,3 +278,27 @@ def test_a_json_number_out_of_range_is_refused(client, redis_url, field, number)
     response = client.post("/api/orders/execute", content=content, headers={"content-type": "application/json"})
     assert_refused(response)
     assert order_count(redis_url) == before
+
+
+@st.composite
+def mangled_bodies(draw) -> bytes:
+    """A valid order body's bytes with a few bytes inserted, replaced or a field repeated: raw input that no
+    schema describes (invalid UTF-8, other encodings, control bytes, duplicate fields, broken syntax)."""
+    body = bytearray(json.dumps(draw(st.sampled_from([MARKET, LIMIT, SNIPER]))).encode())
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(body)))
+        piece = draw(
+            st.one_of(
+                st.binary(min_size=1, max_size=4),
+                st.sampled_from([b'"amount":"9",', b'"type":"limit",', b"\x00", b"\xef\xbb\xbf", b"\\ud800", b"["]),
+            )
+        )
+        body[at:at] = piece
+    return bytes(body)
+
+
+@FUZZ
+@given(content=mangled_bodies())
+def test_a_mangled_body_is_answered_with_an_order_or_a_clean_4xx(client, content):
+    response = client.post("/api/orders/execute", content=content, headers={"content-type": "application/json"})
+    assert_contract_answer(response)

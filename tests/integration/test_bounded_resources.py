@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from services.api.app import create_app
+from services.api.routes.ops import METRICS_RENDERS_PER_S
 from shared import redis_keys
 from shared.auth.api_keys import KeyRing, Role
 from shared.domain.events import OrderEvent
@@ -414,8 +416,20 @@ async def test_many_concurrent_ready_calls_make_at_most_a_couple_of_postgres_che
         assert len(checks) <= 2, len(checks)
         scrapes = await asyncio.gather(*(http.get("/metrics") for _ in range(50)))
         assert {s.status_code for s in scrapes} == {200}
-        assert app.state.context.backlog.computations < 50  # concurrent scrapes shared their Redis reads
+        assert app.state.context.metrics_page.computations < 50  # concurrent scrapes shared their renders
         assert len(checks) <= 2  # /metrics never touches PostgreSQL
+
+
+async def test_a_flood_of_scrapes_one_after_another_renders_at_most_the_budget(redis, settings):
+    async with api(settings) as (app, client):
+        http = await client("10.0.0.7")
+        page = app.state.context.metrics_page
+        started = time.monotonic()
+        for _ in range(300):
+            assert (await http.get("/metrics")).status_code == 200
+        elapsed = time.monotonic() - started
+        budget = METRICS_RENDERS_PER_S * (1 + elapsed) + 1  # the burst, the refill, and rounding
+        assert page.computations <= budget, (page.computations, elapsed)
 
 
 # --- 6. statement timeouts -------------------------------------------------------------------------------

@@ -109,6 +109,22 @@ def test_json_nested_deeper_than_an_order_needs_is_refused_before_it_is_hashed(c
     assert order_keys(redis_url) == []
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"tokenIn":"SOL","tokenOut":"USDC","amount":"1","amount":"1000"}',  # which amount? parsers differ
+        b'{"tokenIn":"SOL","tokenOut":"USDC","amount":"1","trigger":{"kind":"listing","kind":"liquidity"}}',
+        '{"tokenIn":"SOL","tokenOut":"USDC","amount":"1"}'.encode("utf-16"),  # json.loads(bytes) guesses UTF-16
+        '{"tokenIn":"SOL","tokenOut":"USDC","amount":"1"}'.encode("utf-32-le"),
+        b'\xef\xbb\xbf{"tokenIn":"SOL","tokenOut":"USDC","amount":"1"}',  # a UTF-8 byte order mark
+    ],
+)
+def test_a_body_with_two_meanings_or_not_in_utf8_is_refused(client, redis_url, content):
+    headers = {"content-type": "application/json"}
+    assert_refused(client.post("/api/orders/execute", content=content, headers=headers), 400, "invalid_json")
+    assert order_keys(redis_url) == []
+
+
 def test_no_answer_echoes_a_long_input(client):
     long = "x" * 5000
     for path in (f"/api/orders?cursor={long}", f"/api/quotes/{long}-USDC", f"/api/orders?userId={long}"):

@@ -119,3 +119,19 @@ async def test_a_user_listener_that_keeps_up_is_never_cut_off():
         while listener.sending:
             await asyncio.sleep(0.001)
     assert sent == [b"%d" % i for i in range(50)]
+
+
+async def test_past_its_budget_a_shared_result_answers_with_the_last_value_and_refills_with_time():
+    now = [0.0]
+
+    async def compute() -> float:
+        return now[0]
+
+    shared = SharedResult(compute, ttl_s=0, clock=lambda: now[0], max_per_s=5)
+    assert [await shared.get() for _ in range(20)] == [0.0] * 20
+    assert shared.computations == 6  # the first, then a burst of five
+    now[0] = 0.2  # one more computation earned
+    assert [await shared.get() for _ in range(3)] == [0.2, 0.2, 0.2] and shared.computations == 7
+    now[0] = 100.0  # a long quiet: fresh again, a burst of at most five
+    assert await shared.get() == 100.0
+    assert shared.computations == 8

@@ -151,3 +151,15 @@ def test_no_file_of_the_project_points_outside_the_repository():
             text = path.read_text(errors="replace")
             offenders += [f"{name}: {m.group(0)}" for m in OUTSIDE.finditer(text)]
     assert not offenders, offenders
+
+
+def test_every_file_the_pages_cite_exists():
+    """The pages cite tests as proof and modules as homes; a renamed file must not leave a dangling citation."""
+    cited = re.compile(r"(?<![\w/.-])((?:tests|shared|services|deploy|loadtests)/[\w/.-]*\w\.(?:py|md|yaml|yml|lua))")
+    missing = {
+        f"{page.relative_to(ROOT)}: {path}"
+        for page in [ROOT / "README.md", *DOCS.glob("*.md")]
+        for path in cited.findall(page.read_text())
+        if not (ROOT / path).exists()
+    }
+    assert not missing, sorted(missing)

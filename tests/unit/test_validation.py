@@ -305,3 +305,9 @@ def test_query_numbers_are_ascii_digits_only(text):
     for bad in ("nan", "inf", "1_0", "\u0661"):
         with pytest.raises(ValidationError):
             TypeAdapter(untrusted.AsciiFloat).validate_python(bad)
+
+
+def test_an_object_naming_a_field_twice_has_no_one_meaning():
+    assert untrusted.unique_fields([("a", 1), ("b", 2)]) == {"a": 1, "b": 2}
+    with pytest.raises(ValueError, match="'amount' appears twice"):
+        untrusted.unique_fields([("amount", "1"), ("tokenIn", "SOL"), ("amount", "1000")])

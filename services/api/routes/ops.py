@@ -26,14 +26,18 @@ PROBE_TIMEOUT_S = 2.0
 #: /ready's answer is reused this long: however many probes arrive, PostgreSQL sees at most one SELECT 1 per
 #: period and the API's pool keeps its connections for the history reads.
 READY_CACHE_S = 1.0
+#: Prometheus scrapes every few seconds and a person reloads by hand; a burst of ten, then ten a second, is
+#: fresh for both, while a flood of scrapes costs at most ten renders a second.
+METRICS_RENDERS_PER_S = 10.0
 
 
 def install_probes(ctx: ApiContext) -> None:
     """Give the context its shared probe reads (they need the context itself, so they come last)."""
     ctx.memory = RedisMemoryWatch(ctx.redis, ctx.settings.redis_memory_high_fraction)
     ctx.readiness = SharedResult(lambda: _check_ready(ctx), READY_CACHE_S)
-    # Not cached (a scrape after a change must see it), only shared: concurrent scrapes make one round trip.
-    ctx.backlog = SharedResult(lambda: read_backlog(ctx.redis), 0)
+    # Not cached (a scrape after a change must see it), only shared, and rendered at most METRICS_RENDERS_PER_S
+    # times a second: /metrics is exempt from the rate limit, so a flood of scrapes must not own the event loop.
+    ctx.metrics_page = SharedResult(lambda: _render_metrics(ctx), 0, max_per_s=METRICS_RENDERS_PER_S)
 
 
 @router.get("/health")
@@ -76,10 +80,14 @@ async def _check_ready(ctx: ApiContext) -> tuple[dict[str, str], bool]:
 async def metrics(ctx: Context) -> Response:
     """Prometheus text format. Queue and dead-letter depths are read from Redis now, in one round trip shared
     by concurrent scrapes; Redis memory is the reading the submissions use (at most a second old)."""
-    ctx.metrics.observe_backlog(await ctx.backlog.get())
+    return Response(await ctx.metrics_page.get(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _render_metrics(ctx: ApiContext) -> bytes:
+    ctx.metrics.observe_backlog(await read_backlog(ctx.redis))
     ctx.metrics.observe_redis_memory(await ctx.memory.reading())
     ctx.metrics.events_delivered.set(ctx.hub.delivered)
-    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return generate_latest(ctx.metrics.registry)
 
 
 @router.get("/api/quotes/{pair}", tags=["quotes"])

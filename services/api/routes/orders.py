@@ -43,8 +43,14 @@ REDIS_MEMORY_RETRY_AFTER_S = 5
 
 def _parse_json(body: bytes) -> Any:
     try:
+        # JSON travels as UTF-8 (RFC 8259); given bytes, json.loads would also guess UTF-16 and UTF-32.
         # parse_float keeps "amount": 1.1 exact: a float would turn it into 1.1000000000000000888.
-        parsed = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        parsed = json.loads(
+            body.decode("utf-8"),
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=untrusted.unique_fields,
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {untrusted.clip(exc, 200)}") from None
     except InvalidOperation:  # 1e9999999999999999999999999999: an exponent no Decimal can hold
