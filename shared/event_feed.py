@@ -29,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import redis_keys
 from shared.domain.lifecycle import is_terminal
+from shared.outage_log import OutageLog
 from shared.store.order_store import OrderStore
 
 #: How long one XREAD waits for new entries before looping (lets the reader notice shutdown).
@@ -140,13 +141,15 @@ class EventHub:
 
     async def run(self) -> None:
         last_id = "$"
+        outage = OutageLog("event reader lost Redis")
         while not self._stopping:
             try:
                 batches = await self.redis.xread({self.stream: last_id}, count=READ_BATCH, block=READ_BLOCK_MS)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                logger.warning("event reader lost Redis ({}); retrying", exc)
+                outage.failed(exc)
                 await asyncio.sleep(0.5)
                 continue
+            outage.ok()
             read = 0
             for _stream, entries in batches:
                 read += len(entries)

@@ -36,6 +36,17 @@ MAX_RESTING_MAX_LIFETIME_S = 10 * 366 * 24 * 3600
 #: A /ws?userId= reader this many events behind is not reading: it is closed (4008) rather than letting
 #: its outbox grow in the API's memory. Far more than a burst of one owner's orders produces.
 DEFAULT_WS_USER_OUTBOX_MAX = 10_000
+#: Connections one address may hold open to one API process before they carry a WebSocket: a client needs a
+#: handful (httpx pools 100, the project's benchmarks at most 256), while idle connections nobody limits take
+#: the process's file descriptors (20,000 idle ones from one client: every other client refused).
+DEFAULT_HTTP_MAX_CONNECTIONS_PER_CLIENT = 512
+#: How long a connection may take to send a whole request, headers and body (from connecting, or from the
+#: first byte of the next request on a kept-alive one): uvicorn sets no such limit, so a connection that sends
+#: nothing, a header a byte a minute (slowloris), or a Content-Length and never the body, is held for ever.
+DEFAULT_HTTP_REQUEST_TIMEOUT_S = 10.0
+#: Largest request line + headers: httptools sets no limit, and one connection pushed 720 MB of headers into
+#: the API's memory in 2 s (RSS 153 → 796 MB). Browsers send a few KB; proxies commonly allow 8-64 KB.
+DEFAULT_HTTP_MAX_HEADER_BYTES = 64 * 1024
 
 
 class Settings(BaseSettings):
@@ -115,6 +126,19 @@ class Settings(BaseSettings):
     )
     ws_user_outbox_max: int = Field(
         DEFAULT_WS_USER_OUTBOX_MAX, ge=1, description="events a /ws?userId= reader may fall behind by; → 4008"
+    )
+    http_max_connections_per_client: int = Field(
+        DEFAULT_HTTP_MAX_CONNECTIONS_PER_CLIENT,
+        ge=0,
+        description="open connections (not yet WebSockets) per address per API process; 0 = off",
+    )
+    http_max_header_bytes: int = Field(
+        DEFAULT_HTTP_MAX_HEADER_BYTES, ge=1024, description="largest request line + headers; → 431"
+    )
+    http_request_timeout_s: float = Field(
+        DEFAULT_HTTP_REQUEST_TIMEOUT_S,
+        gt=0,
+        description="time a connection has to send a whole request (headers, body); → 408",
     )
     forwarded_allow_ips: str = Field(
         "", description="proxies (IPs/CIDRs, comma-separated) trusted to name the client in X-Forwarded-For"

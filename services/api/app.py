@@ -21,7 +21,7 @@ from services.api.routes import admin, ops, orders
 from services.api.routes.direct import direct_endpoint
 from shared.auth.api_keys import KeyRing, parse_configured
 from shared.event_feed import EventHub
-from shared.persistence.timeouts import statement_timeout
+from shared.persistence.timeouts import CONNECT_TIMEOUT_S, client_deadline_options, statement_timeout
 from shared.redis_client import redis_client
 from shared.settings import Settings
 from shared.store.order_store import OrderStore
@@ -78,7 +78,12 @@ def create_app(settings: Settings) -> EngineApi:
             pool_pre_ping=True,
             pool_size=5,
             max_overflow=5,
-            connect_args=statement_timeout(settings.database_statement_timeout_ms),
+            connect_args={
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                **statement_timeout(settings.database_statement_timeout_ms),
+            },
+            # A server that does not answer enforces no statement_timeout: history reads give up on their own.
+            execution_options=client_deadline_options(settings.database_statement_timeout_ms),
         )
         store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
         hub = EventHub(reader_redis)

@@ -32,6 +32,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from services.api import asgi
 from services.api.errors import ApiError
 from shared.auth.api_keys import ApiKey
+from shared.domain.untrusted import ASCII_SPACE
 
 API_KEY_HEADER = b"x-api-key"
 API_KEY_QUERY = "apiKey"
@@ -81,9 +82,12 @@ def presented_secret(headers: Mapping[bytes, bytes], query_params: Mapping[str, 
     name, as `asgi.headers` gives them."""
     authorization = headers.get(b"authorization", b"").decode("latin-1")
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    api_key = headers.get(API_KEY_HEADER, b"").decode("latin-1").strip()
+    # ASCII spaces only: str.strip() also strips U+00A0 and U+0085, which would make "\xa0<key>" a second
+    # spelling of a key (the same holds for the first message's key, below).
+    token = token.strip(ASCII_SPACE)
+    if scheme.lower() == "bearer" and token:
+        return token
+    api_key = headers.get(API_KEY_HEADER, b"").decode("latin-1").strip(ASCII_SPACE)
     if api_key:
         return api_key
     if query_params is not None and query_params.get(API_KEY_QUERY):
@@ -131,7 +135,8 @@ def auth_message_secret(message: Message) -> str | None:
     if not isinstance(data, dict) or data.get("type") != WS_AUTH_TYPE:
         return None
     secret = data.get("apiKey")
-    return secret.strip() if isinstance(secret, str) and secret.strip() else None
+    secret = secret.strip(ASCII_SPACE) if isinstance(secret, str) else None
+    return secret or None
 
 
 async def identify_websocket(websocket: WebSocket) -> Caller:

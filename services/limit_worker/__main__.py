@@ -17,6 +17,7 @@ from shared import redis_keys
 from shared.observability.orders import OrderOutcomes
 from shared.observability.probes import Heartbeat, ServiceProbes
 from shared.observability.redis_gauges import RedisGauges, resting_limit_orders
+from shared.outage_log import OutageLog
 from shared.redis_client import redis_client
 from shared.service import pause, run_service
 from shared.settings import Settings
@@ -42,6 +43,7 @@ async def follow_ticks(
     book: LimitBook, redis: Redis, stop: asyncio.Event, outcomes: OrderOutcomes, alive: Heartbeat
 ) -> None:
     last_id = "$"
+    outage = OutageLog("tick loop lost Redis")
     while not stop.is_set():
         try:
             batches = await redis.xread({redis_keys.TICKS_STREAM: last_id}, count=1000, block=500)
@@ -54,9 +56,10 @@ async def follow_ticks(
                         outcomes.triggered("limit", handed)
                         logger.info("{} at {}: triggered {} limit orders", pair, price, handed)
             alive.ok()
+            outage.ok()
         except (RedisError, OSError) as exc:
             alive.failed(f"Redis: {exc!r}")
-            logger.warning("tick loop lost Redis ({}); retrying", exc)
+            outage.failed(exc)
             await asyncio.sleep(0.5)
 
 
@@ -64,6 +67,7 @@ async def housekeeping(
     book: LimitBook, sweeper: ExpirySweeper, stop: asyncio.Event, outcomes: OrderOutcomes, alive: Heartbeat
 ) -> None:
     rounds = 0
+    outage = OutageLog("housekeeping lost Redis")
     while not stop.is_set():
         try:
             expired = await sweeper.sweep(on_expired=outcomes.ended)
@@ -74,9 +78,10 @@ async def housekeeping(
                 logger.warning("recovering {} limit orders stranded between trigger and execution", len(stranded))
                 outcomes.triggered("limit", await book.hand_over_at(stranded, None))
             alive.ok()
+            outage.ok()
         except (RedisError, OSError) as exc:
             alive.failed(f"Redis: {exc!r}")
-            logger.warning("housekeeping lost Redis ({}); retrying", exc)
+            outage.failed(exc)
         await pause(stop, SWEEP_PERIOD_S)
 
 

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from shared.domain import tokens
 from shared.observability.probes import ServiceProbes
 from shared.observability.quote_ages import QuoteAges
+from shared.outage_log import OutageLog
 from shared.quote_cache import QuoteCache, QuotePoller
 from shared.redis_client import redis_client
 from shared.service import pause, run_service
@@ -63,6 +64,7 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
     interval = settings.quote_interval_ms / 1000
     logger.info("streaming {} pairs every {} ms (seed {})", len(pairs), settings.quote_interval_ms, sim.seed)
     rounds = 0
+    outage = OutageLog("could not write quotes")
     while not stop.is_set():
         started = time.monotonic()
         try:
@@ -76,12 +78,13 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
                 metrics.venue_events.labels(event.kind).inc()
                 logger.info("venue event {} {}: liquidity ${}", event.kind, event.event_id, event.liquidity_usd)
             alive.ok()
+            outage.ok()
             rounds += 1
             if rounds % 120 == 1:
                 logger.info("round {}: {} pairs cached", rounds, len(pairs))
         except (RedisError, OSError) as exc:
             alive.failed(f"Redis: {exc!r}")
-            logger.warning("could not write quotes ({}); retrying", exc)
+            outage.failed(exc)
         remaining = interval - (time.monotonic() - started)
         if remaining > 0:
             await pause(stop, remaining)

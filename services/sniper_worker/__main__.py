@@ -19,6 +19,7 @@ from shared import redis_keys
 from shared.observability.orders import OrderOutcomes
 from shared.observability.probes import Heartbeat, ServiceProbes
 from shared.observability.redis_gauges import RedisGauges, armed_sniper_orders
+from shared.outage_log import OutageLog
 from shared.redis_client import redis_client
 from shared.service import pause, run_service
 from shared.settings import Settings
@@ -47,6 +48,7 @@ async def follow_venue_events(
     book: SniperBook, redis: Redis, stop: asyncio.Event, metrics: SniperMetrics, alive: Heartbeat
 ) -> None:
     cursor = (await redis.get(redis_keys.SNIPER_EVENTS_CURSOR) or b"0").decode()
+    outage = OutageLog("venue-event loop lost Redis")
     while not stop.is_set():
         try:
             batches = await redis.xread({redis_keys.VENUE_EVENTS_STREAM: cursor}, count=100, block=500)
@@ -64,9 +66,10 @@ async def follow_venue_events(
                     cursor = entry_id.decode()
                 await redis.set(redis_keys.SNIPER_EVENTS_CURSOR, cursor)
             alive.ok()
+            outage.ok()
         except (RedisError, OSError) as exc:
             alive.failed(f"Redis: {exc!r}")
-            logger.warning("venue-event loop lost Redis ({}); retrying", exc)
+            outage.failed(exc)
             await asyncio.sleep(0.5)
 
 
@@ -80,6 +83,7 @@ async def housekeeping(
 ) -> None:
     rounds = 0
     outcomes = metrics.outcomes
+    outage = OutageLog("housekeeping lost Redis")
     while not stop.is_set():
         try:
             if expired := await sweeper.sweep(on_expired=outcomes.ended):
@@ -93,9 +97,10 @@ async def housekeeping(
                     logger.warning("recovering {} sniper orders stranded before execution", len(stranded))
                     outcomes.triggered("sniper", await book.fire(stranded, {"kind": "recovered"}))
             alive.ok()
+            outage.ok()
         except (RedisError, OSError) as exc:
             alive.failed(f"Redis: {exc!r}")
-            logger.warning("housekeeping lost Redis ({}); retrying", exc)
+            outage.failed(exc)
         await pause(stop, SWEEP_PERIOD_S)
 
 

@@ -30,9 +30,17 @@ MAX_DECIMAL_EXPONENT = 30
 #: Digits one decimal may spell, zeros included: every valid amount or price fits in far fewer, and a price of
 #: "150." followed by 5000 zeros would otherwise be stored, streamed and logged as 5 KB of text.
 MAX_DECIMAL_DIGITS = 40
-#: PostgreSQL text cannot hold NUL, and control characters have no business in an id: refusing them here
-#: keeps a stored order from poisoning db-sync later.
-PRINTABLE_ID = r"^[^\x00-\x1f\x7f]*$"
+#: What an id a client names (userId, clientOrderId) may not hold. It is stored, streamed, logged, shown by the
+#: dashboard and printed by the CLI, so: no C0 or C1 control or DEL (PostgreSQL text cannot hold NUL, which
+#: would poison db-sync; "\x1b[" and the one-byte CSI "\x9b" drive terminals), no line or paragraph separator
+#: (a second line in a log viewer), and no invisible or direction-changing format character (bidi overrides
+#: and isolates, zero-width characters, BOM, tags), any of which makes one id display as another.
+#: Escapes that Python's re and pydantic's Rust regex both read; static/js/rules.js spells the same set.
+ID_FORBIDDEN = (
+    r"\x00-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+    r"\U000e0000-\U000e007f"
+)
+PRINTABLE_ID = rf"^[^{ID_FORBIDDEN}]*$"
 #: How long a resting order may wait, and how long one without `expiresAt` does: a week covers any
 #: strategy that still makes sense at the prices it was placed at, and bounds the books, the expiry index
 #: and the Redis memory that forgotten orders would otherwise hold forever (settings: RESTING_MAX_LIFETIME_S).

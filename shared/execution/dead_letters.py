@@ -66,7 +66,7 @@ from shared.execution.replay_policy import (
 )
 from shared.logging import order_logger
 from shared.redis_keys import EXECUTION_QUEUE
-from shared.store.order_store import CreateOutcome, OrderState, OrderStore
+from shared.store.order_store import REST_OWNER_FIELD, CreateOutcome, OrderState, OrderStore
 from shared.store.placement import placement
 from shared.venues.ledger import Ledger
 
@@ -259,6 +259,9 @@ class DeadLetters:
                     body_hash=REPLAY_BODY_HASH,
                     message=plan.message,
                     resting=plan.resting,
+                    # The client's order, resting again: it takes one of the client's resting slots (else a
+                    # replayed limit or sniper order would rest beside MAX_RESTING_PER_OWNER others).
+                    rest_owner=state.fields.get(REST_OWNER_FIELD, ""),
                 )
             ids = [letter.message_id for letter in letters]
             pipe.zrem(self.dead_key, *ids)

@@ -22,7 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from shared.domain.events import iso_utc
 from shared.domain.untrusted import clip, parse_uuid
 from shared.persistence.models import events_table, orders_table
-from shared.persistence.timeouts import statement_timeout
+from shared.persistence.timeouts import (
+    CONNECT_TIMEOUT_S,
+    client_deadline,
+    client_deadline_options,
+    statement_timeout,
+)
 
 MAX_LIMIT = 500
 #: encode_cursor's output is about 100 characters; anything much longer was not made by it.
@@ -56,7 +61,7 @@ _COLUMNS = (
 
 def make_async_engine(url: str, *, statement_timeout_ms: int = 0, **kwargs: Any) -> AsyncEngine:
     """An async engine for the API: psycopg 3 driver, pre-ping, orjson for JSONB, every statement limited to
-    `statement_timeout_ms` (0 = none)."""
+    `statement_timeout_ms` (0 = none), and this module's reads to that plus a margin (`client_deadline`)."""
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     options: dict[str, Any] = {
@@ -65,7 +70,15 @@ def make_async_engine(url: str, *, statement_timeout_ms: int = 0, **kwargs: Any)
         "json_deserializer": orjson.loads,
     }
     options.update(kwargs)
-    options["connect_args"] = {**options.get("connect_args", {}), **statement_timeout(statement_timeout_ms)}
+    options["connect_args"] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        **options.get("connect_args", {}),
+        **statement_timeout(statement_timeout_ms),
+    }
+    options["execution_options"] = {
+        **options.get("execution_options", {}),
+        **client_deadline_options(statement_timeout_ms),
+    }
     return create_async_engine(url, **options)
 
 
@@ -157,7 +170,7 @@ async def list_orders(
         .order_by(_O.created_at.desc(), _O.order_id.desc())
         .limit(limit + 1)
     )
-    async with engine.connect() as conn:
+    async with client_deadline(engine), engine.connect() as conn:  # a server that never answers: 503
         rows = (await conn.execute(query)).all()
     page = rows[:limit]
     next_cursor = None
@@ -174,7 +187,7 @@ async def get_order(engine: AsyncEngine, order_id: UUID | str, *, owner: str | N
     A malformed id raises ValueError."""
     oid = order_id if isinstance(order_id, UUID) else UUID(str(order_id))
     query = sa.select(*(c for _, c in _COLUMNS)).where(_O.order_id == oid, *_owned_by(owner))
-    async with engine.connect() as conn:
+    async with client_deadline(engine), engine.connect() as conn:  # a server that never answers: 503
         row = (await conn.execute(query)).first()
         if row is None:
             return None

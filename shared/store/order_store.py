@@ -23,6 +23,8 @@ from shared.domain.orders import Order
 from shared.store.leases import Lease
 
 _LUA = Path(__file__).parent / "lua"
+#: The order-hash field naming who a resting order counts against (MAX_RESTING_PER_OWNER; transition.lua reads it).
+REST_OWNER_FIELD = "restOwner"
 
 
 class CreateOutcome(StrEnum):
@@ -209,10 +211,13 @@ class OrderStore:
         body_hash: str = "",
         message: QueuedMessage | None = None,
         resting: tuple[OrderEvent, RestingPlace] | None = None,
+        rest_owner: str = "",
     ) -> None:
         """`create`, queued in the caller's MULTI so it commits with the caller's other writes (e.g. the
-        removal of a dead letter); read its outcome from the EXEC reply with `create_outcome`."""
-        keys, args = self._create_call(order, first_event, body_hash, message, resting, 0, "", 0)
+        removal of a dead letter); read its outcome from the EXEC reply with `create_outcome`. A resting
+        order with a `rest_owner` is counted against that owner's resting orders, never refused: an
+        operator chose to place it (and an EXEC cannot be refused half-way)."""
+        keys, args = self._create_call(order, first_event, body_hash, message, resting, 0, rest_owner, 0)
         await self._create(keys=keys, args=args, client=pipe)
 
     def _create_call(self, order, first_event, body_hash, message, resting, max_queue_depth, rest_owner, max_resting):
@@ -234,7 +239,7 @@ class OrderStore:
             ]
             place_fields = place.to_fields()
             if rest_owner:
-                place_fields["restOwner"] = rest_owner
+                place_fields[REST_OWNER_FIELD] = rest_owner
         key = order.idempotency_scope
         fields = {"spec": order.spec_json().decode(), **_result_fields(last_event), **place_fields}
         args = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,8 +16,9 @@ from uuid import UUID, uuid4
 
 import httpx
 import orjson
+import psutil
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -28,15 +30,18 @@ from shared.auth.api_keys import KeyRing, Role
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import OrderRequest, accept
+from shared.execution.dead_letters import DeadLetters
 from shared.persistence.batch import make_engine
 from shared.persistence.history import make_async_engine
+from shared.persistence.timeouts import CLIENT_DEADLINE_MARGIN_S
 from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
 from shared.store.order_store import CreateOutcome, RestingPlace, StaleWrite
 from shared.store.placement import placement
 from shared.venues.base import Dex, TxOutcome, TxStatus
 from shared.venues.ledger import RedisLedger, TxRecord
-from tests.support.api_process import api_only, scrape
+from tests.support.api_process import api_only, scrape, server_errors
+from tests.support.dead_letters import dead_letter, fail
 from tests.support.orders import make_store, wait_for
 from tests.support.processes import fast_engine
 
@@ -458,3 +463,188 @@ async def test_a_statement_longer_than_the_timeout_fails(settings, database_url)
                 connection.execute(text("SELECT pg_sleep(2)"))
     finally:
         batches.dispose()
+
+
+# --- 7. connections that never send a request ------------------------------------------------------------
+
+
+def _closed_by_server(sock: socket.socket, within_s: float) -> bool:
+    """Whether the server closes `sock` (EOF or reset) within `within_s`, whatever it wrote first."""
+    sock.settimeout(within_s)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True  # reset: closed too
+    return True
+
+
+async def test_idle_slowloris_and_bodiless_connections_cannot_take_the_apis_file_descriptors(
+    redis_url, database_url, tmp_path
+):
+    cap = 40
+    settings = {"HTTP_MAX_CONNECTIONS_PER_CLIENT": str(cap), "HTTP_REQUEST_TIMEOUT_S": "1.5"}
+    # Before: uvicorn kept 2,000 idle connections from one client (2,079 descriptors) for as long as they
+    # stayed, up to the process's 20,000, and a request whose body never came held its task for ever.
+    with api_only(redis_url, database_url, tmp_path / "api", **settings) as engine:
+        port = int(engine.env["API_PORT"])
+        neighbour = httpx.AsyncHTTPTransport(local_address="127.0.0.2")  # another address on this machine
+        async with (
+            httpx.AsyncClient(base_url=engine.api_url, transport=neighbour, timeout=5) as other,
+            connect(f"{engine.ws_url}/ws?userId=idle-socket") as upgraded,  # a WebSocket: not one of the cap
+        ):
+            idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(cap)]
+            started = time.monotonic()
+            await asyncio.sleep(0.3)
+            extra = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]  # past the cap
+            for sock in extra:  # closed at once, before the header timeout
+                assert await asyncio.to_thread(_closed_by_server, sock, 1.0)
+            assert time.monotonic() - started < 1.5
+            assert (await other.get("/health")).status_code == 200  # another client is served meanwhile
+
+            slowloris = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
+            for part in (b"GET /health HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n", b"X-A: 1\r\n", b"X-B: 2\r\n"):
+                slowloris.sendall(part)  # busy, never done: bytes keep coming, the headers never end
+                await asyncio.sleep(0.5)
+            assert await asyncio.to_thread(_closed_by_server, slowloris, 3.0)
+
+            no_body = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
+            no_body.sendall(  # an order announced and never sent: the route waits for the body, not for ever
+                b"POST /api/orders/execute HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
+            assert await asyncio.to_thread(_closed_by_server, no_body, 3.0)
+
+            # The idle ones are answered 408 and closed once the header timeout has passed; the address may
+            # connect again, and the WebSocket (whose headers came in time) is still open.
+            first = idle[0]
+            first.settimeout(5)
+            assert first.recv(4096).startswith(b"HTTP/1.1 408 ")
+            assert all(await asyncio.gather(*(asyncio.to_thread(_closed_by_server, s, 5.0) for s in idle)))
+            async with httpx.AsyncClient(base_url=engine.api_url, timeout=5) as again:
+                assert (await again.get("/health")).status_code == 200
+            await upgraded.ping()
+            assert upgraded.close_code is None
+            for sock in [*idle, *extra, slowloris, no_body]:
+                sock.close()
+        assert server_errors(engine) == []
+
+
+# --- 8. a replayed resting order takes its owner's slot -------------------------------------------------
+
+
+async def test_a_replayed_limit_order_counts_against_its_owners_resting_cap(redis):
+    store = make_store(redis)
+    book = LimitBook(redis, store)
+    order, _ = await place(store, {**LIMIT, "limitPrice": "100"}, owner="ip:7.7.7.7", cap=1)
+    assert await book.hand_over_at(await book.take_crossed("SOL-USDC", Decimal("150")), Decimal("150")) == 1
+    await fail(store, order.order_id)  # executed and failed for good: dead-lettered
+    await dead_letter(redis, order.order_id)
+    assert await resting_counts(redis) == {}  # the slot came back when it triggered
+
+    result = await DeadLetters(redis, store, RedisLedger(redis)).replay(order.order_id)
+    replayed = await store.load(UUID(result.new_order_id))
+    assert replayed.status is OrderStatus.WAITING  # rests again, as the client's order
+    # Before: the replay rested uncounted, so the owner could fill its cap beside it (cap + 1, + 2, ...).
+    assert await resting_counts(redis) == {"ip:7.7.7.7": 1}
+    assert (await place(store, LIMIT, owner="ip:7.7.7.7", cap=1))[1].outcome is CreateOutcome.TOO_MANY_RESTING
+    await ended(store, replayed.order, OrderStatus.CANCELLED)  # and its end gives the slot back
+    assert await resting_counts(redis) == {}
+
+
+# --- 9. a PostgreSQL that does not answer at all ---------------------------------------------------------
+
+
+class FreezablePostgres:
+    """A unix-socket relay in front of the test's PostgreSQL that can stop passing bytes either way: a
+    server that is SIGSTOPped, or a host that froze, as its clients see it (connected, and silent)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.target = make_url(database_url)
+        self.port = self.target.port or 5432
+        self.dir = tempfile.mkdtemp(prefix="pgrelay", dir="/tmp")  # a unix socket's path is short
+        self.frozen = asyncio.Event()
+        self.url = self.target.set(host=None, query={**self.target.query, "host": self.dir}).render_as_string(False)
+
+    async def _open_target(self):
+        host = self.target.query.get("host") or self.target.host
+        if isinstance(host, str) and host.startswith("/"):
+            return await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{self.port}")
+        return await asyncio.open_connection(host, self.port)
+
+    async def _pipe(self, reader, writer) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if self.frozen.is_set():
+                    await asyncio.Event().wait()  # silent for ever, the connection open
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _serve(self, reader, writer) -> None:
+        target_reader, target_writer = await self._open_target()
+        await asyncio.gather(self._pipe(reader, target_writer), self._pipe(target_reader, writer))
+
+    @contextlib.asynccontextmanager
+    async def running(self):
+        server = await asyncio.start_unix_server(self._serve, f"{self.dir}/.s.PGSQL.{self.port}")
+        try:
+            yield self
+        finally:
+            server.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    await server.wait_closed()
+
+
+async def test_a_history_read_gives_up_on_a_postgres_that_never_answers(settings, database_url):
+    # Before: GET /api/orders waited on a SIGSTOPped PostgreSQL for more than 30 s (for ever, really: the
+    # statement_timeout is the server's to enforce), holding its pooled connection and its request.
+    async with FreezablePostgres(database_url).running() as relay:
+        frozen_settings = settings.model_copy(update={"database_url": relay.url, "database_statement_timeout_ms": 500})
+        async with api(frozen_settings) as (_, client):
+            http = await client("10.0.0.9")
+            assert (await http.get("/api/orders")).status_code == 200  # a pooled connection, through the relay
+            relay.frozen.set()
+            started = time.monotonic()
+            async with asyncio.timeout(30):
+                answer = await http.get("/api/orders")
+            # 0.5 s + the 2 s margin, then psycopg's own attempt to cancel (10 s at most) before it gives up
+            assert_error(answer, 503, "unavailable")
+            assert time.monotonic() - started < 0.5 + CLIENT_DEADLINE_MARGIN_S + 10 + 2
+
+
+async def test_endless_request_headers_get_431_and_never_fill_the_apis_memory(redis_url, database_url, tmp_path):
+    # Before: 12,000 headers of 60 KB on one connection (720 MB in 2 s) took the API from 153 to 796 MB of RSS.
+    with api_only(redis_url, database_url, tmp_path / "api", HTTP_MAX_HEADER_BYTES="16384") as engine:
+        api_pid = engine.processes["api"][0].process.pid
+        port = int(engine.env["API_PORT"])
+        rss_before = psutil.Process(api_pid).memory_info().rss
+
+        def flood() -> tuple[int, bytes]:
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.settimeout(10)
+            sent, line = 0, b"X-Pad: " + b"a" * 60_000 + b"\r\n"
+            with contextlib.suppress(OSError):  # reset or closed under our writes: that is the point
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                for _ in range(3_000):  # 180 MB, if nobody stops it
+                    sock.sendall(line)
+                    sent += len(line)
+            answer = b""
+            with contextlib.suppress(OSError):
+                answer = sock.recv(4096)
+            sock.close()
+            return sent, answer
+
+        sent, answer = await asyncio.to_thread(flood)
+        assert sent < 20_000_000, "the API kept reading"
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431 ")
+        assert psutil.Process(api_pid).memory_info().rss - rss_before < 50 * 1024 * 1024
+
+        async with httpx.AsyncClient(base_url=engine.api_url, timeout=5) as http:
+            big = await http.get("/health", headers={"X-Pad": "a" * 20_000})  # one large header: refused too
+            assert big.status_code == 431
+            assert (await http.get("/health", headers={"X-Pad": "a" * 8_000})).status_code == 200  # within it
+        assert server_errors(engine) == []

@@ -69,6 +69,34 @@ def test_a_killed_embedded_redis_comes_back_on_its_port_with_its_data(tmp_path):
         assert client.get("accepted") == b"1" and client.info("server")["process_id"] == server.pid
 
 
+def test_an_embedded_redis_whose_data_dir_was_deleted_comes_back_and_says_what_was_lost(tmp_path):
+    # Before: its config could not be written into a directory that was gone, so every restart failed
+    # ("No such file or directory: .../redis.conf", back-off to 30 s, for ever) and the engine stayed 503.
+    with EmbeddedRedis(tmp_path) as server:
+        url, old_pid = server.url, server.pid
+        redis.Redis.from_url(url).set("accepted", "1")
+        (tmp_path / "moved").mkdir()
+        (tmp_path / "redis").rename(tmp_path / "moved" / "redis")  # `rm -rf .data/redis`, as far as Redis knows
+        os.kill(old_pid, signal.SIGKILL)
+        while server.alive():
+            time.sleep(0.01)
+        note = server.recover()
+        assert server.alive() and server.url == url  # the password every service already has
+        assert "appendonly.aof" in note and "EMPTY" in note  # the data went with the directory: said so
+        client = redis.Redis.from_url(url)
+        assert client.get("accepted") is None and client.set("after", "1")
+        assert local_redis_url({"DATA_DIR": str(tmp_path)}) == url  # CLI commands find it again
+        assert mode(tmp_path / "redis" / "password") == 0o600
+        with pytest.raises(RuntimeError, match="in use"):  # and the directory is still the runner's alone
+            EmbeddedRedis(tmp_path).start()
+
+        os.kill(server.pid, signal.SIGKILL)  # a whole data dir, this time: nothing to put back, nothing to say
+        while server.alive():
+            time.sleep(0.01)
+        assert server.recover() is None
+        assert redis.Redis.from_url(url).get("after") == b"1"
+
+
 def test_a_killed_embedded_postgres_comes_back_on_its_socket_with_its_data(tmp_path):
     with EmbeddedPostgres(tmp_path) as server:
         url, old_pid = server.url, server.pid
@@ -89,3 +117,19 @@ def test_a_killed_embedded_postgres_comes_back_on_its_socket_with_its_data(tmp_p
                 assert conn.execute(sa.text("SELECT count(*) FROM accepted")).scalar() == 1
         finally:
             engine.dispose()
+
+
+def test_an_embedded_postgres_whose_data_dir_is_gone_says_so_and_comes_back_when_it_is_back(tmp_path):
+    # Before: "restart failed: " and nothing else (pgserver's bare AssertionError), every 30 s, for ever.
+    with EmbeddedPostgres(tmp_path) as server:
+        url, old_pid = server.url, server.pid
+        os.kill(old_pid, signal.SIGKILL)
+        while server.alive():
+            time.sleep(0.01)
+        (tmp_path / "postgres").rename(tmp_path / "elsewhere")
+        with pytest.raises(RuntimeError, match=r"data dir .*postgres is gone .*Stop the engine \(Ctrl-C\)"):
+            server.recover()
+        assert not (tmp_path / "postgres").exists()  # no empty cluster made in its place, without the tables
+        (tmp_path / "elsewhere").rename(tmp_path / "postgres")  # put back: the next attempt uses it
+        server.recover()
+        assert server.alive() and server.url == url

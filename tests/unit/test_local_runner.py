@@ -60,8 +60,8 @@ class FlakyServer:
 
     where = "port 6390"
 
-    def __init__(self, failures: int) -> None:
-        self.pid, self.up, self.failures = 100, True, failures
+    def __init__(self, failures: int, note: str | None = None) -> None:
+        self.pid, self.up, self.failures, self.note = 100, True, failures, note
 
     def alive(self) -> bool:
         return self.up
@@ -69,11 +69,12 @@ class FlakyServer:
     def death(self) -> str:
         return f"pid {self.pid} killed by SIGKILL"
 
-    def recover(self) -> None:
+    def recover(self) -> str | None:
         if self.failures:
             self.failures -= 1
             raise RuntimeError("port 6390 is taken")
         self.pid, self.up = self.pid + 1, True
+        return self.note
 
 
 async def test_a_dead_embedded_server_is_restarted_in_place_with_back_off_until_it_comes_back(monkeypatch):
@@ -105,6 +106,52 @@ async def test_a_dead_embedded_server_is_restarted_in_place_with_back_off_until_
         "redis | pid 100 killed by SIGKILL; restarting in 0.04 s on the same port 6390",
     ]
     assert restarted.startswith("redis | restarted: pid 101 on the same port 6390, ")
+
+
+async def test_what_a_restart_had_to_put_back_is_told_after_restarted(monkeypatch):
+    import asyncio
+    import io
+
+    from deploy.local import watchdog
+    from deploy.local.supervisor import Output
+
+    monkeypatch.setattr(watchdog, "POLL_S", 0.01)
+    note = "the directory, appendonly.aof had been deleted from /d/redis: put back; it starts EMPTY"
+    server, stopping, out = FlakyServer(failures=0, note=note), asyncio.Event(), io.StringIO()
+    watching = asyncio.create_task(watchdog.watch({"redis": server}, stopping, Output(["redis"], stream=out)))
+    server.up = False
+    for _ in range(200):
+        if server.pid == 101:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.02)
+    stopping.set()
+    await asyncio.wait_for(watching, 5)
+    assert out.getvalue().splitlines()[-1] == f"redis | {note}"
+
+
+async def test_a_restart_that_fails_without_a_message_still_says_why(monkeypatch):
+    import asyncio
+    import io
+
+    from deploy.local import watchdog
+    from deploy.local.supervisor import Output
+
+    class Mute(FlakyServer):
+        def recover(self) -> None:
+            raise AssertionError  # what pgserver raises when its data dir is gone
+
+    monkeypatch.setattr(watchdog, "POLL_S", 0.01)
+    server, stopping, out = Mute(failures=0), asyncio.Event(), io.StringIO()
+    watching = asyncio.create_task(watchdog.watch({"postgres": server}, stopping, Output(["postgres"], stream=out)))
+    server.up = False
+    for _ in range(300):
+        if "restart failed" in out.getvalue():
+            break
+        await asyncio.sleep(0.01)
+    stopping.set()
+    await asyncio.wait_for(watching, 5)
+    assert "postgres | restart failed: AssertionError()" in out.getvalue().splitlines()
 
 
 def test_servers_given_by_url_are_not_started_hence_not_watched(tmp_path):

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shared.domain import untrusted
 from shared.settings import Settings
 
 HOST_NOT_ALLOWED = "host_not_allowed"
@@ -62,9 +63,18 @@ def host_name(host: str) -> str:
     return _split_host(host)[0]
 
 
-def _host_port(host: str, scheme: str) -> tuple[str, int | None]:
+#: A port is at most five ASCII digits (65535).
+PORT_DIGITS = 5
+
+
+def _host_port(host: str, scheme: str) -> tuple[str, int | None] | None:
+    """(name, port) with the scheme's default port, or None when the port is not a number: `str.isdigit`
+    is also true of "²" (which `int` refuses) and "١", and `int` refuses more than 4300 digits."""
     name, port = _split_host(host)
-    return name, int(port) if port.isdigit() else DEFAULT_PORTS.get(scheme)
+    if not port:
+        return name, DEFAULT_PORTS.get(scheme)
+    number = untrusted.ascii_uint(port, PORT_DIGITS)
+    return None if number is None else (name, number)
 
 
 def _names(text: str) -> list[str]:
@@ -102,7 +112,7 @@ class BrowserPolicy:
         if not self.any_host and host_name(host) not in self.hosts:
             return Refusal(
                 HOST_NOT_ALLOWED,
-                f"this API does not answer browsers that reach it as {host_name(host)!r}: "
+                f"this API does not answer browsers that reach it as {untrusted.clip(host_name(host))!r}: "
                 "add the name to ALLOWED_HOSTS if it is the API's own",
             )
         if method is not None and method in SAFE_METHODS:
@@ -110,10 +120,10 @@ class BrowserPolicy:
         if origin is not None:
             if self._origin_allowed(origin.decode("latin-1"), host):
                 return None
-            what = "WebSockets" if method is None else f"{method} requests"
+            what = "WebSockets" if method is None else f"{untrusted.clip(method)} requests"  # any token is a method
             return Refusal(
                 CROSS_SITE_REQUEST,
-                f"{what} from pages of {origin.decode('latin-1')[:100]!r} are refused: "
+                f"{what} from pages of {untrusted.clip(origin.decode('latin-1'))!r} are refused: "
                 "only the API's own pages and ALLOWED_ORIGINS may change state or open WebSockets",
             )
         if site in SAME_ORIGIN_SITES:
@@ -130,4 +140,5 @@ class BrowserPolicy:
             return False
         if parts.scheme not in DEFAULT_PORTS or not parts.netloc:  # "null" (sandboxed frame, file:// page)
             return False
-        return _host_port(parts.netloc, parts.scheme) == _host_port(host, parts.scheme)
+        page = _host_port(parts.netloc, parts.scheme)
+        return page is not None and page == _host_port(host, parts.scheme)

@@ -13,7 +13,11 @@ const FIELDS = [
   "type", "tokenIn", "tokenOut", "amount", "slippageBps", "slippage", "limitPrice",
   "trigger", "expiresAt", "userId", "clientOrderId",
 ];
-const PRINTABLE_ID = /^[^\x00-\x1f\x7f]*$/;
+// shared/domain/orders.py ID_FORBIDDEN: controls, line separators, invisible and direction-changing characters.
+const PRINTABLE_ID = /^[^\x00-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\u{e0000}-\u{e007f}]*$/u;
+// pydantic's str_strip_whitespace trims what Rust calls whitespace (Unicode White_Space): unlike
+// String.prototype.trim, U+0085 but not U+FEFF.
+const EDGE_SPACE = /^\p{White_Space}+|\p{White_Space}+$/gu;
 const TRIGGER_FIELDS = ["kind", "minLiquidity"];
 
 export function readRules(doc = document) {
@@ -59,7 +63,7 @@ function checkString(body, name, rules, required, asciiOnly = false) {
   if (asciiOnly && !ASCII.test(value)) {
     throw new Failure(name, "unknown_token", `${name}: token symbols and mint addresses are ASCII`);
   }
-  const text = value.trim(); // str_strip_whitespace
+  const text = value.replace(EDGE_SPACE, ""); // str_strip_whitespace
   const { min, max } = rules.lengths[name];
   if (text.length < min) throw new Failure(name, "string_too_short", `at least ${min} character(s)`);
   if (text.length > max) throw new Failure(name, "string_too_long", `at most ${max} characters`);
@@ -69,7 +73,7 @@ function checkString(body, name, rules, required, asciiOnly = false) {
 function checkId(body, name, rules) {
   const text = checkString(body, name, rules, false);
   if (text !== undefined && !PRINTABLE_ID.test(text)) {
-    throw new Failure(name, "string_pattern_mismatch", `${name} may not contain control characters`);
+    throw new Failure(name, "string_pattern_mismatch", `${name} may not contain control, invisible or direction-changing characters`);
   }
   return text;
 }
