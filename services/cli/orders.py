@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -17,22 +16,13 @@ import typer
 
 from services.cli.api_client import ApiClient, ApiKeyOption, ApiUrlOption, run_api_command
 from services.cli.errors import CliError, ExitCode
-from services.cli.lifecycle import JsonLines, LiveDisplay, Outcome, follow, summary
+from services.cli.follow import JsonLines, LiveDisplay, Outcome, follow, summary
 from services.cli.output import JsonFlag, emit, print_json_line, print_table
 from services.cli.parsing import parse_duration_s
 from shared.domain import idempotency
 from shared.domain.events import iso_utc
 from shared.domain.lifecycle import OrderStatus
-
-
-class OrderType(StrEnum):
-    """The contract's order types (shared.domain.orders.OrderType, which a test keeps equal): spelled here so
-    that commands other than submit need not import the request model and pydantic with it."""
-
-    MARKET = "market"
-    LIMIT = "limit"
-    SNIPER = "sniper"
-
+from shared.domain.order_types import OrderType  # without pydantic: only submit loads the request model
 
 DEFAULT_HISTORY_LIMIT = 20
 MAX_HISTORY_LIMIT = 500

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
@@ -19,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.domain import idempotency, tokens, untrusted
 from shared.domain.events import iso_utc, utc_now
+from shared.domain.order_types import OrderType
 
 MAX_SLIPPAGE_BPS = 5000
 #: Resting prices are compared as IEEE doubles inside Redis; 15 significant digits survive that exactly.
@@ -47,12 +47,6 @@ PRINTABLE_ID = rf"^[^{ID_FORBIDDEN}]*$"
 DEFAULT_RESTING_MAX_LIFETIME_S = 7 * 24 * 3600
 #: The key of `OrderRequest.model_validate(..., context=...)` that overrides the lifetime above.
 LIFETIME_CONTEXT_KEY = "resting_max_lifetime_s"
-
-
-class OrderType(StrEnum):
-    MARKET = "market"
-    LIMIT = "limit"
-    SNIPER = "sniper"
 
 
 def _fail(code: str, message: str) -> PydanticCustomError:

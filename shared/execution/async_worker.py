@@ -23,12 +23,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis
 from dramatiq.middleware import SkipMessage
 from dramatiq.worker import WorkerThread
 from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from shared.execution.dramatiq_internals import REDIS_MESSAGE_ID, ThreadFactoryWorker, dispatch_args
 
 #: The message whose coroutine is running, for actors that need its options (e.g. the retry count).
 current_message: contextvars.ContextVar[MessageProxy] = contextvars.ContextVar("current_message")
@@ -78,8 +79,9 @@ class LoopThread:
 class LoopAcks:
     """Acks messages from the event loop with the script `RedisBroker` itself acks with.
 
-    The arguments are the ones `RedisBroker._dispatch("ack")` builds (heartbeat, maintenance chance and
-    all), so the broker's bookkeeping in Redis is exactly what a thread's ack would have left.
+    The arguments are the ones `RedisBroker._dispatch("ack")` builds (heartbeat, maintenance chance and all:
+    `dramatiq_internals.dispatch_args`), so the broker's bookkeeping in Redis is exactly what a thread's ack
+    would have left.
     """
 
     def __init__(self, broker: RedisBroker, redis: Redis) -> None:
@@ -88,17 +90,7 @@ class LoopAcks:
 
     async def ack(self, message: MessageProxy) -> None:
         broker = self.broker
-        args = [
-            "ack",
-            current_millis(),
-            message.queue_name,
-            broker.broker_id,
-            broker.heartbeat_timeout,
-            broker.dead_message_ttl,
-            broker._should_do_maintenance("ack"),
-            broker._max_unpack_size(),
-            message.options["redis_message_id"],
-        ]
+        args = [*dispatch_args(broker, "ack", message.queue_name), message.options[REDIS_MESSAGE_ID]]
         await self._dispatch(keys=[broker.namespace], args=args)
 
 
@@ -136,7 +128,7 @@ class _DispatchThread(WorkerThread):
         self.owner.track(message, future)
 
 
-class AsyncWorker(dramatiq.Worker):
+class AsyncWorker(ThreadFactoryWorker):
     def __init__(
         self,
         broker: dramatiq.Broker,
@@ -157,16 +149,14 @@ class AsyncWorker(dramatiq.Worker):
         self._lock = threading.Lock()
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dramatiq-finisher")
 
-    def _add_worker(self) -> None:
-        worker = _DispatchThread(
+    def make_worker_thread(self) -> _DispatchThread:
+        return _DispatchThread(
             owner=self,
             broker=self.broker,
             consumers=self.consumers,
             work_queue=self.work_queue,
             worker_timeout=self.worker_timeout,
         )
-        worker.start()
-        self.workers.append(worker)
 
     @property
     def in_flight(self) -> int:

@@ -6,11 +6,12 @@ import copy
 import time
 
 import redis
-from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import AgeLimit, Retries
 from loguru import logger
 
+from shared.execution.dramatiq_internals import RedisConsumer
 from shared.execution.kept_delays import KeepDelayedMessagesOnReconnect
 from shared.redis_keys import DRAMATIQ_NAMESPACE
 from shared.settings import Settings
@@ -26,6 +27,7 @@ class DurableRetries(Retries):
     logged (`emit_after` swallows it); the worker then acks the original message once Redis is back, so the
     order is never attempted again and stays stuck mid-lifecycle. Here the enqueue is repeated, with the
     message's options as they were before each try, until Redis takes it; only then is the original acked.
+    Upstream: dramatiq PR 545 (see `dramatiq_internals`).
     """
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
@@ -42,7 +44,7 @@ class DurableRetries(Retries):
                 delay = min(delay * 2, REENQUEUE_MAX_S)
 
 
-class LingeringConsumer(_RedisConsumer):
+class LingeringConsumer(RedisConsumer):
     """dramatiq's Redis consumer, except that after a fetch that found messages it lets `linger_s` pass
     before fetching again.
 

@@ -50,6 +50,7 @@ from redis.exceptions import WatchError
 from shared import redis_keys
 from shared.domain.events import iso_utc, utc_now
 from shared.domain.lifecycle import OrderStatus
+from shared.execution.dramatiq_internals import hand_enqueue
 from shared.execution.replay_policy import (
     REPLAY_BODY_HASH,
     DeadLetter,
@@ -246,8 +247,7 @@ class DeadLetters:
             if action is ReplayAction.REQUEUE:
                 newest = max(letters, key=lambda letter: letter.dead_lettered_at or now)
                 message = requeue_message(newest)
-                pipe.hset(self.queue_messages_key, message.redis_message_id, message.data)
-                pipe.rpush(self.queue_key, message.redis_message_id)
+                hand_enqueue(pipe, self.queue_key, self.queue_messages_key, message.redis_message_id, message.data)
             elif action is ReplayAction.RECREATE and new_order_id is None:
                 new_order = replay_order(state.order, now)
                 new_order_id = str(new_order.order_id)

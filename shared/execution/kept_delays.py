@@ -11,6 +11,7 @@ would try to hand whatever the queue holds back to Redis, which is just what is 
 Here the replacement queue starts with the old one's messages, and the `close()` that follows a lost
 connection leaves them there; the restarted consumer enqueues each when its eta passes and acknowledges
 the delayed copy, as it would have. A `close()` at shutdown still hands them back to Redis, as dramatiq does.
+The dramatiq internals this relies on are listed (and tested) in `dramatiq_internals`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from queue import PriorityQueue
 from dramatiq.common import iter_queue
 from dramatiq.middleware import Middleware
 
+from shared.execution.dramatiq_internals import swap_class
+
 
 class KeepDelayedMessagesOnReconnect(Middleware):
     def after_consumer_thread_boot(self, broker, thread) -> None:
         queue = thread.__dict__.pop("delay_queue")
-        thread.__class__ = _keeping(type(thread))
+        swap_class(thread, _keeping(type(thread)))
         thread.__dict__["_kept_delay_queue"] = queue
 
 

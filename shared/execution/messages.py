@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 import dramatiq
 
+from shared.execution.dramatiq_internals import REDIS_MESSAGE_ID
 from shared.redis_keys import EXECUTION_QUEUE
 from shared.store.order_store import QueuedMessage
 
@@ -23,6 +24,6 @@ def execute_order_message(order_id: UUID) -> QueuedMessage:
         actor_name=EXECUTE_ORDER,
         args=(str(order_id),),
         kwargs={},
-        options={"redis_message_id": redis_message_id},
+        options={REDIS_MESSAGE_ID: redis_message_id},
     )
     return QueuedMessage(redis_message_id=redis_message_id, data=message.encode())

@@ -19,15 +19,29 @@ from websockets.sync.server import ServerConnection, serve
 
 from services.api.errors import ApiError, from_validation
 from services.api.routes.orders import _check_idempotency_key
+from services.cli import follow as follow_module
 from services.cli.api_client import ApiClient
 from services.cli.errors import CliError, ExitCode
-from services.cli.lifecycle import Outcome, describe, event_line, follow, summary
+from services.cli.follow import Outcome, describe, event_line, follow, summary
 from services.cli.orders import OrderType, check_order, order_body
 from shared.domain import orders as domain
+from shared.domain.idempotency import RESERVED_PREFIX
+from shared.domain.lifecycle import TERMINAL, OrderStatus, can_transition
 
 
-def test_the_cli_spells_the_contracts_order_types():
-    assert [t.value for t in OrderType] == [t.value for t in domain.OrderType]
+def test_the_cli_takes_its_domain_values_from_shared_domain():
+    """One source of truth: the CLI's order types, terminal statuses and progress paths are shared/domain's."""
+    assert OrderType is domain.OrderType
+    assert set(follow_module.TERMINAL_EXIT) == set(TERMINAL)
+    assert set(follow_module.HAPPY_PATHS) == set(domain.OrderType)
+    assert set(follow_module.DESCRIPTIONS) == set(OrderStatus)
+    assert set(follow_module.STATUS_STYLES) <= set(OrderStatus)
+    for path in follow_module.HAPPY_PATHS.values():
+        assert all(can_transition(a, b) for a, b in zip((None, *path), path, strict=False))
+        assert path[-1] in TERMINAL
+    # The reserved Idempotency-Key prefix is the API's: the CLI refuses exactly what the API would.
+    with pytest.raises(CliError, match="reserved"):
+        check_order(order_body("SOL", "USDC", "1"), f"{RESERVED_PREFIX}x")
 
 
 @pytest.mark.parametrize(

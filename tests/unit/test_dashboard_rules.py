@@ -64,3 +64,22 @@ def test_every_file_the_page_and_its_modules_load_exists():
         wanted += [f"js/{name}" for name in re.findall(r'from "\./([^"]+)"', module.read_text())]
     missing = [path for path in wanted if not (STATIC_DIR / path).is_file()]
     assert not missing
+
+
+def test_the_pages_domain_values_are_the_apis():
+    """One source of truth: the page lists order types, statuses, terminal statuses, tokens and venues only as
+    rules.py hands them over from shared/domain; its JavaScript spells no list of them."""
+    from shared.domain import tokens
+    from shared.domain.lifecycle import TERMINAL, OrderStatus
+    from shared.domain.orders import OrderType
+
+    rules = dashboard_rules(Settings())
+    assert rules["orderTypes"] == [t.value for t in OrderType]
+    assert rules["statuses"] == [s.value for s in OrderStatus]
+    assert set(rules["terminal"]) == {s.value for s in TERMINAL}
+    assert [t["symbol"] for t in rules["tokens"]] == list(tokens.TOKENS)
+    values = {*rules["orderTypes"], *rules["statuses"], *(t["symbol"] for t in rules["tokens"])}
+    quoted = "|".join(re.escape(json.dumps(value)) for value in sorted(values))
+    spelled_list = re.compile(rf"\[\s*(?:{quoted})\s*,\s*(?:{quoted})")
+    for script in sorted((STATIC_DIR / "js").glob("*.js")):
+        assert not spelled_list.search(script.read_text()), f"{script.name} spells a list of domain values"
