@@ -358,40 +358,67 @@ def persist_batch(
         last_seq = _lock(conn, continuing)
         missing = set(continuing) - last_seq.keys()
         if missing and rebuild is not None:
-            extra_orders, extra_events = parse_entries(rebuild(missing))
-            rebuilt = {order["order_id"] for order in extra_orders} & missing
-            if rebuilt:
-                missing -= rebuilt
-                orders = sorted([*orders, *(o for o in extra_orders if o["order_id"] in rebuilt)], key=_order_id)
-                known = {(e.order_id, e.seq) for e in events}
-                extra = [e for e in extra_events if e.order_id in rebuilt and (e.order_id, e.seq) not in known]
-                events = sorted([*events, *extra], key=_event_key)
+            orders, events, missing = _with_rebuilt(orders, events, missing, rebuild)
         if missing:
-            if not allow_orphans:
-                raise OrphanEventsError(missing)
-            logger.warning("db-sync: dropping events of {} unknown order(s): {}", len(missing), sorted(missing))
-            events = [e for e in events if e.order_id not in missing]
+            events = _without_orphans(events, missing, allow_orphans)
         by_order: dict[str, list[_Event]] = {}
         for e in events:
             by_order.setdefault(e.order_id, []).append(e)
         if orders:
-            for order in orders:  # a new row has last_seq 0: every event above that is new
-                fresh = [e for e in by_order[order["order_id"]] if e.seq > 0]
-                if fresh:
-                    _with_state(order, _fold(order["order_id"], fresh))
-            created = set(conn.execute(_INSERT_ORDERS, _rows(orders)).scalars())
-            # Already stored (a redelivery, or another replica got there first): updated like the others.
-            last_seq.update(_lock(conn, [order["order_id"] for order in orders if order["order_id"] not in created]))
-        if not events:
-            return
-        event_rows = [
-            {"order_id": e.order_id, "seq": _int(e.seq), "status": e.status, "ts": e.ts, "payload": e.payload}
-            for e in events
-        ]
-        conn.execute(_INSERT_EVENTS, _rows(event_rows))
-        states = []
-        for order_id, seq in sorted(last_seq.items()):
-            if fresh := [e for e in by_order.get(order_id, ()) if e.seq > seq]:
-                states.append(_fold(order_id, fresh))
-        if states:
-            conn.execute(_APPLY_EVENTS, _rows(states))
+            last_seq.update(_insert_orders(conn, orders, by_order))
+        if events:
+            _insert_events(conn, events)
+            _apply_to_stored(conn, last_seq, by_order)
+
+
+def _with_rebuilt(
+    orders: list[dict[str, Any]],
+    events: list[_Event],
+    missing: set[str],
+    rebuild: Callable[[set[str]], list[Any]],
+) -> tuple[list[dict[str, Any]], list[_Event], set[str]]:
+    """The batch with the first entries `rebuild` found for `missing` orders added; and those still missing."""
+    extra_orders, extra_events = parse_entries(rebuild(missing))
+    rebuilt = {order["order_id"] for order in extra_orders} & missing
+    if not rebuilt:
+        return orders, events, missing
+    orders = sorted([*orders, *(o for o in extra_orders if o["order_id"] in rebuilt)], key=_order_id)
+    known = {(e.order_id, e.seq) for e in events}
+    extra = [e for e in extra_events if e.order_id in rebuilt and (e.order_id, e.seq) not in known]
+    return orders, sorted([*events, *extra], key=_event_key), missing - rebuilt
+
+
+def _without_orphans(events: list[_Event], missing: set[str], allow_orphans: bool) -> list[_Event]:
+    if not allow_orphans:
+        raise OrphanEventsError(missing)
+    logger.warning("db-sync: dropping events of {} unknown order(s): {}", len(missing), sorted(missing))
+    return [e for e in events if e.order_id not in missing]
+
+
+def _insert_orders(conn: Connection, orders: list[dict[str, Any]], by_order: dict[str, list[_Event]]) -> dict[str, int]:
+    """Insert the batch's new orders with their events already folded in; lock and return the newest seq of
+    those that were stored already (a redelivery, or another replica got there first), to update like the rest."""
+    for order in orders:  # a new row has last_seq 0: every event above that is new
+        fresh = [e for e in by_order[order["order_id"]] if e.seq > 0]
+        if fresh:
+            _with_state(order, _fold(order["order_id"], fresh))
+    created = set(conn.execute(_INSERT_ORDERS, _rows(orders)).scalars())
+    return _lock(conn, [order["order_id"] for order in orders if order["order_id"] not in created])
+
+
+def _insert_events(conn: Connection, events: list[_Event]) -> None:
+    event_rows = [
+        {"order_id": e.order_id, "seq": _int(e.seq), "status": e.status, "ts": e.ts, "payload": e.payload}
+        for e in events
+    ]
+    conn.execute(_INSERT_EVENTS, _rows(event_rows))
+
+
+def _apply_to_stored(conn: Connection, last_seq: dict[str, int], by_order: dict[str, list[_Event]]) -> None:
+    """Fold each stored order's events newer than its stored seq into its row (never backwards)."""
+    states = []
+    for order_id, seq in sorted(last_seq.items()):
+        if fresh := [e for e in by_order.get(order_id, ()) if e.seq > seq]:
+            states.append(_fold(order_id, fresh))
+    if states:
+        conn.execute(_APPLY_EVENTS, _rows(states))
