@@ -37,6 +37,7 @@ What we rely on, why, and what upstream says about it:
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 import dramatiq
@@ -68,11 +69,11 @@ def dispatch_args(broker: RedisBroker, command: str, queue_name: str) -> list[An
     ]
 
 
-class ThreadFactoryWorker(dramatiq.Worker):
+class ThreadFactoryWorker(dramatiq.Worker, metaclass=ABCMeta):
     """A dramatiq Worker whose worker threads come from `make_worker_thread` (dramatiq's `_add_worker`)."""
 
-    def make_worker_thread(self) -> WorkerThread:
-        raise NotImplementedError
+    @abstractmethod
+    def make_worker_thread(self) -> WorkerThread: ...
 
     def _add_worker(self) -> None:
         worker = self.make_worker_thread()
