@@ -1,9 +1,11 @@
 # Needs only Python 3.11+ (and make). `uv` is used from PATH, else installed into .tools/ with pip.
-#   make install       dependencies into .venv (idempotent; instant when uv.lock and pyproject.toml are unchanged)
-#   make run           the whole engine locally (`order-engine up`): embedded Redis + PostgreSQL, migrations,
+#   make install       everything into .venv: the engine, its `local` extra and the test, lint, load and
+#                      browser groups (idempotent; instant when uv.lock and pyproject.toml are unchanged)
+#   make run           the whole engine locally (`order-engine up`; installs the engine and `local` only):
+#                      embedded Redis + PostgreSQL, migrations,
 #                      every service (RUN_ARGS="--only api,db-sync" runs a subset; see order-engine up --help)
-#   make test          deploy-check, then the test suite, the browser tests, the fault-injection suite, the
-#                      compose test
+#   make test          lint and deploy-check, then the test suite, the browser tests, the fault-injection
+#                      suite, the compose test
 #   make browser       the dashboard's browser tests alone (Playwright + Debian's chromium, installed if missing);
 #                      screenshots in reports/browser/
 #   make faults        the fault-injection suite alone (~5 min): kills services and servers under load
@@ -11,13 +13,13 @@
 #                      (its own daemon if none answers; base images from Debian packages if none can be pulled)
 #   make compose-clean delete the compose test's image cache (~/.cache/order-engine/compose-test)
 #   make deploy-check  validate compose.yaml and lint deploy/Dockerfile
-#   make lint          ruff
+#   make lint          ruff (lint and format), then mypy --strict on shared/, services/ and deploy/
 #   make load          a locust scenario, headless, against a running engine; reports in reports/locust/
 #                      (SCENARIO=market|limit|sniper|subscribers USERS=20 RATE=5 DURATION=30s HOST=...)
 
 PYTHON ?= python3
 UV ?= $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
-UV_SYNC_FLAGS ?= --locked
+UV_SYNC_FLAGS ?= --locked --extra local
 UV_RUN := $(UV) run --no-sync
 PYTEST_ARGS ?= -q
 RUN_ARGS ?=
@@ -39,7 +41,9 @@ help:
 
 install: .venv/.make-synced
 
-run: install
+# Only what the engine needs (no test, lint or load tooling); --inexact keeps a full `make install` intact.
+run: $(filter .tools/bin/uv,$(UV))
+	$(UV) sync --locked --extra local --no-default-groups --inexact
 	$(UV_RUN) order-engine up $(RUN_ARGS)
 
 deploy-check: install
@@ -59,7 +63,7 @@ browser-deps:
 # The browser, fault and compose suites are pytest runs of their own (pyproject's addopts leave them out of
 # the default one): a sync Playwright session breaks asyncio tests after it in the same process, the fault
 # suite starts and kills its own servers and takes minutes, and the compose test runs the engine in Docker.
-test: install deploy-check browser-deps
+test: install lint deploy-check browser-deps
 	$(UV_RUN) pytest $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/browser $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/faults $(PYTEST_ARGS)
@@ -81,6 +85,8 @@ compose-clean:
 
 lint: install
 	$(UV_RUN) ruff check .
+	$(UV_RUN) ruff format --check .
+	$(UV_RUN) mypy
 
 # Load tests (docs/testing.md, "Load tests (locust)"): one locustfile per scenario under loadtests/locustfiles/. RATE is
 # locust's spawn rate (users started per second); scenario settings are environment variables (see each file).

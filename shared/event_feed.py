@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
+from typing import cast
 from uuid import UUID
 
 import orjson
@@ -42,11 +43,14 @@ READ_BATCH = 500
 STOP_RETRY_S = 0.05
 #: After a read that did not fill a batch, the reader waits this long before reading again, so that the
 #: events arriving meanwhile come in one XREAD instead of one each (every round trip costs the API and
-#: Redis CPU: at 250 orders/s, ~1,250 events/s, one XREAD per event). It delays only an event that lands
+#: Redis CPU, and under load events arrive several per order). It delays only an event that lands
 #: during the wait, by at most this much; the first event after a quiet spell is handed on at once.
 READ_LINGER_S = 0.005
 
 Send = Callable[[bytes], Awaitable[None]]
+#: XREAD's reply as this client gets it (RESP2, not decoded): [[stream, [(entry id, {field: value}), ...]], ...].
+#: redis-py types every protocol's form of it at once.
+_XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 
 class UserListener:
@@ -140,11 +144,12 @@ class EventHub:
         self._stopping = False
 
     async def run(self) -> None:
-        last_id = "$"
+        last_id: bytes | str = "$"
         outage = OutageLog("event reader lost Redis")
         while not self._stopping:
             try:
-                batches = await self.redis.xread({self.stream: last_id}, count=READ_BATCH, block=READ_BLOCK_MS)
+                reply = await self.redis.xread({self.stream: last_id}, count=READ_BATCH, block=READ_BLOCK_MS)
+                batches = cast(_XReadReply, reply)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 outage.failed(exc)
                 await asyncio.sleep(0.5)
@@ -229,7 +234,7 @@ async def follow_order(store: OrderStore, hub: EventHub, order_id: UUID, after: 
                 raw = await asyncio.wait_for(live.get(), QUIET_RECHECK_S)
                 seq = orjson.loads(raw)["seq"]
             except TimeoutError:
-                raw, seq = None, None
+                seq = None  # nothing heard: `raw` is read below only when `seq` is set
             if seq is not None and seq <= last:
                 continue
             if seq is None or seq > last + 1:  # nothing heard, or the reader skipped ahead: use the log

@@ -12,10 +12,14 @@ import sys
 import threading
 import traceback
 from datetime import UTC
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 from loguru import logger
+
+if TYPE_CHECKING:  # loguru defines these in its stub only
+    from loguru import FormatFunction, Logger, Message, Record
 
 _TEXT = (
     "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <cyan>{extra[service]}</cyan> "
@@ -29,13 +33,14 @@ class _InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        frame, depth = logging.currentframe(), 2
+        frame: FrameType | None = logging.currentframe()
+        depth = 2
         while frame is not None and frame.f_code.co_filename == logging.__file__:
             frame, depth = frame.f_back, depth + 1
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
-def _patch(record: Any) -> None:
+def _patch(record: Record) -> None:
     order_id = record["extra"].get("order_id")
     if order_id is not None:
         record["extra"]["orderId"] = str(order_id)
@@ -46,7 +51,7 @@ def _patch(record: Any) -> None:
 _INTERNAL_EXTRA = frozenset({"order_id", "orderId", "order_tag", "service", "json_line"})
 
 
-def _json_line(record: Any) -> str:
+def _json_line(record: Record) -> str:
     """LOG_JSON's format: one flat object a line (ts, level, service, msg, orderId, other extras, exception)."""
     # Flat, not `serialize=True`: its {"text", "record": {...}} nesting cannot be filtered with jq select(.orderId==…).
     # The line is handed back through `extra` (loguru would parse a returned string for `{}` and `<tags>`), and a
@@ -79,10 +84,10 @@ class BatchedStderr:
     """A loguru sink that collects lines and writes them to stderr together every `interval_s`.
 
     Writing (and flushing) stderr per line is a system call on the caller's thread, and when stderr is a
-    pipe whose reader is busy (the `make run` supervisor, a log shipper) it blocks: at 250 orders/s the
-    execution worker's event loop spent 15 % of its samples in that write. Appending to a list instead costs
-    next to nothing. Warnings and errors are written at once (with what came before them), and whatever is
-    left is written at exit; a SIGKILL loses at most `interval_s` of info lines.
+    pipe whose reader is busy (the `make run` supervisor, a log shipper) it blocks the event loop, under load
+    for a visible share of its time. Appending to a list instead costs next to nothing. Warnings and errors
+    are written at once (with what came before them), and whatever is left is written at exit; a SIGKILL
+    loses at most `interval_s` of info lines.
     """
 
     def __init__(self, interval_s: float) -> None:
@@ -93,7 +98,7 @@ class BatchedStderr:
         threading.Thread(target=self._flush_forever, name="log-flusher", daemon=True).start()
         atexit.register(self.flush)
 
-    def __call__(self, message: Any) -> None:
+    def __call__(self, message: Message) -> None:
         with self._lock:
             self._lines.append(str(message))
         if message.record["level"].no >= _FLUSH_AT_ONCE_LEVEL:
@@ -132,14 +137,14 @@ def setup_logging(service: str, settings: Any = None) -> None:
     flush_ms = int(getattr(settings, "log_flush_ms", 0))
     logger.remove()
     logger.configure(extra={"service": service}, patcher=_patch)
-    sink: Any = sys.stderr
+    sink: TextIO | BatchedStderr = sys.stderr
     if flush_ms > 0:
         if _batched is None:
             _batched = BatchedStderr(flush_ms / 1000)
         _batched.interval_s = flush_ms / 1000
         sink = _batched
     colorize = False if as_json else (None if sink is sys.stderr else sys.stderr.isatty())
-    line_format: Any = _json_line if as_json else _TEXT
+    line_format: str | FormatFunction = _json_line if as_json else _TEXT
     logger.add(sink, level=level, format=line_format, colorize=colorize, backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "dramatiq", "alembic"):
@@ -150,6 +155,6 @@ def setup_logging(service: str, settings: Any = None) -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
-def order_logger(order_id: object):
+def order_logger(order_id: object) -> Logger:
     """A logger whose every line carries this orderId."""
     return logger.bind(order_id=str(order_id))

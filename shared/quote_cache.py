@@ -58,19 +58,21 @@ class QuoteCache:
         self.redis = redis
 
     async def publish(self, rounds: list[PairRound]) -> None:
+        # The hset ignores: redis-py types `mapping` as Mapping[FieldT, EncodableT], whose key type is
+        # invariant, so no dict[str, str] matches it although hset accepts one.
         async with self.redis.pipeline(transaction=False) as pipe:
             for result in rounds:
                 for quote in result.fresh:
                     key = redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex])
-                    pipe.hset(key, mapping=quote_fields(quote))
+                    pipe.hset(key, mapping=quote_fields(quote))  # type: ignore[arg-type]
                 for quote in result.stale:
                     key = redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex])
-                    pipe.hset(key, mapping=quote_fields(quote, stale=True))
+                    pipe.hset(key, mapping=quote_fields(quote, stale=True))  # type: ignore[arg-type]
                 if not result.fresh:
                     continue
                 best = choose_best(result.fresh).best  # BEST is what the router would pick
                 best_key = redis_keys.quotes(result.token_in, result.token_out, "BEST")
-                pipe.hset(best_key, mapping=quote_fields(best))
+                pipe.hset(best_key, mapping=quote_fields(best))  # type: ignore[arg-type]
                 pipe.xadd(
                     redis_keys.TICKS_STREAM,
                     {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from shared.venues.base import Quote, VenueUnavailable
 
@@ -22,11 +23,11 @@ class RoutingDecision:
         others = [q for q in self.quotes if q is not self.best]
         return others[0] if others else None
 
-    def quotes_message(self) -> dict[str, dict]:
+    def quotes_message(self) -> dict[str, dict[str, str | int | float]]:
         return {q.dex.value: q.as_dict() for q in self.quotes}
 
 
-def _rank(quote: Quote) -> tuple:
+def _rank(quote: Quote) -> tuple[Decimal, Decimal, bool]:
     return (quote.amount_out, -quote.fee, quote.dex.value == "raydium")
 
 

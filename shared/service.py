@@ -1,14 +1,19 @@
-"""The run-until-signalled shell every asyncio service shares: settings, logging, probes, SIGTERM/SIGINT → stop."""
+"""The run-until-signalled shell every asyncio service shares: settings, logging, probes, SIGTERM/SIGINT → stop;
+and the loop its background tasks run in (`keep_running`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Awaitable, Callable
 
+from redis.exceptions import RedisError
+
 from shared.logging import setup_logging
-from shared.observability.probes import ServiceProbes, start_probes
+from shared.observability.probes import Heartbeat, ServiceProbes, start_probes
+from shared.outage_log import OutageLog
 from shared.settings import Settings
 
 ServiceMain = Callable[[Settings, asyncio.Event, ServiceProbes], Awaitable[None]]
@@ -42,3 +47,42 @@ async def pause(stop: asyncio.Event, seconds: float) -> None:
     """Sleep up to `seconds`, waking at once when the service is asked to stop."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def keep_running(
+    step: Callable[[], Awaitable[None]],
+    *,
+    alive: Heartbeat,
+    stop: asyncio.Event | None,
+    outage: OutageLog | None,
+    catch: tuple[type[Exception], ...] = (RedisError, OSError),
+    rest_s: float = 0.0,
+    period_s: float = 0.0,
+    back_off_s: float = 0.0,
+) -> None:
+    """Run `step` round after round until `stop` is set (without one: until cancelled).
+
+    A round that returns marks `alive` and ends an outage in `outage`; one that raises an error of `catch`
+    fails `alive` ("Redis: <error>") and is told to `outage` (once, then reminders), and the loop carries on.
+    After a round the loop pauses at least `rest_s`, long enough for rounds to start at most every
+    `period_s`, and after a failed round at least `back_off_s`; `stop` cuts a pause short."""
+    while stop is None or not stop.is_set():
+        started = time.monotonic()
+        failed = False
+        try:
+            await step()
+            alive.ok()
+            if outage is not None:
+                outage.ok()
+        except catch as exc:
+            failed = True
+            alive.failed(f"Redis: {exc!r}")
+            if outage is not None:
+                outage.failed(exc)
+        wait_s = max(rest_s, period_s - (time.monotonic() - started), back_off_s if failed else 0.0)
+        if wait_s <= 0:
+            continue
+        if stop is None:
+            await asyncio.sleep(wait_s)
+        else:
+            await pause(stop, wait_s)

@@ -44,8 +44,8 @@ DEFAULT_HTTP_MAX_CONNECTIONS_PER_CLIENT = 512
 #: first byte of the next request on a kept-alive one): uvicorn sets no such limit, so a connection that sends
 #: nothing, a header a byte a minute (slowloris), or a Content-Length and never the body, is held for ever.
 DEFAULT_HTTP_REQUEST_TIMEOUT_S = 10.0
-#: Largest request line + headers: httptools sets no limit, and one connection pushed 720 MB of headers into
-#: the API's memory in 2 s (RSS 153 → 796 MB). Browsers send a few KB; proxies commonly allow 8-64 KB.
+#: Largest request line + headers: httptools sets no limit, so one connection could push hundreds of megabytes
+#: of headers into the API's memory in seconds. Browsers send a few KB; proxies commonly allow 8-64 KB.
 DEFAULT_HTTP_MAX_HEADER_BYTES = 64 * 1024
 
 

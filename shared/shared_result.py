@@ -29,6 +29,7 @@ class SharedResult(Generic[T]):
         self._ttl_s = ttl_s
         self._clock = clock
         self._value: T | None = None
+        self._has_value = False
         self._fresh_until = float("-inf")
         self._inflight: asyncio.Future[T] | None = None
         self.computations = 0
@@ -38,6 +39,7 @@ class SharedResult(Generic[T]):
 
     async def get(self) -> T:
         if self._clock() < self._fresh_until or (self._inflight is None and self._over_budget()):
+            # A T, not None: both conditions hold only once a computation has succeeded and set `_value`.
             return self._value  # type: ignore[return-value]
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._refresh())
@@ -45,8 +47,9 @@ class SharedResult(Generic[T]):
         return await asyncio.shield(self._inflight)
 
     def _over_budget(self) -> bool:
-        """Spend one computation from a bucket refilled at `max_per_s`; True when it is empty and a value exists."""
-        if self._max_per_s is None or self.computations == 0:
+        """Spend one computation from a bucket refilled at `max_per_s`; True when it is empty and a value exists
+        (computations that failed leave none: their callers got the error, the next one must compute)."""
+        if self._max_per_s is None or not self._has_value:
             return False
         now = self._clock()
         self._budget = min(self._max_per_s, self._budget + (now - self._budget_at) * self._max_per_s)
@@ -62,5 +65,5 @@ class SharedResult(Generic[T]):
             value = await self._compute()
         finally:
             self._inflight = None
-        self._value, self._fresh_until = value, self._clock() + self._ttl_s
+        self._value, self._has_value, self._fresh_until = value, True, self._clock() + self._ttl_s
         return value

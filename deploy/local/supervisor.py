@@ -162,6 +162,7 @@ class Supervisor:
             self.out.line(name, f"cannot start {argv[0]}: {exc}")
             return 127
         self.running[name] = proc
+        assert proc.stdout is not None  # stdout=PIPE
         pump = asyncio.create_task(self._pump(name, proc.stdout))
         exited = asyncio.create_task(proc.wait())
         stop = asyncio.create_task(self.stopping.wait())

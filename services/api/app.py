@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> EngineApi:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Bounded: a burst of requests or WebSocket handshakes waits for a connection instead of opening
-        # hundreds that then idle in the pool (each holds buffers: ~40 KB of API memory per connection).
+        # hundreds that then idle in the pool, each holding its own buffers.
         redis = redis_client(
             settings.redis_url,
             max_connections=settings.api_redis_connections,

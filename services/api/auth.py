@@ -30,6 +30,7 @@ from starlette.types import Message, Scope
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.api import asgi
+from services.api.deps import ApiContext
 from services.api.errors import ApiError
 from shared.auth.api_keys import ApiKey
 from shared.domain.untrusted import ASCII_SPACE
@@ -104,10 +105,10 @@ async def identify_scope(scope: Scope, *, allow_query: bool = False) -> Caller:
     """`identify` for the routes served as plain ASGI. The caller is remembered in the request's state, so
     the guard (per-key rate limit) and the route that both ask look the key up once."""
     state = scope.setdefault("state", {})
-    known = state.get("caller")
+    known: Caller | None = state.get("caller")
     if known is not None:
         return known
-    ctx = scope["app"].state.context
+    ctx: ApiContext = scope["app"].state.context
     if not ctx.settings.auth_enabled:
         return ANONYMOUS
     query = QueryParams(scope["query_string"]) if allow_query else None
@@ -145,7 +146,7 @@ async def identify_websocket(websocket: WebSocket) -> Caller:
     ApiError(401) otherwise, when keys are enabled; the anonymous caller when they are not (a first message
     is then left for the stream, which ignores what clients send)."""
     scope = websocket.scope
-    ctx = scope["app"].state.context
+    ctx: ApiContext = scope["app"].state.context
     if not ctx.settings.auth_enabled:
         return ANONYMOUS
     if presented_secret(asgi.headers(scope), QueryParams(scope["query_string"])):

@@ -10,18 +10,26 @@ included, would be refused. Here:
   (or of the first byte of its next request), else it is closed (with a 408 when nothing was being
   answered; a route waiting for the body hears the client leave);
 - a request's line and headers are at most `HTTP_MAX_HEADER_BYTES` (httptools buffers them without a limit:
-  one connection pushed 720 MB into the API in 2 s), else 431 and the connection is closed;
+  one connection could push hundreds of megabytes in seconds), else 431 and the connection is closed;
 - one address holds at most `HTTP_MAX_CONNECTIONS_PER_CLIENT` connections to this process that are not
   WebSockets (those are counted by the guard, `WS_MAX_PER_CLIENT`, once upgraded); one more is closed at
   once. Proxies trusted in `FORWARDED_ALLOW_IPS` are exempt: every client behind them shares their address.
 
 Per address, not per API key: no request (hence no key) has been read yet when a connection is counted.
+
+uvicorn has no hook for any of this, so `GuardedHttpProtocol` subclasses its httptools protocol, which is
+not a public API: the hooks it overrides (`connection_made`, `data_received`, `connection_lost`,
+`on_message_begin`, `on_headers_complete`, `on_message_complete`, `handle_websocket_upgrade`) and the
+attributes it reads (`client`, `cycle.response_complete`, `transport`, `loop`, `parser`, `url`, `scope`).
+Tested with uvicorn `UVICORN_TESTED_RANGE` (the pin in pyproject.toml); tests/unit/test_uvicorn_internals.py
+fails, naming what moved, when an upgrade moves any of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -29,6 +37,19 @@ from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
 
 from services.api.guards.open_sockets import OpenSockets
 from shared.settings import Settings
+
+#: The uvicorn versions `GuardedHttpProtocol` was tested with (the pin in pyproject.toml).
+UVICORN_TESTED_RANGE = ">=0.54,<0.55"
+#: uvicorn's protocol hooks `GuardedHttpProtocol` overrides, each calling uvicorn's own.
+OVERRIDDEN_HOOKS = (
+    "connection_made",
+    "data_received",
+    "connection_lost",
+    "on_message_begin",
+    "on_headers_complete",
+    "on_message_complete",
+    "handle_websocket_upgrade",
+)
 
 HEADERS_TOO_LARGE_RESPONSE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -40,12 +61,13 @@ TIMEOUT_RESPONSE = (
 )
 
 
-def websocket_handshake_parses(target: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+def websocket_handshake_parses(target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether the `websockets` parser uvicorn re-reads an upgrade request with takes it: at most
     MAX_NUM_HEADERS headers and no line over MAX_LINE_LENGTH (its own limits, so both stay in step)."""
     request_line = len(b"GET ") + len(target) + len(b" HTTP/1.1")
-    longest_header = max((len(name) + 2 + len(value) for name, value in headers), default=0)
-    return len(headers) <= MAX_NUM_HEADERS and max(request_line, longest_header) + len(b"\r\n") <= MAX_LINE_LENGTH
+    header_lines = [len(name) + 2 + len(value) for name, value in headers]
+    longest_header = max(header_lines, default=0)
+    return len(header_lines) <= MAX_NUM_HEADERS and max(request_line, longest_header) + len(b"\r\n") <= MAX_LINE_LENGTH
 
 
 def _trusted(forwarded_allow_ips: str) -> tuple[bool, list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
@@ -81,6 +103,7 @@ def guarded_protocol(settings: Settings) -> type[HttpToolsProtocol]:
     everyone_trusted, trusted_networks = _trusted(settings.forwarded_allow_ips)
 
     class GuardedHttpProtocol(HttpToolsProtocol):
+        # uvicorn's own override narrows asyncio's BaseTransport the same way; mypy counts only ours.
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._counted_as: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,13 +30,15 @@ class ApiContext:
     sim: SimConfig
     keys: KeyRing
     # Built after the rest (routes/ops.py `install_probes`, from this context): shared, rate-bounded reads.
-    memory: RedisMemoryWatch | None = None
-    readiness: SharedResult[tuple[dict[str, str], bool]] | None = None
-    metrics_page: SharedResult[bytes] | None = None
+    # Not parameters and never None: the lifespan installs them before the first request.
+    memory: RedisMemoryWatch = field(init=False, repr=False)
+    readiness: SharedResult[tuple[dict[str, str], bool]] = field(init=False, repr=False)
+    metrics_page: SharedResult[bytes] = field(init=False, repr=False)
 
 
 async def _context(request: Request) -> ApiContext:  # async: a sync dependency costs a thread hop
-    return request.app.state.context
+    context: ApiContext = request.app.state.context
+    return context
 
 
 Context = Annotated[ApiContext, Depends(_context)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -46,7 +47,7 @@ def error_body(code: str, message: str, details: list[dict[str, Any]] | None = N
     return {"success": False, "error": code, "message": clip(message, MAX_MESSAGE_CHARS), "details": details or []}
 
 
-def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One entry per error (field, code, message), without pydantic's `input`: an echo of what was sent
     (up to the whole body) that the client already has. A field name may be the client's own (an unknown
     field), so it is clipped too; so is the list, which a body of many unknown fields would make long."""

@@ -37,7 +37,8 @@ def install(app: FastAPI) -> None:
         schema = generate()
         return truthful(schema) if first_time else schema  # corrected in place, so the cache holds the truth
 
-    app.openapi = openapi
+    # FastAPI documents replacing `app.openapi` as the way to amend the document; its types declare a method.
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def truthful(schema: dict[str, Any]) -> dict[str, Any]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-import click
 import typer
+
+# Typer ships its own copy of click: its groups take and return that copy's types, not the click package's.
+from typer import _click as click
 from typer.core import TyperGroup
 
-from services.cli import health, orders, quotes, up
+from services.cli import cancel, health, history, quotes, submit, up, watch
 
 EXIT_CODES = (
     "Exit codes: 0 ok (an order confirmed); 1 refused or failed (an invalid order, any other 4xx); 2 wrong "
@@ -48,10 +50,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(up.up)
-app.command()(orders.submit)
-app.command()(orders.watch)
-app.command()(orders.cancel)
-app.command()(orders.orders)
+app.command()(submit.submit)
+app.command()(watch.watch)
+app.command()(cancel.cancel)
+app.command()(history.orders)
 app.command()(quotes.quotes)
 app.command()(health.health)
 

@@ -188,6 +188,7 @@ def purge(
     async def work(dead_letters: DeadLetters) -> dict[str, Any]:
         if order_id is not None:
             return {"success": True, "orderId": str(order_id), "purged": await dead_letters.purge_order(order_id)}
+        assert age_s is not None  # no ORDER_ID, so --older-than was given
         return {"success": True, "purged": await dead_letters.purge_older_than(age_s)}
 
     emit(_run(as_json, work), as_json, lambda result: typer.echo(f"purged {result['purged']} dead letters"))

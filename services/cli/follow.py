@@ -15,7 +15,15 @@ from typing import Any
 
 import orjson
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.sync.client import connect
@@ -403,7 +411,7 @@ class LiveDisplay:
         self.order = order
         self.path = HAPPY_PATHS.get(order.get("type") or "", MARKET_PATH)
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.status = order.get("status")
 
     def __enter__(self) -> LiveDisplay:

@@ -64,7 +64,8 @@ def quotes(
     if pair is not None:
 
         def one(client: ApiClient) -> dict[str, Any]:
-            return client.get(f"/api/quotes/{quote(pair, safe='')}", what=f"quotes for {pair}")
+            quotes: dict[str, Any] = client.get(f"/api/quotes/{quote(pair, safe='')}", what=f"quotes for {pair}")
+            return quotes
 
         emit(run_api_command(as_json, api, api_key, one), as_json, _print_one)
         return

@@ -26,6 +26,7 @@ from shared.observability.probes import Heartbeat, ServiceProbes, start_probes
 from shared.observability.redis_gauges import RedisGauges, execution_backlog
 from shared.redis_client import redis_client
 from shared.redis_keys import EXECUTION_QUEUE
+from shared.service import keep_running
 from shared.settings import Settings
 from shared.store.leases import OrderLeases
 from shared.store.order_store import OrderStore
@@ -46,14 +47,14 @@ WATCHDOG_PERIOD_S = 1.0
 
 
 async def watchdog(redis: Redis, alive: Heartbeat) -> None:
-    """Beat while the loop turns and Redis answers it; a blocked loop stops beating, a lost Redis fails."""
-    while True:
-        try:
-            await asyncio.wait_for(redis.ping(), WATCHDOG_PERIOD_S * 2)
-            alive.ok()
-        except Exception as exc:  # noqa: BLE001 - whatever stops the ping is what /health should say
-            alive.failed(f"Redis: {exc!r}")
-        await asyncio.sleep(WATCHDOG_PERIOD_S)
+    """Beat while the loop turns and Redis answers it; a blocked loop stops beating, a lost Redis fails.
+    Runs until cancelled, and logs nothing: /health is where it speaks."""
+
+    async def ping() -> None:
+        await asyncio.wait_for(redis.ping(), WATCHDOG_PERIOD_S * 2)
+
+    # Whatever stops the ping is what /health should say.
+    await keep_running(ping, alive=alive, stop=None, outage=None, catch=(Exception,), rest_s=WATCHDOG_PERIOD_S)
 
 
 async def build_executor(settings: Settings, redis: Redis, metrics: ExecutionMetrics | None = None) -> OrderExecutor:

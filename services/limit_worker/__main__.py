@@ -11,7 +11,6 @@ from decimal import Decimal
 
 from loguru import logger
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from shared import redis_keys
 from shared.observability.orders import OrderOutcomes
@@ -19,7 +18,7 @@ from shared.observability.probes import Heartbeat, ServiceProbes
 from shared.observability.redis_gauges import RedisGauges, resting_limit_orders
 from shared.outage_log import OutageLog
 from shared.redis_client import redis_client
-from shared.service import pause, run_service
+from shared.service import keep_running, run_service
 from shared.settings import Settings
 from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
@@ -31,7 +30,10 @@ SWEEP_PERIOD_S = 0.2
 STRANDED_AFTER_MS = 5_000
 
 
-def latest_per_pair(entries) -> dict[str, Decimal]:
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def latest_per_pair(entries: StreamEntries) -> dict[str, Decimal]:
     """Only the newest tick of each pair in a batch matters: prices are levels, not deltas."""
     latest: dict[str, Decimal] = {}
     for _entry_id, fields in entries:
@@ -42,47 +44,43 @@ def latest_per_pair(entries) -> dict[str, Decimal]:
 async def follow_ticks(
     book: LimitBook, redis: Redis, stop: asyncio.Event, outcomes: OrderOutcomes, alive: Heartbeat
 ) -> None:
-    last_id = "$"
+    last_id: bytes | str = "$"
+
+    async def take_crossed_orders() -> None:
+        nonlocal last_id
+        batches = await redis.xread({redis_keys.TICKS_STREAM: last_id}, count=1000, block=500)
+        assert isinstance(batches, list)  # RESP2 (how redis_client connects): [[stream, entries], ...]
+        for _stream, entries in batches:
+            last_id = entries[-1][0]
+            for pair, price in latest_per_pair(entries).items():
+                members = await book.take_crossed(pair, price)
+                if members:
+                    handed = await book.hand_over_at(members, price)
+                    outcomes.triggered("limit", handed)
+                    logger.info("{} at {}: triggered {} limit orders", pair, price, handed)
+
+    # xread blocks for new ticks: no rest between rounds, only a back-off while Redis is away.
     outage = OutageLog("tick loop lost Redis")
-    while not stop.is_set():
-        try:
-            batches = await redis.xread({redis_keys.TICKS_STREAM: last_id}, count=1000, block=500)
-            for _stream, entries in batches:
-                last_id = entries[-1][0]
-                for pair, price in latest_per_pair(entries).items():
-                    members = await book.take_crossed(pair, price)
-                    if members:
-                        handed = await book.hand_over_at(members, price)
-                        outcomes.triggered("limit", handed)
-                        logger.info("{} at {}: triggered {} limit orders", pair, price, handed)
-            alive.ok()
-            outage.ok()
-        except (RedisError, OSError) as exc:
-            alive.failed(f"Redis: {exc!r}")
-            outage.failed(exc)
-            await asyncio.sleep(0.5)
+    await keep_running(take_crossed_orders, alive=alive, stop=stop, outage=outage, back_off_s=0.5)
 
 
 async def housekeeping(
     book: LimitBook, sweeper: ExpirySweeper, stop: asyncio.Event, outcomes: OrderOutcomes, alive: Heartbeat
 ) -> None:
     rounds = 0
+
+    async def expire_and_recover() -> None:
+        nonlocal rounds
+        expired = await sweeper.sweep(on_expired=outcomes.ended)
+        if expired:
+            logger.info("expired {} limit orders", expired)
+        rounds += 1
+        if rounds % 5 == 0 and (stranded := await book.stranded(STRANDED_AFTER_MS)):
+            logger.warning("recovering {} limit orders stranded between trigger and execution", len(stranded))
+            outcomes.triggered("limit", await book.hand_over_at(stranded, None))
+
     outage = OutageLog("housekeeping lost Redis")
-    while not stop.is_set():
-        try:
-            expired = await sweeper.sweep(on_expired=outcomes.ended)
-            if expired:
-                logger.info("expired {} limit orders", expired)
-            rounds += 1
-            if rounds % 5 == 0 and (stranded := await book.stranded(STRANDED_AFTER_MS)):
-                logger.warning("recovering {} limit orders stranded between trigger and execution", len(stranded))
-                outcomes.triggered("limit", await book.hand_over_at(stranded, None))
-            alive.ok()
-            outage.ok()
-        except (RedisError, OSError) as exc:
-            alive.failed(f"Redis: {exc!r}")
-            outage.failed(exc)
-        await pause(stop, SWEEP_PERIOD_S)
+    await keep_running(expire_and_recover, alive=alive, stop=stop, outage=outage, rest_s=SWEEP_PERIOD_S)
 
 
 async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:

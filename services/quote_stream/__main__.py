@@ -7,7 +7,6 @@ import time
 
 from loguru import logger
 from prometheus_client import Counter, Histogram
-from redis.exceptions import RedisError
 
 from shared.domain import tokens
 from shared.observability.probes import ServiceProbes
@@ -15,10 +14,10 @@ from shared.observability.quote_ages import QuoteAges
 from shared.outage_log import OutageLog
 from shared.quote_cache import QuoteCache, QuotePoller
 from shared.redis_client import redis_client
-from shared.service import pause, run_service
+from shared.service import keep_running, run_service
 from shared.settings import Settings
 from shared.venue_events import VenueEventPublisher
-from shared.venues.base import Dex
+from shared.venues.base import Dex, Venue
 from shared.venues.ledger import RedisLedger
 from shared.venues.ledger import retention_s as ledger_retention_s
 from shared.venues.simulated import SimulatedVenue, load_sim_config
@@ -57,37 +56,36 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
     redis = redis_client(settings.redis_url)
     sim = await load_sim_config(redis, settings)
     ledger = RedisLedger(redis, ledger_retention_s(settings.order_retention_s))
-    venues = [SimulatedVenue(dex, sim, ledger) for dex in Dex]
+    venues: list[Venue] = [SimulatedVenue(dex, sim, ledger) for dex in Dex]
     pairs = [(a, b) for a, b in settings.pairs if a in tokens.TOKENS and b in tokens.TOKENS and a != b]
     poller = QuotePoller(venues, QuoteCache(redis), pairs, settings.quote_reference_usd)
     launches = VenueEventPublisher(redis, sim)
-    interval = settings.quote_interval_ms / 1000
     logger.info("streaming {} pairs every {} ms (seed {})", len(pairs), settings.quote_interval_ms, sim.seed)
     rounds = 0
-    outage = OutageLog("could not write quotes")
-    while not stop.is_set():
+
+    async def quote_and_publish_launches() -> None:
+        nonlocal rounds
         started = time.monotonic()
-        try:
-            written = await poller.poll_once()
-            metrics.ages.record(written)
-            for result in written:
-                for quote in result.stale:
-                    metrics.stale.labels(quote.dex.value).inc()
-            metrics.rounds.observe(time.monotonic() - started)
-            for event in await launches.publish_due(time.time()):
-                metrics.venue_events.labels(event.kind).inc()
-                logger.info("venue event {} {}: liquidity ${}", event.kind, event.event_id, event.liquidity_usd)
-            alive.ok()
-            outage.ok()
-            rounds += 1
-            if rounds % 120 == 1:
-                logger.info("round {}: {} pairs cached", rounds, len(pairs))
-        except (RedisError, OSError) as exc:
-            alive.failed(f"Redis: {exc!r}")
-            outage.failed(exc)
-        remaining = interval - (time.monotonic() - started)
-        if remaining > 0:
-            await pause(stop, remaining)
+        written = await poller.poll_once()
+        metrics.ages.record(written)
+        for result in written:
+            for quote in result.stale:
+                metrics.stale.labels(quote.dex.value).inc()
+        metrics.rounds.observe(time.monotonic() - started)
+        for event in await launches.publish_due(time.time()):
+            metrics.venue_events.labels(event.kind).inc()
+            logger.info("venue event {} {}: liquidity ${}", event.kind, event.event_id, event.liquidity_usd)
+        rounds += 1
+        if rounds % 120 == 1:
+            logger.info("round {}: {} pairs cached", rounds, len(pairs))
+
+    await keep_running(
+        quote_and_publish_launches,
+        alive=alive,
+        stop=stop,
+        outage=OutageLog("could not write quotes"),
+        period_s=settings.quote_interval_ms / 1000,
+    )
     await redis.aclose()
     logger.info("stopped")
 

@@ -13,7 +13,6 @@ import time
 from loguru import logger
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from shared import redis_keys
 from shared.observability.orders import OrderOutcomes
@@ -21,7 +20,7 @@ from shared.observability.probes import Heartbeat, ServiceProbes
 from shared.observability.redis_gauges import RedisGauges, armed_sniper_orders
 from shared.outage_log import OutageLog
 from shared.redis_client import redis_client
-from shared.service import pause, run_service
+from shared.service import keep_running, run_service
 from shared.settings import Settings
 from shared.store.expiries import ExpirySweeper
 from shared.store.order_store import OrderStore
@@ -47,30 +46,30 @@ class SniperMetrics:
 async def follow_venue_events(
     book: SniperBook, redis: Redis, stop: asyncio.Event, metrics: SniperMetrics, alive: Heartbeat
 ) -> None:
-    cursor = (await redis.get(redis_keys.SNIPER_EVENTS_CURSOR) or b"0").decode()
+    saved = await redis.get(redis_keys.SNIPER_EVENTS_CURSOR) or b"0"
+    cursor = saved.decode() if isinstance(saved, bytes) else saved
+
+    async def fire_on(fields: dict[bytes, bytes]) -> None:
+        fired = await book.on_venue_event(fields)
+        metrics.outcomes.triggered("sniper", fired)
+        metrics.venue_events.labels(fields[b"kind"].decode()).inc()
+        logger.info(
+            "venue event {} {}: fired {} sniper orders", fields[b"kind"].decode(), fields[b"id"].decode(), fired
+        )
+
+    async def fire_on_new_events() -> None:
+        nonlocal cursor
+        batches = await redis.xread({redis_keys.VENUE_EVENTS_STREAM: cursor}, count=100, block=500)
+        assert isinstance(batches, list)  # RESP2 (how redis_client connects): [[stream, entries], ...]
+        for _stream, entries in batches:
+            for entry_id, fields in entries:
+                await fire_on(fields)
+                cursor = entry_id.decode()
+            await redis.set(redis_keys.SNIPER_EVENTS_CURSOR, cursor)
+
+    # xread blocks for new events: no rest between rounds, only a back-off while Redis is away.
     outage = OutageLog("venue-event loop lost Redis")
-    while not stop.is_set():
-        try:
-            batches = await redis.xread({redis_keys.VENUE_EVENTS_STREAM: cursor}, count=100, block=500)
-            for _stream, entries in batches:
-                for entry_id, fields in entries:
-                    fired = await book.on_venue_event(fields)
-                    metrics.outcomes.triggered("sniper", fired)
-                    metrics.venue_events.labels(fields[b"kind"].decode()).inc()
-                    logger.info(
-                        "venue event {} {}: fired {} sniper orders",
-                        fields[b"kind"].decode(),
-                        fields[b"id"].decode(),
-                        fired,
-                    )
-                    cursor = entry_id.decode()
-                await redis.set(redis_keys.SNIPER_EVENTS_CURSOR, cursor)
-            alive.ok()
-            outage.ok()
-        except (RedisError, OSError) as exc:
-            alive.failed(f"Redis: {exc!r}")
-            outage.failed(exc)
-            await asyncio.sleep(0.5)
+    await keep_running(fire_on_new_events, alive=alive, stop=stop, outage=outage, back_off_s=0.5)
 
 
 async def housekeeping(
@@ -83,25 +82,22 @@ async def housekeeping(
 ) -> None:
     rounds = 0
     outcomes = metrics.outcomes
+
+    async def expire_fire_and_recover() -> None:
+        nonlocal rounds
+        if expired := await sweeper.sweep(on_expired=outcomes.ended):
+            logger.info("expired {} sniper orders", expired)
+        rounds += 1
+        if rounds % CONDITION_SWEEP_EVERY == 0:
+            if fired := await book.sweep(sim, time.time()):
+                outcomes.triggered("sniper", fired)
+                logger.info("fired {} sniper orders whose condition already held", fired)
+            if stranded := await book.stranded(STRANDED_AFTER_MS):
+                logger.warning("recovering {} sniper orders stranded before execution", len(stranded))
+                outcomes.triggered("sniper", await book.fire(stranded, {"kind": "recovered"}))
+
     outage = OutageLog("housekeeping lost Redis")
-    while not stop.is_set():
-        try:
-            if expired := await sweeper.sweep(on_expired=outcomes.ended):
-                logger.info("expired {} sniper orders", expired)
-            rounds += 1
-            if rounds % CONDITION_SWEEP_EVERY == 0:
-                if fired := await book.sweep(sim, time.time()):
-                    outcomes.triggered("sniper", fired)
-                    logger.info("fired {} sniper orders whose condition already held", fired)
-                if stranded := await book.stranded(STRANDED_AFTER_MS):
-                    logger.warning("recovering {} sniper orders stranded before execution", len(stranded))
-                    outcomes.triggered("sniper", await book.fire(stranded, {"kind": "recovered"}))
-            alive.ok()
-            outage.ok()
-        except (RedisError, OSError) as exc:
-            alive.failed(f"Redis: {exc!r}")
-            outage.failed(exc)
-        await pause(stop, SWEEP_PERIOD_S)
+    await keep_running(expire_fire_and_recover, alive=alive, stop=stop, outage=outage, rest_s=SWEEP_PERIOD_S)
 
 
 async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:

@@ -8,6 +8,7 @@ prefix of the hash that is safe to log, store on the order and show in history.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -123,10 +124,12 @@ class KeyRing:
         keys = list(self.configured.values())
         for raw_hash, raw in stored.items():
             record = orjson.loads(raw)
-            keys.append(ApiKey(raw_hash.decode(), record["name"], Role(record["role"]), record.get("createdAt")))
+            key_hash = raw_hash.decode() if isinstance(raw_hash, bytes) else raw_hash
+            keys.append(ApiKey(key_hash, record["name"], Role(record["role"]), record.get("createdAt")))
         return sorted(keys, key=lambda key: (key.name, key.key_id))
 
-    async def revoke(self, key_id_or_name: str) -> list[ApiKey]:
+    # builtins.list: inside the class body `list` is the method above.
+    async def revoke(self, key_id_or_name: str) -> builtins.list[ApiKey]:
         """Remove run-time keys whose id or name matches; configured keys are removed from settings."""
         revoked = [key for key in await self.list() if key_id_or_name in (key.key_id, key.name)]
         stored = [key for key in revoked if key.key_hash not in self.configured]

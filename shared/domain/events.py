@@ -73,4 +73,5 @@ class OrderEvent:
 
 
 def parse_message(raw: bytes | str) -> dict[str, Any]:
-    return orjson.loads(raw)
+    message: dict[str, Any] = orjson.loads(raw)  # every event is stored as `to_json()` wrote it: an object
+    return message

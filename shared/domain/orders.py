@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.domain import idempotency, tokens, untrusted
 from shared.domain.events import iso_utc, utc_now
-from shared.domain.order_types import OrderType
+from shared.domain.order_types import OrderType as OrderType  # re-exported: one definition, two homes
 
 MAX_SLIPPAGE_BPS = 5000
 #: Resting prices are compared as IEEE doubles inside Redis; 15 significant digits survive that exactly.
@@ -53,7 +53,7 @@ def _fail(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(code, message)
 
 
-def _to_decimal(value: Any, name: str) -> Decimal:
+def _to_decimal(value: object, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise _fail("invalid_decimal", f"{name} must be a decimal string or number")
     try:
@@ -82,7 +82,7 @@ class SniperTrigger(BaseModel):
 
     @field_validator("min_liquidity", mode="before")
     @classmethod
-    def _decimal(cls, value: Any) -> Decimal | None:
+    def _decimal(cls, value: object) -> Decimal | None:
         return None if value is None else _to_decimal(value, "minLiquidity")
 
     @model_validator(mode="after")
@@ -99,7 +99,7 @@ class SniperTrigger(BaseModel):
         return self
 
     def to_spec(self) -> dict[str, str]:
-        spec = {"kind": self.kind}
+        spec: dict[str, str] = {"kind": self.kind}
         if self.min_liquidity is not None:
             spec["minLiquidity"] = str(self.min_liquidity)
         return spec
@@ -122,7 +122,7 @@ class OrderRequest(BaseModel):
 
     @field_validator("amount", mode="before")
     @classmethod
-    def _amount_decimal(cls, value: Any) -> Decimal:
+    def _amount_decimal(cls, value: object) -> Decimal:
         amount = _to_decimal(value, "amount")
         if amount <= 0:
             raise _fail("invalid_amount", "amount must be greater than 0")
@@ -130,12 +130,12 @@ class OrderRequest(BaseModel):
 
     @field_validator("slippage", "limit_price", mode="before")
     @classmethod
-    def _optional_decimal(cls, value: Any, info) -> Decimal | None:
-        return None if value is None else _to_decimal(value, info.field_name)
+    def _optional_decimal(cls, value: object, info: ValidationInfo) -> Decimal | None:
+        return None if value is None else _to_decimal(value, str(info.field_name))
 
     @field_validator("token_in", "token_out", mode="before")
     @classmethod
-    def _ascii_token(cls, value: Any, info: ValidationInfo) -> Any:
+    def _ascii_token(cls, value: object, info: ValidationInfo) -> object:
         # Before any stripping or case folding: "ſol" upper-cases to SOL, "\u3000SOL" strips to it.
         if isinstance(value, str) and not value.isascii():
             raise _fail("unknown_token", "token symbols and mint addresses are ASCII")
@@ -244,7 +244,7 @@ class Order:
     idempotency_key: str | None = None
     created_at: datetime = field(default_factory=utc_now)
     limit_price: Decimal | None = None
-    trigger: dict[str, Any] | None = None
+    trigger: dict[str, str] | None = None  # as SniperTrigger.to_spec() spells it
     expires_at: datetime | None = None
     owner: str | None = None  # the public id of the API key that placed it, when keys are enabled
 
@@ -309,7 +309,7 @@ class Order:
         )
 
 
-def resting_max_lifetime_s(context: Any) -> float:
+def resting_max_lifetime_s(context: object) -> float:
     """The lifetime cap a validation context names (the API passes its setting), else the default."""
     if isinstance(context, dict) and context.get(LIFETIME_CONTEXT_KEY) is not None:
         return float(context[LIFETIME_CONTEXT_KEY])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 from uuid import UUID
 
 from pydantic import BeforeValidator
@@ -29,6 +29,10 @@ ECHO_LIMIT = 64
 #: An order body is two levels deep (the sniper trigger). Every encoder on the way (the Idempotency-Key hash,
 #: orjson, the standard library's fallback) stays far from its stack limit below this.
 MAX_JSON_DEPTH = 16
+
+_Value = TypeVar("_Value")
+#: A parsed JSON array or object; what their members are does not matter to a depth count.
+_Container = dict[object, object] | list[object]
 
 
 class NotADecimal(ValueError):
@@ -65,40 +69,42 @@ def ascii_uint(text: str, max_digits: int) -> int | None:
     return int(text)
 
 
-def clip(text: Any, limit: int = ECHO_LIMIT) -> str:
+def clip(text: object, limit: int = ECHO_LIMIT) -> str:
     """`text` as an error message may repeat it: at most `limit` characters, marked when cut."""
     value = str(text)
     return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
 
 
-def json_depth_within(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+def json_depth_within(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether parsed JSON nests at most `limit` containers deep (walked without recursion)."""
-    level = [value] if isinstance(value, (dict, list)) else []
+    level: list[_Container] = [value] if isinstance(value, (dict, list)) else []
     for _ in range(limit):
         level = [child for container in level for child in _containers_in(container)]
     return not level
 
 
-def unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_fields(pairs: list[tuple[str, _Value]]) -> dict[str, _Value]:
     """A JSON object as a dict, refused (ValueError) when it names a field twice: parsers disagree on which
     one counts (a proxy may check the first while we act on the last), so such a body has no one meaning."""
     fields = dict(pairs)
     if len(fields) != len(pairs):
         seen: set[str] = set()
-        twice = next(name for name, _ in pairs if name in seen or seen.add(name))
-        raise ValueError(f"the field {clip(twice)!r} appears twice")
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"the field {clip(name)!r} appears twice")
+            seen.add(name)
     return fields
 
 
-def _containers_in(container: dict | list) -> list[Any]:
+def _containers_in(container: _Container) -> list[_Container]:
     items = container.values() if isinstance(container, dict) else container
     return [item for item in items if isinstance(item, (dict, list))]
 
 
-def _ascii_number(pattern: str, code: str, what: str) -> Callable[[Any], Any]:
+def _ascii_number(pattern: str, code: str, what: str) -> Callable[[object], object]:
     compiled = re.compile(pattern)
 
-    def check(value: Any) -> Any:
+    def check(value: object) -> object:
         if isinstance(value, str) and compiled.fullmatch(value) is None:
             raise PydanticCustomError(code, f"must be {what} in ASCII digits")
         return value

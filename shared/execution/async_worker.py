@@ -18,18 +18,22 @@ import contextvars
 import inspect
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import SkipMessage
-from dramatiq.worker import WorkerThread
+from dramatiq.worker import ConsumerThread, WorkerThread
 from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.execution.dramatiq_internals import REDIS_MESSAGE_ID, ThreadFactoryWorker, dispatch_args
+from shared.execution.dramatiq_internals import REDIS_MESSAGE_ID, ThreadFactoryWorker, WorkQueue, dispatch_args
+
+_Result = TypeVar("_Result")
 
 #: The message whose coroutine is running, for actors that need its options (e.g. the retry count).
 current_message: contextvars.ContextVar[MessageProxy] = contextvars.ContextVar("current_message")
@@ -44,8 +48,8 @@ _ACKED_ON_LOOP, _ACK_ON_FINISHER = object(), object()
 
 def _new_loop() -> asyncio.AbstractEventLoop:
     # uvloop (installed with uvicorn[standard], as the API runs on it) does the loop's socket reads and writes
-    # and its callback scheduling in C: with ~10 Redis round trips per order, the pure-Python selector loop's
-    # transport.write alone was 15 % of the worker's event-loop thread at 250 orders/s.
+    # and its callback scheduling in C: with about ten Redis round trips per order, the pure-Python selector
+    # loop's socket writes are a large share of the worker's event-loop thread under load.
     try:
         import uvloop
     except ImportError:  # pragma: no cover - a slimmer install still works, only slower
@@ -67,7 +71,7 @@ class LoopThread:
         self._thread.start()
         return self
 
-    def run(self, coroutine, timeout: float | None = None):
+    def run(self, coroutine: Coroutine[Any, Any, _Result], timeout: float | None = None) -> _Result:
         """Run a coroutine on the loop from another thread and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
@@ -100,8 +104,16 @@ def attempt_of(message: MessageProxy) -> int:
 
 
 class _DispatchThread(WorkerThread):
-    def __init__(self, *, owner: AsyncWorker, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        owner: AsyncWorker,
+        broker: dramatiq.Broker,
+        consumers: dict[str, ConsumerThread],
+        work_queue: WorkQueue,
+        worker_timeout: int,
+    ) -> None:
+        super().__init__(broker=broker, consumers=consumers, work_queue=work_queue, worker_timeout=worker_timeout)
         self.owner = owner
 
     def process_message(self, message: MessageProxy) -> None:
@@ -117,12 +129,13 @@ class _DispatchThread(WorkerThread):
             self.owner.settle(message)
             return
 
-        async def run():
+        async def run() -> object:
             current_message.set(message)
-            result = await coroutine_fn(*message.args, **message.kwargs)
-            if self.owner.acks is None:
+            result: object = await coroutine_fn(*message.args, **message.kwargs)
+            acks = self.owner.acks
+            if acks is None:
                 return result
-            return await self.owner.ack_on_loop(message, result)
+            return await self.owner.ack_on_loop(message, result, acks)
 
         future = asyncio.run_coroutine_threadsafe(run(), self.owner.loop)
         self.owner.track(message, future)
@@ -144,7 +157,7 @@ class AsyncWorker(ThreadFactoryWorker):
         # Prefetch is what bounds unacked messages, hence orders in flight, for this process.
         self.queue_prefetch = max_in_flight
         self.loop = loop
-        self._in_flight: dict[str, tuple[MessageProxy, Future]] = {}
+        self._in_flight: dict[str, tuple[MessageProxy, Future[object]]] = {}
         self._abandoned: set[str] = set()
         self._lock = threading.Lock()
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dramatiq-finisher")
@@ -163,24 +176,24 @@ class AsyncWorker(ThreadFactoryWorker):
         """Messages whose coroutine is running (for a gauge: read without the lock, a moment's value)."""
         return len(self._in_flight)
 
-    def track(self, message: MessageProxy, future: Future) -> None:
+    def track(self, message: MessageProxy, future: Future[object]) -> None:
         with self._lock:
             self._in_flight[message.message_id] = (message, future)
         future.add_done_callback(lambda done: self._done(message, done))
 
-    async def ack_on_loop(self, message: MessageProxy, result: object) -> object:
+    async def ack_on_loop(self, message: MessageProxy, result: object, acks: LoopAcks) -> object:
         """The end of a successful coroutine, on the loop: middleware, then the ack (see `LoopAcks`)."""
         self.broker.emit_after("process_message", message, result=result)
         try:
             self.broker.emit_before("ack", message)
-            await self.acks.ack(message)
+            await acks.ack(message)
         except (RedisError, OSError) as exc:
             logger.warning("cannot ack {} from the event loop ({!r}); the finisher will", message, exc)
             return _ACK_ON_FINISHER
         self.broker.emit_after("ack", message)
         return _ACKED_ON_LOOP
 
-    def _done(self, message: MessageProxy, future: Future) -> None:
+    def _done(self, message: MessageProxy, future: Future[object]) -> None:
         # Thread-safe: it runs where the coroutine's future is resolved (the loop), or on the dispatch thread
         # if that future was already resolved when `track` added this callback.
         if not future.cancelled() and future.exception() is None and future.result() is _ACKED_ON_LOOP:
@@ -201,7 +214,7 @@ class AsyncWorker(ThreadFactoryWorker):
                 return False
         return True
 
-    def _finish(self, message: MessageProxy, future: Future) -> None:
+    def _finish(self, message: MessageProxy, future: Future[object]) -> None:
         if not self._forget(message):
             return
         exception = future.exception() if not future.cancelled() else asyncio.CancelledError()

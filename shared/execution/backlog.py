@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import redis as sync_redis
+import redis.asyncio
 from redis.asyncio import Redis
 
 from shared import redis_keys
@@ -21,7 +21,7 @@ class ExecutionBacklog:
     dead_letters: int
 
 
-def _queue_reads(pipe: Any) -> None:
+def _queue_reads(pipe: sync_redis.client.Pipeline | redis.asyncio.client.Pipeline) -> None:
     pipe.llen(redis_keys.dramatiq_queue())
     pipe.hlen(f"{redis_keys.dramatiq_delayed()}.msgs")
     pipe.zcard(redis_keys.dramatiq_dead_letters())

@@ -6,6 +6,7 @@ import copy
 import time
 
 import redis
+from dramatiq.broker import Broker, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import AgeLimit, Retries
@@ -30,12 +31,23 @@ class DurableRetries(Retries):
     Upstream: dramatiq PR 545 (see `dramatiq_internals`).
     """
 
-    def after_process_message(self, broker, message, *, result=None, exception=None):
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: object = None,
+        exception: BaseException | None = None,
+    ) -> None:
         options = copy.deepcopy(message.options)
         delay = REENQUEUE_MIN_S
         while True:
             try:
-                return super().after_process_message(broker, message, result=result, exception=exception)
+                # dramatiq's Retries leaves this override unannotated.
+                super().after_process_message(  # type: ignore[no-untyped-call]
+                    broker, message, result=result, exception=exception
+                )
+                return
             except (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError) as exc:
                 logger.warning("cannot schedule the retry of {} yet ({}); trying again", message, exc)
                 message.options.clear()
@@ -54,18 +66,18 @@ class LingeringConsumer(RedisConsumer):
     one pipeline), so their commands share round trips; a few milliseconds of waiting buys that.
     """
 
-    def __init__(self, broker, *args, **kwargs) -> None:
-        super().__init__(broker, *args, **kwargs)
-        self.linger_s = getattr(broker, "fetch_linger_s", 0.0)
+    def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]  # unannotated upstream
+        self.linger_s: float = getattr(broker, "fetch_linger_s", 0.0)
         self._fetched_at = 0.0
 
-    def __next__(self):
+    def __next__(self) -> MessageProxy | None:
         fetching = not self.message_cache
         if fetching and self.linger_s:
             wait = self._fetched_at + self.linger_s - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-        message = super().__next__()
+        message: MessageProxy | None = super().__next__()  # type: ignore[no-untyped-call]  # unannotated upstream
         if fetching and message is not None:
             self._fetched_at = time.monotonic()
         return message
@@ -74,12 +86,12 @@ class LingeringConsumer(RedisConsumer):
 class EngineBroker(RedisBroker):
     """The Redis broker with a lingering consumer (see `LingeringConsumer`)."""
 
-    def __init__(self, *args, fetch_linger_ms: int = 0, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: object, fetch_linger_ms: int = 0, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # unannotated upstream
         self.fetch_linger_s = fetch_linger_ms / 1000
 
     @property
-    def consumer_class(self):
+    def consumer_class(self) -> type[LingeringConsumer]:
         return LingeringConsumer
 
 

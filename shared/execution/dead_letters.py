@@ -33,12 +33,13 @@ letters. Refused dead letters stay until purged.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import orjson
@@ -46,6 +47,7 @@ from dramatiq.brokers.redis import DEFAULT_DEAD_MESSAGE_TTL
 from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
+from redis.typing import ZSetRangeResponse
 
 from shared import redis_keys
 from shared.domain.events import iso_utc, utc_now
@@ -128,6 +130,15 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# redis-py types each reply for any client (`bytes | str`) and any option (WITHSCORES or not, NOVALUES or not).
+# The engine's clients never decode (no decode_responses), so the casts below name the one shape each call gets.
+
+
+def _scored(reply: ZSetRangeResponse) -> list[tuple[bytes, float]]:
+    """A ZRANGE ... WITHSCORES reply: (member, score) pairs."""
+    return cast("list[tuple[bytes, float]]", reply)
+
+
 class DeadLetters:
     def __init__(
         self,
@@ -155,9 +166,10 @@ class DeadLetters:
 
     async def list(self, limit: int = DEFAULT_LIST_LIMIT) -> list[dict[str, Any]]:
         """The newest `limit` dead letters, each with its order's status, type, pair and last error."""
-        letters = await self._letters(await self.redis.zrevrange(self.dead_key, 0, limit - 1, withscores=True))
+        newest = await self.redis.zrevrange(self.dead_key, 0, limit - 1, withscores=True)
+        letters = await self._letters(_scored(newest))
         states = await self._states([letter.order_id for letter in letters])
-        return [summary(letter, states.get(letter.order_id)) for letter in letters]
+        return [summary(letter, states.get(letter.order_id) if letter.order_id else None) for letter in letters]
 
     async def show(self, order_id: UUID | str) -> dict[str, Any]:
         """The order's dead letters (whole messages), its current state and every event, and its last replay."""
@@ -194,11 +206,11 @@ class DeadLetters:
                 await asyncio.sleep(REPLAY_RETRY_PAUSE_S * random.uniform(1, 2))
         raise ReplayContended(f"order {order_id} kept changing while being replayed; try again")
 
-    async def replay_all(self, limit: int = DEFAULT_REPLAY_BATCH) -> list[BatchItem]:
+    async def replay_all(self, limit: int = DEFAULT_REPLAY_BATCH) -> builtins.list[BatchItem]:
         """Replay the orders of the oldest `limit` dead letters, one transaction per order."""
         oldest = await self.redis.zrange(self.dead_key, 0, min(limit, MAX_BATCH) - 1, withscores=True)
-        letters = await self._letters(oldest)
-        items: list[BatchItem] = []
+        letters = await self._letters(_scored(oldest))
+        items: builtins.list[BatchItem] = []
         for order_id in dict.fromkeys(letter.order_id for letter in letters):
             if order_id is None:
                 unreadable = NotReplayable("unreadable_message", "a dead letter without an orderId: purge it")
@@ -242,13 +254,14 @@ class DeadLetters:
             new_order_id = await pipe.get(idempotency_key) if action is ReplayAction.RECREATE else None
             if new_order_id is not None:
                 new_order_id = self._earlier_replay(order_id, _text(new_order_id))
-            pipe.multi()
+            pipe.multi()  # type: ignore[no-untyped-call]  # unannotated in redis-py's asyncio Pipeline
             new_order = None
             if action is ReplayAction.REQUEUE:
                 newest = max(letters, key=lambda letter: letter.dead_lettered_at or now)
                 message = requeue_message(newest)
                 hand_enqueue(pipe, self.queue_key, self.queue_messages_key, message.redis_message_id, message.data)
             elif action is ReplayAction.RECREATE and new_order_id is None:
+                assert state is not None  # decide() refuses an order that is gone
                 new_order = replay_order(state.order, now)
                 new_order_id = str(new_order.order_id)
                 plan = placement(new_order, replay_link(order_id))
@@ -297,7 +310,9 @@ class DeadLetters:
         cutoff_ms = max(0, int((self.clock().timestamp() - age_s) * 1000))
         removed = 0
         while True:
-            batch = await self._purge_older(keys=[self.dead_key, self.dead_messages_key], args=[cutoff_ms, PURGE_BATCH])
+            batch: int = await self._purge_older(
+                keys=[self.dead_key, self.dead_messages_key], args=[cutoff_ms, PURGE_BATCH]
+            )
             removed += batch
             if batch < PURGE_BATCH:
                 break
@@ -313,32 +328,33 @@ class DeadLetters:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self.dead_key, *ids)
             pipe.hdel(self.dead_messages_key, *ids)
+            removed: int
             removed, _ = await pipe.execute()
         order_logger(order_id).info("purged {} dead letters without replaying them", removed)
         return removed
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    async def _letters(self, members: list[tuple[bytes, float]]) -> list[DeadLetter]:
+    async def _letters(self, members: builtins.list[tuple[bytes, float]]) -> builtins.list[DeadLetter]:
         """Dead letters for (id, score) members of the dead-letter zset, skipping ones gone meanwhile."""
         if not members:
             return []
         ids = [_text(member) for member, _ in members]
-        datas = await self.redis.hmget(self.dead_messages_key, ids)
+        datas = cast("builtins.list[bytes | None]", await self.redis.hmget(self.dead_messages_key, ids))
         return [
             DeadLetter.parse(message_id, data, score)
             for message_id, data, (_, score) in zip(ids, datas, members, strict=True)
             if data is not None
         ]
 
-    async def _find(self, order_id: str, client: Any) -> list[DeadLetter]:
+    async def _find(self, order_id: str, client: Redis) -> builtins.list[DeadLetter]:
         """Every dead letter of one order. A scan of the whole (small, operator-sized) dead-letter hash."""
         needle = order_id.encode()
         found: dict[str, bytes] = {}
         cursor = 0
         while True:
             cursor, page = await client.hscan(self.dead_messages_key, cursor, count=SCAN_COUNT)
-            for message_id, data in page.items():
+            for message_id, data in cast("dict[bytes, bytes]", page).items():  # HSCAN without NOVALUES
                 if needle in data:  # cheap filter before parsing
                     found[_text(message_id)] = data
             if cursor == 0:
@@ -350,7 +366,7 @@ class DeadLetters:
         letters = [DeadLetter.parse(i, found[i], score) for i, score in zip(ids, scores, strict=True)]
         return [letter for letter in letters if letter.order_id == order_id]
 
-    async def _states(self, order_ids: list[str | None]) -> dict[str, OrderState]:
+    async def _states(self, order_ids: builtins.list[str | None]) -> dict[str, OrderState]:
         wanted = [order_id for order_id in dict.fromkeys(order_ids) if order_id]
         if not wanted:
             return {}

@@ -1,8 +1,9 @@
 """Every place the engine reaches past dramatiq's public API, in one module.
 
 Tested with dramatiq `>=2.2.1,<2.3` (the range pinned in pyproject.toml); tests/unit/test_dramatiq_internals.py
-fails, naming the internal and this range, when an upgrade moves any of them. Before widening the pin, run it
-and re-read the upstream links below: if upstream fixed the problem, the workaround can go instead.
+and tests/integration/test_dramatiq_queue_format.py fail, naming the internal and this range, when an upgrade
+moves any of them. Before widening the pin, run them and re-read the upstream links below: if upstream fixed
+the problem, the workaround can go instead.
 
 What we rely on, why, and what upstream says about it:
 
@@ -22,8 +23,9 @@ What we rely on, why, and what upstream says about it:
 - `ConsumerThread.delay_queue` as a plain instance attribute that the connection-error handler of
   `ConsumerThread.run` replaces with an empty `PriorityQueue()`, and `ConsumerThread.close()` handing the delay
   queue back to Redis: `kept_delays` swaps the thread's `__class__` (`swap_class`) for a subclass whose
-  `delay_queue` property keeps the old messages. The loss itself: no upstream issue known (dramatiq issue 527,
-  "Delayed Jobs aren't run after cycling Redis", reports a similar symptom).
+  `delay_queue` property keeps the old messages (typed `WorkQueue`, after dramatiq's private `_WorkQueueItem`).
+  The loss itself: no upstream issue known (dramatiq issue 527, "Delayed Jobs aren't run after cycling Redis",
+  reports a similar symptom).
 - `Retries.after_process_message` enqueueing the retry inside `emit_after`, which logs and swallows a broker
   error, after which the worker acks the original: `broker.DurableRetries` re-tries the enqueue. Upstream:
   dramatiq PR 545 ("Mark message as failed when fail to process"; open), whose thread describes this loss.
@@ -38,12 +40,18 @@ What we rely on, why, and what upstream says about it:
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from typing import Any
+from queue import PriorityQueue
+from typing import TYPE_CHECKING, TypeAlias
 
 import dramatiq
+import redis
+import redis.asyncio
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.worker import WorkerThread
+
+if TYPE_CHECKING:  # only a type: an upgrade that moves it breaks mypy, not the engine
+    from dramatiq.worker import _WorkQueueItem
 
 #: The dramatiq versions everything here was tested with (the pin in pyproject.toml).
 TESTED_RANGE = ">=2.2.1,<2.3"
@@ -54,8 +62,11 @@ RedisConsumer = _RedisConsumer
 #: The message option under which RedisBroker keeps a message's id in Redis.
 REDIS_MESSAGE_ID = "redis_message_id"
 
+#: A worker's `work_queue` and a consumer thread's `delay_queue` (retries held until their eta).
+WorkQueue: TypeAlias = "PriorityQueue[_WorkQueueItem]"
 
-def dispatch_args(broker: RedisBroker, command: str, queue_name: str) -> list[Any]:
+
+def dispatch_args(broker: RedisBroker, command: str, queue_name: str) -> list[str | int]:
     """The leading arguments of dramatiq's `dispatch` script, as `RedisBroker._dispatch(command)` builds them."""
     return [
         command,
@@ -65,7 +76,7 @@ def dispatch_args(broker: RedisBroker, command: str, queue_name: str) -> list[An
         broker.heartbeat_timeout,
         broker.dead_message_ttl,
         broker._should_do_maintenance(command),
-        broker._max_unpack_size(),
+        broker._max_unpack_size(),  # type: ignore[no-untyped-call]  # dramatiq leaves it unannotated
     ]
 
 
@@ -86,7 +97,13 @@ def swap_class(instance: object, cls: type) -> None:
     instance.__class__ = cls
 
 
-def hand_enqueue(pipe: Any, queue_key: str, messages_key: str, redis_message_id: str, data: bytes) -> None:
+def hand_enqueue(
+    pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline,
+    queue_key: str,
+    messages_key: str,
+    redis_message_id: str,
+    data: bytes,
+) -> None:
     """Queue an encoded message the way dispatch.lua's `enqueue` command does, on a (transaction) pipeline."""
     pipe.hset(messages_key, redis_message_id, data)
     pipe.rpush(queue_key, redis_message_id)

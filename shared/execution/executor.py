@@ -17,10 +17,10 @@ lets the message go to the dead-letter queue.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 from uuid import UUID
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -37,6 +37,9 @@ from shared.store.leases import Lease, LeaseKeeper, OrderLeases
 from shared.store.order_store import OrderState, OrderStore, StaleWrite
 from shared.venues.base import Dex, Quote, SwapTransaction, TxStatus, Venue, VenueUnavailable
 
+if TYPE_CHECKING:  # annotations only: typing has Unpack from 3.12
+    from typing_extensions import Unpack
+
 S = OrderStatus
 
 #: How often a worker waiting for another's lease on the same order looks again.
@@ -44,14 +47,44 @@ LEASE_POLL_S = 0.25
 #: Back-off while Redis cannot take the `failed` of an order's last attempt.
 MARK_FAILED_MIN_S, MARK_FAILED_MAX_S = 0.5, 5.0
 
-TransactionBuilder = Callable[..., SwapTransaction]
+
+class TransactionBuilder(Protocol):
+    """Signs the swap of one attempt (`shared.venues.simulated.build_swap_transaction`)."""
+
+    def __call__(
+        self,
+        *,
+        order_id: UUID,
+        attempt: int,
+        dex: Dex,
+        token_in: str,
+        token_out: str,
+        amount_in: Decimal,
+        min_amount_out: Decimal,
+        native_sol_in: bool,
+        native_sol_out: bool,
+    ) -> SwapTransaction: ...
 
 
 class ExecutionFailed(Exception):
     """The order ended `failed` after its last attempt; raised so dramatiq dead-letters the message."""
 
 
-def next_event(state: OrderState, status: OrderStatus, **fields: Any) -> OrderEvent:
+class EventFields(TypedDict, total=False):
+    """The fields of an `OrderEvent` a stage sets; the rest come from the order's state."""
+
+    attempt: int | None
+    dex: str | None
+    quotes: dict[str, Any] | None
+    tx_hash: str | None
+    executed_price: Decimal | None
+    amount_out: Decimal | None
+    error: str | None
+    error_message: str | None
+    extra: dict[str, Any] | None
+
+
+def next_event(state: OrderState, status: OrderStatus, **fields: Unpack[EventFields]) -> OrderEvent:
     return OrderEvent(
         order_id=state.order.order_id,
         seq=state.seq + 1,
@@ -147,7 +180,7 @@ class OrderExecutor:
             return True
         return False
 
-    async def _route(self, state: OrderState, attempt: int) -> tuple[OrderEvent, dict[str, Any]]:
+    async def _route(self, state: OrderState, attempt: int) -> tuple[OrderEvent, dict[str, Decimal]]:
         order = state.order
         results = await asyncio.gather(
             *(venue.quote(order.token_in, order.token_out, order.amount) for venue in self.venues.values()),
@@ -189,7 +222,7 @@ class OrderExecutor:
             native_sol_out=order.native_sol_out,
         )
 
-    def _build(self, state: OrderState) -> tuple[OrderEvent, dict[str, Any]]:
+    def _build(self, state: OrderState) -> tuple[OrderEvent, dict[str, Decimal]]:
         # A triggered order measures slippage from the price at trigger time, a market order from its quote.
         reference = state.fields.get("referencePrice")
         basis = state.order.amount * Decimal(reference) if reference else Decimal(state.fields["quotedOut"])
@@ -217,18 +250,21 @@ class OrderExecutor:
     async def _confirm(self, state: OrderState, lease: Lease, *, submitted_at: datetime | None) -> None:
         dex = Dex(state.fields["dex"])
         outcome = await self.venues[dex].confirm(state.fields["txHash"])
-        common = {
+        fields: EventFields = {
             "attempt": state.attempt,
             "dex": dex.value,
             "tx_hash": outcome.tx_hash,
             "extra": {"venueLatencyMs": outcome.latency_ms},
         }
         if outcome.status is TxStatus.CONFIRMED:
-            event = next_event(
-                state, S.CONFIRMED, executed_price=outcome.executed_price, amount_out=outcome.amount_out, **common
-            )
+            status = S.CONFIRMED
+            fields["executed_price"] = outcome.executed_price
+            fields["amount_out"] = outcome.amount_out
         else:
-            event = next_event(state, S.FAILED, error=outcome.error, error_message=outcome.message, **common)
+            status = S.FAILED
+            fields["error"] = outcome.error
+            fields["error_message"] = outcome.message
+        event = next_event(state, status, **fields)
         await self.store.append(state, event, release=lease)
         self.metrics.stage(state.order.type.value, f"submitted_to_{event.status.value}", submitted_at, event.timestamp)
         self.metrics.ended(state.order, event)

@@ -18,39 +18,43 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from queue import PriorityQueue
 
+from dramatiq.broker import Broker
 from dramatiq.common import iter_queue
 from dramatiq.middleware import Middleware
+from dramatiq.worker import ConsumerThread
 
-from shared.execution.dramatiq_internals import swap_class
+from shared.execution.dramatiq_internals import WorkQueue, swap_class
 
 
 class KeepDelayedMessagesOnReconnect(Middleware):
-    def after_consumer_thread_boot(self, broker, thread) -> None:
+    def after_consumer_thread_boot(self, broker: Broker, thread: ConsumerThread) -> None:
         queue = thread.__dict__.pop("delay_queue")
-        swap_class(thread, _keeping(type(thread)))
+        # mypy takes a class for unhashable when it is an argument to a cached function (python/mypy#11470).
+        swap_class(thread, _keeping(type(thread)))  # type: ignore[arg-type]
         thread.__dict__["_kept_delay_queue"] = queue
 
 
 @functools.cache
-def _keeping(thread_class: type) -> type:
-    def get(thread) -> PriorityQueue:
-        return thread.__dict__["_kept_delay_queue"]
+def _keeping(thread_class: type[ConsumerThread]) -> type:
+    def get(thread: ConsumerThread) -> WorkQueue:
+        queue: WorkQueue = thread.__dict__["_kept_delay_queue"]
+        return queue
 
-    def replace(thread, new: PriorityQueue) -> None:
+    def replace(thread: ConsumerThread, new: WorkQueue) -> None:
         # dramatiq assigns a new queue only in its connection-error handler.
         old = thread.__dict__.get("_kept_delay_queue")
         if old is not None and old is not new:
-            for item in iter_queue(old):
+            for item in iter_queue(old):  # type: ignore[no-untyped-call]  # dramatiq leaves it unannotated
                 new.put(item)
                 old.task_done()
             thread.__dict__["_connection_lost"] = True
         thread.__dict__["_kept_delay_queue"] = new
 
-    def close(thread) -> None:
+    def close(thread: ConsumerThread) -> None:
         if not thread.__dict__.pop("_connection_lost", False):
-            return thread_class.close(thread)
+            thread_class.close(thread)
+            return
         with contextlib.suppress(Exception):  # the connection is gone already
             if thread.consumer:
                 thread.consumer.close()

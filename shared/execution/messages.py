@@ -19,7 +19,7 @@ EXECUTE_ORDER = "execute_order"
 
 def execute_order_message(order_id: UUID) -> QueuedMessage:
     redis_message_id = str(uuid4())
-    message = dramatiq.Message(
+    message: dramatiq.Message[None] = dramatiq.Message(  # the actor's coroutine returns nothing
         queue_name=EXECUTION_QUEUE,
         actor_name=EXECUTE_ORDER,
         args=(str(order_id),),

@@ -203,7 +203,7 @@ class ReplayResult:
         return orjson.dumps({k: v for k, v in self.to_view().items() if k != "alreadyReplayed"})
 
     @classmethod
-    def from_record(cls, raw: bytes) -> ReplayResult:
+    def from_record(cls, raw: bytes | str) -> ReplayResult:
         record = orjson.loads(raw)
         return cls(
             order_id=record["orderId"],

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import orjson
 from loguru import logger
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
@@ -110,10 +112,10 @@ class HealthMetrics(Collector):
     def __init__(self, health: Health) -> None:
         self.health = health
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "engine_health_ok", "1 while this loop of the service passes its /health check", labels=["check"]
         )
@@ -147,10 +149,10 @@ class ProbeServer:
 
     def __init__(self, registry: CollectorRegistry, health: Health) -> None:
         self.health = health
-        self._metrics = make_wsgi_app(registry)
+        self._metrics: WSGIApplication = make_wsgi_app(registry)
         self._server: ThreadingWSGIServer | None = None
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             return self._metrics(environ, start_response)

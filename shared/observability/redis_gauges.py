@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import cast
 
 import redis
 from loguru import logger
@@ -93,7 +94,10 @@ def resting_limit_orders(pairs: Sequence[tuple[str, str]]) -> Reader:
 
 def armed_sniper_orders(client: redis.Redis) -> list[Metric]:
     """Sniper orders waiting in their trigger sets (`sniper:{kind}:{pair}`), by trigger kind and pair."""
-    keys = [key.decode() for key in client.zrange(redis_keys.SNIPER_RESTING, 0, -1)]
+    # Without withscores ZRANGE returns bare members, bytes (this client does not decode replies); redis-py
+    # types every form of the reply at once.
+    members = cast(list[bytes], client.zrange(redis_keys.SNIPER_RESTING, 0, -1))
+    keys = [key.decode() for key in members]
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.zcard(key)
@@ -136,7 +140,9 @@ def dbsync_backlog(client: redis.Redis) -> list[Metric]:
             redis_keys.EVENTS_STREAM, min=f"({last.decode() if isinstance(last, bytes) else last}", count=1
         )
         if undelivered:
-            first = _ms_of(undelivered[0][0])
+            first_id = undelivered[0][0]
+            assert first_id is not None  # only XCLAIM and XREADGROUP report a deleted entry as (None, None)
+            first = _ms_of(first_id)
             oldest = first if oldest is None else min(oldest, first)
     lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
     return [

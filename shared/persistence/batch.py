@@ -200,7 +200,10 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _parse(fields: Mapping[Any, Any]) -> tuple[_Event, dict[str, Any] | None]:
-    payload = orjson.loads(fields.get(b"e") or fields.get("e"))  # orjson reads bytes as they are
+    raw_event = fields.get(b"e") or fields.get("e")
+    if raw_event is None:
+        raise TypeError("no event payload (field e)")  # dropped as malformed, as orjson.loads(None) would have been
+    payload = orjson.loads(raw_event)  # orjson reads bytes as they are
     order_id = _uuid(_get(fields, b"o") or payload["orderId"])
     for key in ("executedPrice", "amountOut"):
         _dec(payload.get(key))  # reject now what PostgreSQL would reject later
@@ -315,7 +318,8 @@ def _with_state(order: dict[str, Any], state: dict[str, Any]) -> None:
 
 
 def _order_id(order: dict[str, Any]) -> str:
-    return order["order_id"]
+    order_id: str = order["order_id"]  # _uuid's canonical text
+    return order_id
 
 
 def _event_key(event: _Event) -> tuple[str, int]:

@@ -92,7 +92,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _order_dict(row: sa.Row) -> dict[str, Any]:
+def _order_dict(row: sa.Row[Any]) -> dict[str, Any]:
     return {name: _json_value(row._mapping[column]) for name, column in _COLUMNS}
 
 
@@ -121,7 +121,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise ValueError(f"invalid cursor: {clip(cursor)!r}") from exc
 
 
-def _match(column: sa.ColumnElement, value: str | Sequence[str] | None) -> sa.ColumnElement[bool] | None:
+def _match(column: sa.ColumnElement[Any], value: str | Sequence[str] | None) -> sa.ColumnElement[bool] | None:
     if value is None:
         return None
     if isinstance(value, str):

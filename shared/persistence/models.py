@@ -74,6 +74,7 @@ class OrderEventRow(SQLModel, table=True):
     payload: dict[str, Any] = Field(sa_column=sa.Column(JSONB, nullable=False))
 
 
+# SQLModel sets `__table__` on table models at class creation; its stubs do not declare it.
 orders_table: sa.Table = Order.__table__  # type: ignore[attr-defined]
 events_table: sa.Table = OrderEventRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

@@ -12,6 +12,7 @@ or drop, each other's entries.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -168,7 +169,7 @@ class StreamSyncer:
         """Take over entries that other (dead) consumers left unacknowledged for `claim_idle_ms`."""
         cursor = "0-0"
         while not self.stop_event.is_set():
-            reply = self._redis(lambda c=cursor: self._autoclaim(c))
+            reply = self._redis(functools.partial(self._autoclaim, cursor))
             if reply is None:
                 return
             cursor, claimed = _s(reply[0]), [e for e in reply[1] if e]

@@ -11,7 +11,8 @@ from shared import redis_keys
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import Order
-from shared.store.order_store import OrderStore, RestingPlace
+from shared.store.order_store import Change, OrderStore, RestingPlace
+from shared.store.replies import members
 
 SWEEP_BATCH = 500
 
@@ -28,14 +29,15 @@ class ExpirySweeper:
         """Expire every due order still resting; returns how many this call expired. `on_expired` is told
         of each order this call expired (and no other: a racing cancel or trigger that won is not)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        due = await self.redis.zrangebyscore(self.expiries_key, "-inf", now_ms, start=0, num=SWEEP_BATCH)
+        due = members(await self.redis.zrangebyscore(self.expiries_key, "-inf", now_ms, start=0, num=SWEEP_BATCH))
         if not due:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for order_id in due:
-                pipe.hgetall(redis_keys.order(order_id.decode()))
+                pipe.hgetall(redis_keys.order(order_id))
             states = [self.store.state_from(raw) for raw in await pipe.execute()]
-        changes, finished = [], []
+        changes: list[Change] = []
+        finished: list[str] = []
         for order_id, state in zip(due, states, strict=True):
             place = RestingPlace.from_fields(state.fields) if state else None
             if state is None or state.status is not OrderStatus.WAITING or place is None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID, uuid4
 
 from redis.asyncio import Redis
 
 from shared import redis_keys
-
-_SCRIPT = (Path(__file__).parent / "lua" / "lease.lua").read_text()
+from shared.store.scripts import LeaseArgs, lua_source, run
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +34,7 @@ class OrderLeases:
     def __init__(self, redis: Redis, *, ttl_ms: int) -> None:
         self.redis = redis
         self.ttl_ms = ttl_ms
-        self._script = redis.register_script(_SCRIPT)
+        self._script = redis.register_script(lua_source(LeaseArgs.SCRIPT))
 
     async def take(self, order_id: UUID) -> Lease | None:
         """The lease, or None while someone else holds it."""
@@ -47,17 +45,20 @@ class OrderLeases:
         """`take`, and the order's hash as HGETALL returns it, in one script. The hash is read after the
         lease is taken: when it was, no other holder can change the order after the read."""
         lease = Lease(order_id, uuid4().hex)
-        taken, flat = await self._script(
-            keys=[lease.key, redis_keys.order(order_id)], args=["take", lease.token, self.ttl_ms]
+        take = LeaseArgs(
+            lease=lease.key, order=redis_keys.order(order_id), op="take", token=lease.token, ttl_ms=self.ttl_ms
         )
-        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        taken, flat = await run(self._script, take)
+        raw: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=True))
         return (lease if taken else None), raw
 
     async def renew(self, lease: Lease) -> bool:
-        return bool(await self._script(keys=[lease.key, "-"], args=["renew", lease.token, self.ttl_ms]))
+        renew = LeaseArgs(lease=lease.key, op="renew", token=lease.token, ttl_ms=self.ttl_ms)
+        return bool(await run(self._script, renew))
 
     async def release(self, lease: Lease) -> bool:
-        return bool(await self._script(keys=[lease.key, "-"], args=["release", lease.token, 0]))
+        release = LeaseArgs(lease=lease.key, op="release", token=lease.token, ttl_ms=0)
+        return bool(await run(self._script, release))
 
 
 class LeaseKeeper:
@@ -72,7 +73,7 @@ class LeaseKeeper:
         self.leases = leases
         self.on_lost = on_lost
         self._held: dict[Lease, None] = {}
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def interval_s(self) -> float:

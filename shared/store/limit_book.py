@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -17,9 +16,9 @@ from shared import redis_keys
 from shared.domain.limits import bucket_floor, bucket_of, rest_member, tick_size
 from shared.domain.orders import Order
 from shared.store.order_store import OrderState, OrderStore, RestingPlace
-from shared.store.resting import RestingBook, text
-
-_TAKE = (Path(__file__).parent / "lua" / "take_crossed.lua").read_text()
+from shared.store.replies import members
+from shared.store.resting import RestingBook, TriggerFields
+from shared.store.scripts import TakeCrossedArgs, lua_source, run
 
 
 def resting_place(order: Order) -> RestingPlace:
@@ -42,15 +41,18 @@ def resting_place(order: Order) -> RestingPlace:
 class LimitBook(RestingBook):
     def __init__(self, redis: Redis, store: OrderStore) -> None:
         super().__init__(redis, store, handoff_key=redis_keys.LIMIT_HANDOFF, expiries_key=redis_keys.LIMIT_EXPIRIES)
-        self._take = redis.register_script(_TAKE)
+        self._take = redis.register_script(lua_source(TakeCrossedArgs.SCRIPT))
 
     async def take_crossed(self, pair: str, best_price: Decimal) -> list[str]:
         """Move every order the price crosses into the hand-off set; their members, in trigger order."""
-        members = await self._take(
-            keys=[redis_keys.limit_buckets(pair), self.handoff_key],
-            args=[redis_keys.limit_bucket_prefix(pair), str(best_price), int(time.time() * 1000)],
+        take = TakeCrossedArgs(
+            bucket_index=redis_keys.limit_buckets(pair),
+            hand_off_set=self.handoff_key,
+            bucket_key_prefix=redis_keys.limit_bucket_prefix(pair),
+            price=str(best_price),
+            now_ms=int(time.time() * 1000),
         )
-        return [text(m) for m in members]
+        return members(await run(self._take, take))
 
     async def hand_over_at(self, members: list[str], trigger_price: Decimal | None) -> int:
         """Hand crossed orders to execution; slippage will be measured from `trigger_price`.
@@ -59,9 +61,8 @@ class LimitBook(RestingBook):
         the price that crossed it can have been.
         """
 
-        def details(state: OrderState):
+        def details(state: OrderState) -> TriggerFields:
             price = trigger_price if trigger_price is not None else state.order.limit_price
-            extra = {"triggerPrice": str(price), "limitPrice": str(state.order.limit_price)}
-            return extra, {"referencePrice": price}
+            return {"triggerPrice": str(price), "limitPrice": str(state.order.limit_price)}, {"referencePrice": price}
 
         return await self.hand_over(members, details)

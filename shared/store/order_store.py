@@ -6,23 +6,23 @@ stream never disagree. Writers name the seq they last saw; a stale writer change
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from shared import redis_keys
 from shared.domain.events import OrderEvent, iso_utc
 from shared.domain.lifecycle import OrderStatus, check_transition, is_terminal
 from shared.domain.orders import Order
 from shared.store.leases import Lease
+from shared.store.replies import RawHash, raw_members, text
+from shared.store.scripts import NO_KEY, CreateOrderArgs, TransitionArgs, lua_source, run
 
-_LUA = Path(__file__).parent / "lua"
 #: The order-hash field naming who a resting order counts against (MAX_RESTING_PER_OWNER; transition.lua reads it).
 REST_OWNER_FIELD = "restOwner"
 
@@ -100,11 +100,11 @@ class OrderState:
     def terminal(self) -> bool:
         return is_terminal(self.status)
 
-    def json_field(self, name: str) -> Any:
+    def json_field(self, name: str) -> object:
         raw = self.fields.get(name)
         return orjson.loads(raw) if raw else None
 
-    def to_view(self) -> dict[str, Any]:
+    def to_view(self) -> dict[str, object]:
         """The order as GET /api/orders/{id} shows it (events are added by the caller)."""
         spec = self.order.to_spec()
         return {
@@ -145,20 +145,24 @@ class StaleWrite(Exception):
         self.actual_seq = actual_seq
 
 
-def _flatten(fields: dict[str, Any]) -> list[str]:
-    flat: list[str] = []
+#: One independent append of `OrderStore.append_many`: state, event, remember, claim, message.
+Change = tuple[OrderState, OrderEvent, Mapping[str, object] | None, RestingPlace | None, QueuedMessage | None]
+
+#: A not-resting order's resting place: fills create_order.lua's and transition.lua's slots with their "none".
+_NOWHERE = RestingPlace(key=NO_KEY, member="")
+
+
+def _hash_fields(fields: Mapping[str, object]) -> dict[str, str]:
+    """Order-hash fields as the scripts write them: text, JSON for dicts and lists; None leaves a field as it was."""
+    flat: dict[str, str] = {}
     for name, value in fields.items():
         if value is None:
             continue
-        flat.append(name)
-        if isinstance(value, (dict, list)):
-            flat.append(orjson.dumps(value).decode())
-        else:
-            flat.append(str(value))
+        flat[name] = orjson.dumps(value).decode() if isinstance(value, (dict, list)) else str(value)
     return flat
 
 
-def _result_fields(event: OrderEvent) -> dict[str, Any]:
+def _result_fields(event: OrderEvent) -> dict[str, object]:
     return {
         "status": event.status.value,
         "seq": event.seq,
@@ -178,8 +182,8 @@ class OrderStore:
         self.redis = redis
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s
-        self._create = redis.register_script((_LUA / "create_order.lua").read_text())
-        self._transition = redis.register_script((_LUA / "transition.lua").read_text())
+        self._create = redis.register_script(lua_source(CreateOrderArgs.SCRIPT))
+        self._transition = redis.register_script(lua_source(TransitionArgs.SCRIPT))
 
     async def create(
         self,
@@ -197,14 +201,14 @@ class OrderStore:
 
         A resting order with a `rest_owner` counts against that owner's resting orders until it stops
         waiting; with `max_resting` > 0, the one past the cap is refused (TOO_MANY_RESTING)."""
-        keys, args = self._create_call(
+        args = self._create_args(
             order, first_event, body_hash, message, resting, max_queue_depth, rest_owner, max_resting
         )
-        return self.create_outcome(order, body_hash, await self._create(keys=keys, args=args))
+        return self.create_outcome(order, body_hash, await run(self._create, args))
 
     async def queue_create(
         self,
-        pipe: Any,
+        pipe: Pipeline,
         order: Order,
         first_event: OrderEvent,
         *,
@@ -217,75 +221,69 @@ class OrderStore:
         removal of a dead letter); read its outcome from the EXEC reply with `create_outcome`. A resting
         order with a `rest_owner` is counted against that owner's resting orders, never refused: an
         operator chose to place it (and an EXEC cannot be refused half-way)."""
-        keys, args = self._create_call(order, first_event, body_hash, message, resting, 0, rest_owner, 0)
-        await self._create(keys=keys, args=args, client=pipe)
+        args = self._create_args(order, first_event, body_hash, message, resting, 0, rest_owner, 0)
+        await run(self._create, args, client=pipe)
 
-    def _create_call(self, order, first_event, body_hash, message, resting, max_queue_depth, rest_owner, max_resting):
+    def _create_args(
+        self,
+        order: Order,
+        first_event: OrderEvent,
+        body_hash: str,
+        message: QueuedMessage | None,
+        resting: tuple[OrderEvent, RestingPlace] | None,
+        max_queue_depth: int,
+        rest_owner: str,
+        max_resting: int,
+    ) -> CreateOrderArgs:
         check_transition(None, first_event.status)
-        last_event, place = first_event, None
-        rest_args: list[Any] = ["", "", 0, "", 0, ""]
-        place_fields: dict[str, str] = {}
+        last_event, place, place_fields = first_event, _NOWHERE, {}
         if resting is not None:
-            resting_event, place = resting
-            check_transition(first_event.status, resting_event.status)
-            last_event = resting_event
-            rest_args = [
-                resting_event.to_json(),
-                place.member,
-                place.score,
-                place.index_member,
-                place.index_score,
-                "" if place.expires_at_ms is None else place.expires_at_ms,
-            ]
-            place_fields = place.to_fields()
-            if rest_owner:
-                place_fields[REST_OWNER_FIELD] = rest_owner
-        key = order.idempotency_scope
-        fields = {"spec": order.spec_json().decode(), **_result_fields(last_event), **place_fields}
-        args = [
-            "1" if key else "0",
-            f"{order.order_id} {body_hash}",
-            self.idempotency_ttl_s,
-            max_queue_depth,
-            str(order.order_id),
-            order.stream_user,
-            order.spec_json(),
-            first_event.to_json(),
-            message.redis_message_id if message else "",
-            message.data if message else b"",
-            *rest_args,
-            rest_owner if resting is not None else "",
-            max_resting,
-            *_flatten(fields),
-        ]
-        keys = [
-            redis_keys.order(order.order_id),
-            redis_keys.order_events(order.order_id),
-            redis_keys.EVENTS_STREAM,
-            redis_keys.idempotency(key or "-"),
-            redis_keys.dramatiq_queue(),
-            redis_keys.dramatiq_messages(),
-            place.key if place else "-",
-            (place.index_key or "-") if place else "-",
-            (place.expiries_key or "-") if place else "-",
-            redis_keys.RESTING_PER_OWNER,
-        ]
-        return keys, args
+            last_event, place = resting
+            check_transition(first_event.status, last_event.status)
+            place_fields = place.to_fields() | ({REST_OWNER_FIELD: rest_owner} if rest_owner else {})
+        scope = order.idempotency_scope
+        return CreateOrderArgs(
+            order=redis_keys.order(order.order_id),
+            events=redis_keys.order_events(order.order_id),
+            idempotency_key=redis_keys.idempotency(scope or "-"),
+            rest_zset=place.key,
+            rest_index_zset=place.index_key or NO_KEY,
+            expiries_zset=place.expiries_key or NO_KEY,
+            use_idem=bool(scope),
+            idem_value=f"{order.order_id} {body_hash}",
+            idem_ttl_s=self.idempotency_ttl_s,
+            max_queue_depth=max_queue_depth,
+            order_id=str(order.order_id),
+            user_id=order.stream_user,
+            spec_json=order.spec_json(),
+            first_event_json=first_event.to_json(),
+            message_id=message.redis_message_id if message else "",
+            message_data=message.data if message else b"",
+            resting_event_json=last_event.to_json() if resting is not None else b"",
+            rest_member=place.member,
+            rest_score=place.score,
+            index_member=place.index_member,
+            index_score=place.index_score,
+            expiry_score=place.expires_at_ms,
+            rest_owner=rest_owner if resting is not None else "",
+            max_resting=max_resting,
+            order_hash=_hash_fields({"spec": order.spec_json().decode(), **_result_fields(last_event), **place_fields}),
+        )
 
     async def remembered(self, scope: str, body_hash: str) -> CreateResult | None:
         """What an Idempotency-Key (as scoped by `Order.idempotency_scope`) already stands for, if anything."""
         existing = await self.redis.get(redis_keys.idempotency(scope))
         if existing is None:
             return None
-        existing_id, _, existing_hash = existing.decode().partition(" ")
+        existing_id, _, existing_hash = text(existing).partition(" ")
         same = existing_hash == body_hash
         return CreateResult(CreateOutcome.REPLAYED if same else CreateOutcome.KEY_CONFLICT, UUID(existing_id))
 
     @staticmethod
-    def create_outcome(order: Order, body_hash: str, reply: list[Any]) -> CreateResult:
+    def create_outcome(order: Order, body_hash: str, reply: Sequence[bytes | str]) -> CreateResult:
         """What the create script's reply means for `order`."""
-        outcome, existing = reply
-        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        raw_outcome, existing = reply
+        outcome = text(raw_outcome)
         if outcome == "created":
             return CreateResult(CreateOutcome.CREATED, order.order_id)
         if outcome == "busy":
@@ -293,7 +291,7 @@ class OrderStore:
         if outcome == "too_many_resting":
             return CreateResult(CreateOutcome.TOO_MANY_RESTING, order.order_id)
         if outcome == "exists":
-            existing_id, _, existing_hash = existing.decode().partition(" ")
+            existing_id, _, existing_hash = text(existing).partition(" ")
             same = existing_hash == body_hash
             return CreateResult(CreateOutcome.REPLAYED if same else CreateOutcome.KEY_CONFLICT, UUID(existing_id))
         raise RuntimeError(f"order {order.order_id} already exists")
@@ -302,12 +300,12 @@ class OrderStore:
         self,
         state: OrderState,
         event: OrderEvent,
-        remember: dict[str, Any] | None = None,
+        remember: Mapping[str, object] | None = None,
         *,
         claim: RestingPlace | None = None,
         message: QueuedMessage | None = None,
         release: Lease | None = None,
-        client: Any = None,
+        client: Redis | None = None,
     ) -> OrderState:
         """Append `event` (whose seq must be state.seq + 1) and return the new state.
 
@@ -323,34 +321,33 @@ class OrderStore:
     async def append_steps(
         self,
         state: OrderState,
-        steps: Sequence[tuple[OrderEvent, dict[str, Any] | None]],
+        steps: Sequence[tuple[OrderEvent, Mapping[str, object] | None]],
         *,
         claim: RestingPlace | None = None,
         message: QueuedMessage | None = None,
         release: Lease | None = None,
-        client: Any = None,
+        client: Redis | None = None,
     ) -> OrderState:
         """Append consecutive events (each with its `remember`) atomically, in one round trip: for stages
         with no side effect between them, such as routing and building."""
-        keys, args, after = self._transition_call(state, steps, claim, message, release)
-        result = await self._transition(keys=keys, args=args, client=client)
-        _raise_for(result, state)
+        args, after = self._transition_args(state, steps, claim, message, release)
+        _raise_for(await run(self._transition, args, client=client), state)
         return after
 
     @staticmethod
-    def advanced(state: OrderState, event: OrderEvent, remember: dict[str, Any] | None = None) -> OrderState:
+    def advanced(state: OrderState, event: OrderEvent, remember: Mapping[str, object] | None = None) -> OrderState:
         """The state `event` leads to (nothing is written): for building the next step before appending."""
         return _advanced(state, event, _step_fields(event, remember))
 
     async def append_many(
         self,
-        changes: list[tuple[OrderState, OrderEvent, dict[str, Any] | None, RestingPlace | None, QueuedMessage | None]],
+        changes: Sequence[Change],
     ) -> list[Exception | None]:
         """Several independent appends in one round trip; per change, None or the exception it met."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for state, event, remember, claim, message in changes:
-                keys, args, _ = self._transition_call(state, [(event, remember)], claim, message, None)
-                await self._transition(keys=keys, args=args, client=pipe)
+                args, _ = self._transition_args(state, [(event, remember)], claim, message, None)
+                await run(self._transition, args, client=pipe)
             results = await pipe.execute(raise_on_error=False)
         outcomes: list[Exception | None] = []
         for (state, *_), result in zip(changes, results, strict=True):
@@ -363,51 +360,52 @@ class OrderStore:
                 outcomes.append(exc)
         return outcomes
 
-    def _transition_call(self, state, steps, claim, message, release):
+    def _transition_args(
+        self,
+        state: OrderState,
+        steps: Sequence[tuple[OrderEvent, Mapping[str, object] | None]],
+        claim: RestingPlace | None,
+        message: QueuedMessage | None,
+        release: Lease | None,
+    ) -> tuple[TransitionArgs, OrderState]:
+        """The script's arguments for appending `steps`, and the state they lead to."""
         after, events, fields = state, [], {}
         for event, remember in steps:
             changed = _step_fields(event, remember)
             after = _advanced(after, event, changed)
             events.append(event.to_json())
             fields.update(changed)
-        order_id = state.order.order_id
-        keys = [
-            redis_keys.order(order_id),
-            redis_keys.order_events(order_id),
-            redis_keys.EVENTS_STREAM,
-            claim.key if claim else "-",
-            (claim.index_key or "-") if claim else "-",
-            (claim.expiries_key or "-") if claim else "-",
-            redis_keys.dramatiq_queue(),
-            redis_keys.dramatiq_messages(),
-            redis_keys.order_lease(order_id),
-            redis_keys.RESTING_PER_OWNER,
-        ]
-        args = [
-            state.seq,
-            str(order_id),
-            state.order.stream_user,
-            self.retention_s if after.terminal else 0,
-            claim.member if claim else "",
-            claim.index_member if claim else "",
-            message.redis_message_id if message else "",
-            message.data if message else b"",
-            release.token if release else "",
-            len(events),
-            *events,
-            *(item for pair in fields.items() for item in pair),
-        ]
-        return keys, args, after
+        order_id, place = state.order.order_id, claim or _NOWHERE
+        args = TransitionArgs(
+            order=redis_keys.order(order_id),
+            events=redis_keys.order_events(order_id),
+            rest_zset=place.key,
+            rest_index_zset=place.index_key or NO_KEY,
+            expiries_zset=place.expiries_key or NO_KEY,
+            lease=redis_keys.order_lease(order_id),
+            expected_seq=state.seq,
+            order_id=str(order_id),
+            user_id=state.order.stream_user,
+            expire_s=self.retention_s if after.terminal else 0,
+            rest_member=place.member,
+            index_member=place.index_member,
+            message_id=message.redis_message_id if message else "",
+            message_data=message.data if message else b"",
+            lease_token=release.token if release else "",
+            event_jsons=events,
+            order_hash=fields,
+        )
+        return args, after
 
     async def load(self, order_id: UUID) -> OrderState | None:
         return self.state_from(await self.redis.hgetall(redis_keys.order(order_id)))
 
     @staticmethod
-    def state_from(raw: dict[bytes, bytes]) -> OrderState | None:
+    def state_from(raw: RawHash) -> OrderState | None:
         """An order's state from its hash as HGETALL returns it (None for a missing order)."""
         if not raw:
             return None
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        fields = {text(k): text(v) for k, v in raw.items()}
         return OrderState(
             order=Order.from_spec(orjson.loads(fields["spec"])),
             status=OrderStatus(fields["status"]),
@@ -418,13 +416,12 @@ class OrderStore:
 
     async def events(self, order_id: UUID, after_seq: int = 0) -> list[bytes]:
         """Raw event messages with seq > after_seq, in seq order (the list index is seq - 1)."""
-        return await self.redis.lrange(redis_keys.order_events(order_id), max(after_seq, 0), -1)
+        return raw_members(await self.redis.lrange(redis_keys.order_events(order_id), max(after_seq, 0), -1))
 
 
-def _step_fields(event: OrderEvent, remember: dict[str, Any] | None) -> dict[str, str]:
-    """The order-hash fields one event sets, as strings (None leaves a field as it was)."""
-    flat = _flatten({**_result_fields(event), **(remember or {})})
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def _step_fields(event: OrderEvent, remember: Mapping[str, object] | None) -> dict[str, str]:
+    """The order-hash fields one event sets."""
+    return _hash_fields({**_result_fields(event), **(remember or {})})
 
 
 def _advanced(state: OrderState, event: OrderEvent, changed: dict[str, str]) -> OrderState:

@@ -10,7 +10,8 @@ from typing import Any
 
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.orders import Order, OrderType
+from shared.domain.order_types import OrderType
+from shared.domain.orders import Order
 from shared.execution.messages import execute_order_message
 from shared.store import limit_book, sniper_book
 from shared.store.order_store import QueuedMessage, RestingPlace
@@ -37,6 +38,7 @@ def placement(order: Order, first_extra: dict[str, Any] | None = None) -> Placem
     )
     if order.type is OrderType.MARKET:
         return Placement(first, message=execute_order_message(order.order_id))
+    extra: dict[str, object]
     if order.type is OrderType.LIMIT:
         place, extra = limit_book.resting_place(order), {"limitPrice": str(order.limit_price)}
     else:

@@ -9,8 +9,7 @@ between leaves the order in the hand-off set, and whoever recovers it hands it o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -21,14 +20,12 @@ from shared.domain.lifecycle import OrderStatus
 from shared.domain.limits import order_id_of
 from shared.execution.messages import execute_order_message
 from shared.logging import order_logger
-from shared.store.order_store import OrderState, OrderStore, RestingPlace
+from shared.store.order_store import Change, OrderState, OrderStore, RestingPlace
+from shared.store.replies import members
 
 #: For one order being handed over: extra fields for its `triggered` event, and fields to remember.
-TriggerDetails = Callable[[OrderState], tuple[dict[str, Any], dict[str, Any]]]
-
-
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+TriggerFields = tuple[dict[str, object], Mapping[str, object]]
+TriggerDetails = Callable[[OrderState], TriggerFields]
 
 
 class RestingBook:
@@ -44,15 +41,15 @@ class RestingBook:
     async def stranded(self, older_than_ms: int, limit: int = 1000) -> list[str]:
         """Hand-off members left behind by a worker that died before handing them over."""
         before = int(time.time() * 1000) - older_than_ms
-        members = await self.redis.zrangebyscore(self.handoff_key, "-inf", before, start=0, num=limit)
-        return [text(m) for m in members]
+        return members(await self.redis.zrangebyscore(self.handoff_key, "-inf", before, start=0, num=limit))
 
     async def hand_over(self, members: list[str], details: TriggerDetails) -> int:
         """Append `triggered` and enqueue execution for each member, in order; returns how many went."""
         if not members:
             return 0
         states = await self.load_all([order_id_of(m) for m in members])
-        changes, done = [], []
+        changes: list[Change] = []
+        done: list[str] = []
         for member, state in zip(members, states, strict=True):
             if state is None or state.status is not OrderStatus.WAITING:
                 done.append(member)  # already handed over, or gone

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -17,10 +16,10 @@ from shared import redis_keys
 from shared.domain.limits import rest_member
 from shared.domain.orders import Order
 from shared.store.order_store import OrderState, OrderStore, RestingPlace
-from shared.store.resting import RestingBook, text
+from shared.store.replies import members, text
+from shared.store.resting import RestingBook, TriggerFields
+from shared.store.scripts import TakeRangeArgs, lua_source, run
 from shared.venues.launches import LaunchParams, is_listed, reserve_of
-
-_TAKE = (Path(__file__).parent / "lua" / "take_range.lua").read_text()
 
 
 def trigger_set(order: Order) -> tuple[str, str]:
@@ -49,13 +48,17 @@ def resting_place(order: Order) -> RestingPlace:
 class SniperBook(RestingBook):
     def __init__(self, redis: Redis, store: OrderStore) -> None:
         super().__init__(redis, store, handoff_key=redis_keys.SNIPER_HANDOFF, expiries_key=redis_keys.SNIPER_EXPIRIES)
-        self._take = redis.register_script(_TAKE)
+        self._take = redis.register_script(lua_source(TakeRangeArgs.SCRIPT))
 
     async def _take_from(self, key: str, max_score: str) -> list[str]:
-        members = await self._take(
-            keys=[key, self.handoff_key, redis_keys.SNIPER_RESTING], args=[max_score, int(time.time() * 1000)]
+        take = TakeRangeArgs(
+            trigger_set=key,
+            hand_off_set=self.handoff_key,
+            index_of_non_empty_trigger_sets=redis_keys.SNIPER_RESTING,
+            max_score=max_score,
+            now_ms=int(time.time() * 1000),
         )
-        return [text(m) for m in members]
+        return members(await run(self._take, take))
 
     async def take_listing(self, pair: str) -> list[str]:
         return await self._take_from(redis_keys.sniper_listing(pair), "+inf")
@@ -64,12 +67,12 @@ class SniperBook(RestingBook):
         return await self._take_from(redis_keys.sniper_liquidity(pair), str(reserve_out))
 
     async def resting_sets(self) -> list[str]:
-        return [text(k) for k in await self.redis.zrange(redis_keys.SNIPER_RESTING, 0, -1)]
+        return members(await self.redis.zrange(redis_keys.SNIPER_RESTING, 0, -1))
 
     async def fire(self, members: list[str], cause: dict[str, str] | None) -> int:
         """Hand fired orders to execution; `cause` (the venue event) is recorded on `triggered`."""
 
-        def details(state: OrderState):
+        def details(state: OrderState) -> TriggerFields:
             return {"trigger": state.order.trigger, "venueEvent": cause}, {}
 
         return await self.hand_over(members, details)

@@ -26,12 +26,19 @@ GROWTH_PER_STEP = Decimal(2)
 
 
 class LaunchParams(Protocol):
-    seed: str
-    epoch: float
-    daily_vol: Decimal
-    launch_first_s: float
-    launch_interval_s: float
-    liquidity_step_s: float
+    # Read-only properties, not plain attributes: a frozen config (`simulated.SimConfig`) must satisfy it.
+    @property
+    def seed(self) -> str: ...
+    @property
+    def epoch(self) -> float: ...
+    @property
+    def daily_vol(self) -> Decimal: ...
+    @property
+    def launch_first_s(self) -> float: ...
+    @property
+    def launch_interval_s(self) -> float: ...
+    @property
+    def liquidity_step_s(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +152,7 @@ def events_between(sim: LaunchParams, after: float, until: float) -> list[VenueE
         for step, at in launch.moments():
             if after < at <= until:
                 liquidity = launch.liquidity_usd(at)
+                assert liquidity is not None  # every moment is at or after the pool's creation
                 events.append(
                     VenueEvent(
                         kind="pool_created" if step == 0 else "liquidity_changed",

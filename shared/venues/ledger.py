@@ -248,7 +248,7 @@ class RedisLedger:
             order_id = _text(raw_order_id)
         fields = outcome_fields(outcome)
         names = ("status", "amount_out", "executed_price", "error", "message", "latency_ms")
-        args = [tx_hash, *(fields[name] for name in names), _nonce_message(order_id), self.retention_s]
+        args: list[str | int] = [tx_hash, *(fields[name] for name in names), _nonce_message(order_id), self.retention_s]
         stored = await self._settle(keys=[key, redis_keys.venue_nonce(order_id)], args=args)
         if not stored:
             raise LookupError(f"unknown transaction {tx_hash}")

@@ -8,7 +8,6 @@ import re
 import time
 import uuid
 
-import pytest
 from playwright.sync_api import expect
 
 from shared.auth.api_keys import hash_key, new_secret
@@ -23,8 +22,6 @@ from tests.browser.helpers import (
 )
 from tests.support.api_process import api_only
 from tests.support.validation_cases import CASES
-
-pytestmark = pytest.mark.e2e
 
 MARKET_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 UNREACHABLE_LIMIT = "1000000"  # SOL at a million USDC: rests until cancelled

@@ -30,8 +30,6 @@ from tests.faults.load import LAUNCHED_TOKENS, LoadDriver
 from tests.support.orders import assert_gapless_and_legal
 from tests.support.ws import collect
 
-pytestmark = pytest.mark.e2e
-
 ENGINE_SERVICES = ("api", "quote-stream", "execution-worker", "db-sync", "limit-worker", "sniper-worker")
 #: Orders placed by one test and looked for by a later one (the stack lives for the whole module).
 PLACED: dict[str, str] = {}

@@ -1,10 +1,68 @@
+"""The engine the end-to-end tests run against: every service as a real process, on the suite's Redis and
+PostgreSQL. Most modules use `engine`; the sniper modules make `sniper_engine` their `engine` (so `http`
+follows it): the same services with a token launch scheduled shortly after they start.
+
+Both run on the same Redis, and every engine's workers take orders from the same queues, so two at once
+would execute each other's orders (and each start empties Redis): the package runs one engine at a time.
+A module asking for the one that is not running stops it and starts its own; the sniper modules sort last,
+so a whole run starts each engine once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+
 import pytest
 
-from tests.support.processes import running_engine
+from tests.support.processes import Engine, running_engine
+
+#: WIF launches 30 s after `sniper_engine` starts (a 25 s epoch, then 5 s), its liquidity doubling every 3 s;
+#: the next token launches 10 minutes later, after any run.
+SNIPER_EPOCH_IN_S = 25
+SNIPER_LAUNCHES = {"SIM_LAUNCH_FIRST_S": "5", "SIM_LAUNCH_INTERVAL_S": "600", "SIM_LIQUIDITY_STEP_S": "3"}
+
+
+class OneEngineAtATime:
+    def __init__(self, redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.redis_url, self.database_url, self.tmp_path_factory = redis_url, database_url, tmp_path_factory
+        self.name: str | None = None
+        self.engine: Engine | None = None
+        self.stack = ExitStack()  # the running engine's `running_engine` block
+
+    def get(self, name: str, epoch_in_s: float = 0, **env: str) -> Engine:
+        """The running engine if it is `name`'s, else `name`'s, started with these options after the other stops."""
+        if self.name != name or self.engine is None:
+            self.stop()
+            log_dir = self.tmp_path_factory.mktemp(f"{name}-logs")
+            options = {"epoch_in_s": epoch_in_s, **env}
+            self.engine = self.stack.enter_context(
+                running_engine(self.redis_url, self.database_url, log_dir, **options)
+            )
+            self.name = name
+        return self.engine
+
+    def stop(self) -> None:
+        self.stack.close()
+        self.stack, self.name, self.engine = ExitStack(), None, None
 
 
 @pytest.fixture(scope="package")
-def engine(redis_url, database_url, tmp_path_factory):
+def engines(redis_url, database_url, tmp_path_factory) -> Iterator[OneEngineAtATime]:
+    slot = OneEngineAtATime(redis_url, database_url, tmp_path_factory)
+    yield slot
+    slot.stop()
+
+
+@pytest.fixture(scope="module")
+def engine(engines) -> Engine:
     """Every service as a real process, on the suite's Redis and PostgreSQL."""
-    with running_engine(redis_url, database_url, tmp_path_factory.mktemp("engine-logs")) as engine:
-        yield engine
+    return engines.get("engine")
+
+
+@pytest.fixture(scope="module")
+def sniper_engine(engines) -> Engine:
+    """The engine with WIF launching 30 s after the fixture starts, its liquidity doubling every 3 s.
+
+    Started once for the sniper modules together: test_sniper_via_cli.py relies on sorting after
+    test_sniper_orders.py, which needs WIF unlisted when it starts."""
+    return engines.get("sniper-engine", epoch_in_s=SNIPER_EPOCH_IN_S, **SNIPER_LAUNCHES)

@@ -5,8 +5,6 @@ import uuid
 
 import pytest
 
-pytestmark = pytest.mark.e2e
-
 VALID = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
 
 

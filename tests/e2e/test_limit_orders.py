@@ -3,12 +3,8 @@
 import asyncio
 import uuid
 
-import pytest
-
 from tests.support.orders import assert_gapless_and_legal
 from tests.support.ws import collect
-
-pytestmark = pytest.mark.e2e
 
 LIMIT_PATH = ["pending", "waiting", "triggered", "routing", "building", "submitted", "confirmed"]
 

@@ -8,11 +8,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.support.processes import ROOT
-
-pytestmark = pytest.mark.e2e
 
 
 def test_the_market_scenario_reports_confirmed_orders_and_no_failures(engine, tmp_path):

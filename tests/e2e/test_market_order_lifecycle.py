@@ -4,12 +4,8 @@ import asyncio
 import time
 import uuid
 
-import pytest
-
 from tests.support.orders import assert_gapless_and_legal
 from tests.support.ws import collect
-
-pytestmark = pytest.mark.e2e
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 

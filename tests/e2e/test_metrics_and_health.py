@@ -8,7 +8,6 @@ import time
 from collections import defaultdict
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import SERVICES
@@ -17,8 +16,6 @@ from shared.settings import DEFAULT_PAIRS
 from tests.support.dashboard import dashboard_families
 from tests.support.processes import fast_engine
 from tests.support.ws import collect
-
-pytestmark = pytest.mark.e2e
 
 VENUES = ("raydium", "meteora", "best")
 

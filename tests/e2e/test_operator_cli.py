@@ -10,8 +10,6 @@ from tests.support.cli import cli_env, finish, order_engine, start_cli
 from tests.support.orders import assert_gapless_and_legal
 from tests.support.processes import free_port
 
-pytestmark = pytest.mark.e2e
-
 MARKET_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 RESTING_PATH = ["pending", "waiting", "triggered", "routing", "building", "submitted", "confirmed"]
 #: A limit order that cannot trigger (SOL trades near 150 USDC).

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from shared.persistence.batch import make_engine
@@ -22,8 +21,6 @@ from tests.faults.injector import FaultInjector
 from tests.faults.invariants import executing, settle
 from tests.faults.load import LoadDriver
 from tests.support.processes import ALL_SERVICES, start_engine
-
-pytestmark = pytest.mark.e2e
 
 #: Fast enough that orders are in flight when faults hit, and that recovery happens within the run.
 ENGINE_ENV = {

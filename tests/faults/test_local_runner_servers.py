@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 import redis
 
 from shared.persistence.batch import make_engine
@@ -24,8 +23,6 @@ from tests.faults.load import LoadDriver
 from tests.faults.test_fault_injection import ENGINE_ENV
 from tests.support.cli import ORDER_ENGINE
 from tests.support.processes import ROOT, free_port
-
-pytestmark = pytest.mark.e2e
 
 DRAIN_TIMEOUT_S = 60
 

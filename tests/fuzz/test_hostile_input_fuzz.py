@@ -28,8 +28,6 @@ from shared.domain import tokens
 from shared.settings import Settings
 from tests.support.hostile import assert_contract_answer, assert_refused, assert_websocket_refused
 
-pytestmark = pytest.mark.integration
-
 EXAMPLES = 40
 FUZZ = hypothesis_settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -19,8 +19,6 @@ from services.api.routes.direct import direct_endpoint
 from shared import redis_keys
 from shared.auth.api_keys import KeyRing, Role, key_id
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 #: What a browser's address bar shows for `make run`: the API's own origin.
 API = "http://127.0.0.1:8000"

@@ -25,8 +25,6 @@ from shared.logging import setup_logging
 from shared.settings import Settings
 from tests.support.api_process import api_only, asyncio_tasks, open_websockets, server_errors
 
-pytestmark = pytest.mark.integration
-
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
 JSON = {"content-type": "application/json"}
 

@@ -14,8 +14,6 @@ from services.api.app import create_app
 from shared.auth.api_keys import hash_key, new_secret
 from tests.support.api_process import api_only
 
-pytestmark = pytest.mark.integration
-
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
 
 

@@ -45,8 +45,6 @@ from tests.support.dead_letters import dead_letter, fail
 from tests.support.orders import make_store, wait_for
 from tests.support.processes import fast_engine
 
-pytestmark = pytest.mark.integration
-
 MARKET = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 500}
 #: Far above any SOL price: rests until cancelled (and no quote stream runs here anyway).
 LIMIT = {"type": "limit", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "limitPrice": "1000000"}

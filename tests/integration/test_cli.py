@@ -14,8 +14,6 @@ from tests.support.dead_letters import dead_letter, failed_dead_letter
 from tests.support.orders import make_store, place_market_order
 from tests.support.processes import ROOT, free_port
 
-pytestmark = pytest.mark.integration
-
 
 def cli_runner(redis_url: str):
     async def order_engine(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:

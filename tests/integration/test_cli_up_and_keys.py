@@ -7,14 +7,11 @@ import signal
 import time
 
 import httpx
-import pytest
 
 from shared.auth.api_keys import KeyRing, Role
 from tests.support.api_process import api_only
 from tests.support.cli import cli_env, finish, order_engine, start_cli
 from tests.support.processes import free_port
-
-pytestmark = pytest.mark.integration
 
 
 async def wait_for_health(port: int, process, timeout: float = 90) -> None:

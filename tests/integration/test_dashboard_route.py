@@ -9,8 +9,6 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from shared.auth.api_keys import hash_key, new_secret
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(params=[False, True], ids=["keys-off", "keys-on"])
 def client(request, settings, redis):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import redis as sync_redis
 import sqlalchemy as sa
 
@@ -12,8 +11,6 @@ from shared.persistence.models import events_table, orders_table
 from shared.persistence.sync import StreamSyncer, make_engine
 from shared.redis_keys import EVENTS_STREAM
 from tests.support.orders import make_store, place_market_order
-
-pytestmark = pytest.mark.integration
 
 
 async def test_an_event_whose_first_entry_a_dead_consumer_holds_reaches_postgres(redis, redis_url, database_url):

@@ -26,8 +26,6 @@ from redis.retry import Retry
 from shared.persistence.migrate import upgrade
 from shared.persistence.sync import StreamSyncer, make_engine
 
-pytestmark = pytest.mark.integration
-
 BASE_URL = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/8"
 #: A market order whose first routing attempt failed over to a second one: six events.

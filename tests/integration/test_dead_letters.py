@@ -34,8 +34,6 @@ from tests.support.orders import (
 )
 from tests.support.processes import fast_engine
 
-pytestmark = pytest.mark.integration
-
 
 def dead_letters(redis) -> DeadLetters:
     return DeadLetters(redis, make_store(redis), RedisLedger(redis))

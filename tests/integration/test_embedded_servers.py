@@ -16,8 +16,6 @@ from deploy.local import local_redis_url
 from deploy.local.embedded import EmbeddedPostgres, EmbeddedRedis
 from shared.persistence.batch import make_engine
 
-pytestmark = pytest.mark.integration
-
 
 def mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)

@@ -17,8 +17,6 @@ from tests.support.orders import (
 )
 from tests.support.processes import fast_engine
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def engine(redis_url, database_url, tmp_path):

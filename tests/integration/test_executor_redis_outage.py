@@ -12,8 +12,6 @@ from shared.venues.ledger import InMemoryLedger
 from tests.integration.test_executor import ScriptedVenue, executor
 from tests.support.orders import event_messages, place_market_order
 
-pytestmark = pytest.mark.integration
-
 
 async def test_the_last_attempt_waits_for_redis_to_persist_failed(redis, monkeypatch):
     monkeypatch.setattr(executor_module, "MARK_FAILED_MIN_S", 0.01)

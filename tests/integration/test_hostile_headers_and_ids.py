@@ -25,8 +25,6 @@ from services.api.guards.browser_origin import BrowserPolicy
 from shared.auth.api_keys import KeyRing, Role
 from tests.support.hostile import assert_refused, assert_websocket_refused
 
-pytestmark = pytest.mark.integration
-
 API = "http://127.0.0.1:8000"
 MARKET = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
 LIMIT = {**MARKET, "type": "limit", "limitPrice": "1000000"}

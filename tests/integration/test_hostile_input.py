@@ -19,8 +19,6 @@ from shared.domain.events import utc_now
 from shared.domain.orders import DEFAULT_RESTING_MAX_LIFETIME_S
 from tests.support.hostile import assert_refused, assert_websocket_refused
 
-pytestmark = pytest.mark.integration
-
 MARKET = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
 LIMIT = {**MARKET, "type": "limit", "limitPrice": "1000000"}
 SNIPER = {**MARKET, "type": "sniper", "tokenOut": "WIF", "trigger": {"kind": "listing"}}

@@ -14,8 +14,6 @@ from shared import redis_keys
 from shared.venues.base import Dex, TxOutcome, TxStatus
 from shared.venues.ledger import InMemoryLedger, RedisLedger, TxRecord, order_transactions_key
 
-pytestmark = pytest.mark.integration
-
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
 #: Every tx_hash this run creates starts with it, so teardown deletes exactly our keys.
 PREFIX = f"test-ledger-{secrets.token_hex(4)}-"

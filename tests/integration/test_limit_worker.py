@@ -10,8 +10,6 @@ from shared.store.limit_book import LimitBook
 from tests.support.orders import event_messages, make_store, place_limit_order
 from tests.support.processes import Engine
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def engine(redis_url, database_url, tmp_path):

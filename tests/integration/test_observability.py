@@ -28,8 +28,6 @@ from shared.venues.simulated import build_swap_transaction
 from tests.integration.test_executor import ScriptedVenue
 from tests.support.orders import make_store, place_limit_order, place_market_order, place_sniper_order
 
-pytestmark = pytest.mark.integration
-
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 

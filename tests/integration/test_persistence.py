@@ -28,8 +28,6 @@ from shared.persistence.history import list_orders, make_async_engine
 from shared.persistence.migrate import alembic_config, upgrade
 from shared.persistence.models import metadata
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 BASE_URL = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

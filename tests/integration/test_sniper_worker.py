@@ -8,8 +8,6 @@ from shared import redis_keys
 from tests.support.orders import event_messages, make_store, place_sniper_order
 from tests.support.processes import Engine
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def engine(redis_url, database_url, tmp_path):

@@ -17,8 +17,6 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.api_process import api_only, asyncio_tasks, open_websockets, server_errors
 from tests.support.ws import collect
 
-pytestmark = pytest.mark.integration
-
 SETTLE_TIMEOUT_S = 15
 OVERSIZE = 100 * 1024  # over the default 64 KiB
 FLOOD = 3000

@@ -135,3 +135,19 @@ async def test_past_its_budget_a_shared_result_answers_with_the_last_value_and_r
     now[0] = 100.0  # a long quiet: fresh again, a burst of at most five
     assert await shared.get() == 100.0
     assert shared.computations == 8
+
+
+async def test_past_its_budget_with_only_failures_so_far_a_shared_result_computes_again_never_answers_none():
+    calls = []
+
+    async def compute() -> str:
+        calls.append(1)
+        if len(calls) <= 8:
+            raise OSError("down")
+        return "up"
+
+    shared = SharedResult(compute, ttl_s=0, clock=lambda: 0.0, max_per_s=2)
+    for _ in range(8):  # far past a budget of two: each caller still gets the error, not a missing value
+        with pytest.raises(OSError):
+            await shared.get()
+    assert await shared.get() == "up"

@@ -23,7 +23,7 @@ from services.cli import follow as follow_module
 from services.cli.api_client import ApiClient
 from services.cli.errors import CliError, ExitCode
 from services.cli.follow import Outcome, describe, event_line, follow, summary
-from services.cli.orders import OrderType, check_order, order_body
+from services.cli.submit import OrderType, check_order, order_body
 from shared.domain import orders as domain
 from shared.domain.idempotency import RESERVED_PREFIX
 from shared.domain.lifecycle import TERMINAL, OrderStatus, can_transition

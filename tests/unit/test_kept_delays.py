@@ -9,7 +9,7 @@ from queue import PriorityQueue
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.errors import BrokerConnectionError
-from dramatiq.worker import _ConsumerThread
+from dramatiq.worker import ConsumerThread
 
 from shared.execution.kept_delays import KeepDelayedMessagesOnReconnect
 
@@ -55,9 +55,9 @@ def a_delayed_retry() -> dramatiq.MessageProxy:
     return dramatiq.MessageProxy(message)
 
 
-def run_until_the_connection_is_lost(middleware) -> _ConsumerThread:
+def run_until_the_connection_is_lost(middleware) -> ConsumerThread:
     broker = FlakyBroker(a_delayed_retry(), middleware=middleware)
-    thread = _ConsumerThread(
+    thread = ConsumerThread(
         broker=broker, prefetch=1, queue_name="execution.DQ", work_queue=PriorityQueue(), worker_timeout=100
     )
     thread.start()
@@ -82,7 +82,7 @@ def test_with_the_middleware_the_held_retry_survives_the_reconnect():
 
 def test_at_shutdown_held_retries_still_go_back_to_redis():
     broker = FlakyBroker(None, middleware=[KeepDelayedMessagesOnReconnect()])
-    thread = _ConsumerThread(
+    thread = ConsumerThread(
         broker=broker, prefetch=1, queue_name="execution.DQ", work_queue=PriorityQueue(), worker_timeout=100
     )
     broker.emit_after("consumer_thread_boot", thread)

@@ -7,13 +7,14 @@ both sides must agree on (tests/unit/test_dashboard_rules.py for Python, tests/b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from annotated_types import MaxLen, MinLen
 
 from shared.domain import orders, tokens
 from shared.domain.lifecycle import TERMINAL, OrderStatus
-from shared.domain.orders import OrderRequest, OrderType, SniperTrigger
+from shared.domain.order_types import OrderType
+from shared.domain.orders import OrderRequest, SniperTrigger
 from shared.settings import Settings
 from shared.venues.base import Dex
 
@@ -29,7 +30,7 @@ def _length_bounds(field_name: str) -> dict[str, int]:
 
 
 def _trigger_kinds() -> list[str]:
-    return list(SniperTrigger.model_fields["kind"].annotation.__args__)
+    return list(get_args(SniperTrigger.model_fields["kind"].annotation))
 
 
 def dashboard_rules(settings: Settings) -> dict[str, Any]:

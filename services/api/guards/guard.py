@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.api import asgi
+from services.api.deps import ApiContext
 from services.api.errors import ApiError, error_body
 from services.api.guards.browser_origin import BrowserPolicy, Refusal
 from services.api.guards.client_identity import client_key
@@ -74,9 +75,10 @@ class Guard:
         if scope["path"] in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        context = scope["app"].state.context
+        context: ApiContext = scope["app"].state.context
+        client: str | None  # None when the limiter failed
         try:
-            client: str | None = await client_key(scope, websocket=is_websocket)
+            client = await client_key(scope, websocket=is_websocket)
             retry_after = await self._hit(context.redis, client)
         except (RedisError, OSError) as exc:
             logger.warning("{} {}: rate limit not checked, Redis did not answer: {!r}", kind, scope["path"], exc)

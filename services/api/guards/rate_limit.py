@@ -5,7 +5,7 @@ The `limits` library's sliding-window counter (one Lua call per request, on the 
 still overlaps. A client that was idle may therefore burst a whole window's allowance, and a steady one
 gets `RATE_LIMIT_PER_S`.
 
-A Lua call per request was ~11 % of the API's CPU at 250 orders/s, so each process counts a client's hits
+A Lua call per request is a round trip on every request, so each process counts a client's hits
 locally and settles them with Redis in one weighted hit every `LOCAL_SLACK_SHARE` of the allowance (2 %:
 every 40th request at the default 2000 per window; every request when the allowance is under 50). Once
 Redis said yes, a process admits up to that many more before asking again, so all replicas together
@@ -38,7 +38,8 @@ class RateLimit:
             "async+redis://",
             implementation="redispy",
             key_prefix=redis_keys.RATE_LIMIT_PREFIX,
-            connection_pool=redis.connection_pool,
+            # limits documents `connection_pool` but types every extra option as float | str | bool.
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._item = RateLimitItemPerSecond(per_s * window_s, window_s)

@@ -52,7 +52,7 @@ async def ready(ctx: Context) -> JsonResponse:
     checks, ok = await ctx.readiness.get()
     reading = await ctx.memory.reading()
     memory = "unknown" if reading is None else "unlimited" if not reading.maxmemory else f"{reading.fraction:.3f}"
-    body = {"status": "ready" if ok else "not_ready", **checks, "redisMemory": memory}
+    body: dict[str, str | bool] = {"status": "ready" if ok else "not_ready", **checks, "redisMemory": memory}
     if await ctx.memory.high():
         body["redisMemoryHigh"] = True  # still ready: reads, streams and orders already accepted go on
     return JsonResponse(body, 200 if ok else 503)

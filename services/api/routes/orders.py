@@ -24,7 +24,8 @@ from services.api.responses import DirectResponse, JsonResponse, Response
 from shared.domain import idempotency, untrusted
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.orders import LIFETIME_CONTEXT_KEY, Order, OrderRequest, OrderType, accept, idempotency_scope
+from shared.domain.order_types import OrderType
+from shared.domain.orders import LIFETIME_CONTEXT_KEY, Order, OrderRequest, accept
 from shared.logging import order_logger
 from shared.persistence import history
 from shared.store.order_store import ClaimLost, CreateOutcome, CreateResult, RestingPlace, StaleWrite
@@ -145,7 +146,7 @@ async def _submit(ctx: ApiContext, scope: Scope, receive: Receive) -> tuple[byte
         # past, a pair delisted). Only a refused body needs this look-up: the create script checks the key.
         earlier = None
         if key is not None and refusal.status == 400:
-            earlier = await ctx.store.remembered(idempotency_scope(caller.owner, key), body_hash)
+            earlier = await ctx.store.remembered(idempotency.scope(caller.owner, key), body_hash)
         if earlier is None:
             ctx.metrics.orders_rejected.labels(refusal.code).inc()
             raise
@@ -208,6 +209,7 @@ async def _answer(ctx: ApiContext, result: CreateResult, order: Order | None) ->
             archived = await history.get_order(ctx.db, result.order_id)
             status, order_type = (archived["status"], archived["type"]) if archived else (status, order_type)
     else:
+        assert order is not None  # only a replay is answered without the order just accepted
         ctx.metrics.orders_accepted.labels(order.type.value).inc()
         # A keyword argument lands in the line's extra, as bind() would put it, without building a logger.
         logger.info(

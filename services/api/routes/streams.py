@@ -43,7 +43,8 @@ CANCEL_RETRY_S = 0.05
 
 
 def _context(websocket: WebSocket) -> ApiContext:
-    return websocket.app.state.context
+    context: ApiContext = websocket.app.state.context
+    return context
 
 
 async def _refuse(websocket: WebSocket, code: int, error: str, message: str) -> None:

@@ -5,6 +5,7 @@
 -- the step that ends the rest, so it never drifts).
 -- The execution message is queued as dramatiq's own enqueue does (HSET msgs, RPUSH queue): a dramatiq
 -- internal, fenced and tested in shared/execution/dramatiq_internals.py.
+-- The slots below are named the same in CreateOrderArgs (shared/store/scripts.py): change both together.
 -- KEYS: order, events, events stream, idempotency key, dramatiq queue, dramatiq msgs,
 --       rest zset, rest index zset, expiries zset, resting count per owner (hash)
 -- ARGV: 1 use_idem, 2 idem_value, 3 idem_ttl_s, 4 max_queue_depth, 5 order_id, 6 user_id, 7 spec_json,

@@ -1,6 +1,7 @@
 -- Take, renew or release an order's lease. Renew and release act only for the holder of its token, so a
 -- worker whose lease expired (and was taken by another) can never extend or drop someone else's. Take also
 -- returns the order's hash, read after the lease was taken, so the taker starts from what no one can change.
+-- The slots below are named the same in LeaseArgs (shared/store/scripts.py): change both together.
 -- KEYS: lease, order ('-' unless taking)   ARGV: op ('take'|'renew'|'release'), token, ttl_ms
 if ARGV[1] == 'take' then
   local taken = redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])

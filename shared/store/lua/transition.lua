@@ -7,6 +7,7 @@
 -- resting slot back: tied to the status change, which the seq CAS lets happen once, never to a code path.
 -- The execution message is queued as dramatiq's own enqueue does (HSET msgs, RPUSH queue): a dramatiq
 -- internal, fenced and tested in shared/execution/dramatiq_internals.py.
+-- The slots below are named the same in TransitionArgs (shared/store/scripts.py): change both together.
 -- KEYS: order, events, events stream, rest zset, rest index zset, expiries zset, dramatiq queue, dramatiq msgs,
 --       lease, resting count per owner (hash)
 -- ARGV: 1 expected_seq, 2 order_id, 3 user_id, 4 expire_s (0 = keep), 5 rest_member ('' = no claim),

@@ -3,7 +3,7 @@
 The corpus covers every column and the awkward inputs (exponent and trailing-zero decimals, offsets other
 than UTC, microseconds, unicode and quoting, floats and big integers inside payloads, a user id only in the
 entry, duplicates, out-of-order and orphan events, malformed entries and entries PostgreSQL rejects). The
-golden file `data/dbsync_rows.json` was written by the `INSERT ... SELECT FROM unnest(arrays)` writer that
+golden file `data/db_sync_rows.json` was written by the `INSERT ... SELECT FROM unnest(arrays)` writer that
 preceded the JSON-document one: any change to how a batch travels to PostgreSQL must leave it unchanged.
 Regenerate it (only for a deliberate schema or semantics change) with `DBSYNC_WRITE_GOLDEN=1`.
 """
@@ -23,9 +23,7 @@ import sqlalchemy as sa
 from shared.persistence.batch import make_engine
 from shared.persistence.sync import StreamSyncer
 
-pytestmark = pytest.mark.integration
-
-GOLDEN = Path(__file__).with_name("data") / "dbsync_rows.json"
+GOLDEN = Path(__file__).with_name("data") / "db_sync_rows.json"
 
 
 def _oid(n: int) -> str:

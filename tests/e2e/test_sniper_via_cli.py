@@ -9,9 +9,13 @@ import pytest
 
 from tests.support.cli import cli_env, order_engine
 
-pytestmark = pytest.mark.e2e
-
 SNIPER_PATH = ["pending", "waiting", "triggered", "routing", "building", "submitted", "confirmed"]
+
+
+@pytest.fixture(scope="module")
+def engine(sniper_engine):
+    """This module's engine (and so `http`'s) is the one with a token launch scheduled."""
+    return sniper_engine
 
 
 async def test_a_sniper_order_on_a_launched_token_confirms_and_an_unlisted_pair_is_refused(engine):

@@ -22,8 +22,6 @@ from shared.venues.ledger import RedisLedger
 from tests.support.dead_letters import dead_letter, enqueue_execution, failed_dead_letter
 from tests.support.orders import make_store, place_market_order
 
-pytestmark = pytest.mark.integration
-
 #: Every admin operation the app serves, read from its OpenAPI document: a route added later is covered
 #: without edits.
 ADMIN_ROUTES = sorted(

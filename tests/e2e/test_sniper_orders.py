@@ -7,9 +7,13 @@ import pytest
 from tests.support.orders import assert_gapless_and_legal
 from tests.support.ws import collect
 
-pytestmark = pytest.mark.e2e
-
 SNIPER_PATH = ["pending", "waiting", "triggered", "routing", "building", "submitted", "confirmed"]
+
+
+@pytest.fixture(scope="module")
+def engine(sniper_engine):
+    """This module's engine (and so `http`'s) is the one with a token launch scheduled."""
+    return sniper_engine
 
 
 async def submit_sniper(http, trigger, **fields) -> str:
