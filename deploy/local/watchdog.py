@@ -25,7 +25,7 @@ HEALTHY_AFTER_S = 60.0
 
 
 class Restartable(Protocol):
-    """What embedded.EmbeddedRedis and EmbeddedPostgres offer the watchdog."""
+    """What EmbeddedRedis and EmbeddedPostgres (deploy/local/embedded_*.py) offer the watchdog."""
 
     @property
     def pid(self) -> int | None: ...

@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
@@ -84,109 +85,131 @@ def _trusted(forwarded_allow_ips: str) -> tuple[bool, list[ipaddress.IPv4Network
     return False, networks
 
 
-def _is_trusted(host: str, everyone: bool, networks: list[Any]) -> bool:
-    if everyone:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(address in network for network in networks)
+@dataclass(frozen=True)
+class ConnectionBounds:
+    """One server's bounds, from its settings, and its count of open connections per address."""
+
+    open_connections: OpenSockets
+    request_timeout_s: float
+    max_header_bytes: int
+    everyone_trusted: bool
+    trusted_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionBounds:
+        everyone_trusted, trusted_networks = _trusted(settings.forwarded_allow_ips)
+        return cls(
+            OpenSockets(settings.http_max_connections_per_client),
+            settings.http_request_timeout_s,
+            settings.http_max_header_bytes,
+            everyone_trusted,
+            trusted_networks,
+        )
+
+    def trusts(self, host: str) -> bool:
+        """Whether `host` is a proxy of FORWARDED_ALLOW_IPS (exempt from the per-address count)."""
+        if self.everyone_trusted:
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted_networks)
 
 
-def guarded_protocol(settings: Settings) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with the two bounds above (one class per server: its count is shared by
-    every connection of the process)."""
-    open_connections = OpenSockets(settings.http_max_connections_per_client)
-    request_timeout_s = settings.http_request_timeout_s
-    max_header_bytes = settings.http_max_header_bytes
-    everyone_trusted, trusted_networks = _trusted(settings.forwarded_allow_ips)
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the bounds above. `guarded_protocol` gives each server a subclass with
+    its own `bounds`, whose count is shared by every connection of the process."""
 
-    class GuardedHttpProtocol(HttpToolsProtocol):
-        # uvicorn's own override narrows asyncio's BaseTransport the same way; mypy counts only ours.
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._counted_as: str | None = None
-            self._request_timer: asyncio.TimerHandle | None = None
-            self._headers_in = False  # of the request being received
-            self._head_bytes = 0  # received while its headers were not complete
-            host = self.client[0] if self.client else None
-            if host is not None and not _is_trusted(host, everyone_trusted, trusted_networks):
-                if not open_connections.admit(host):
-                    transport.abort()  # before any request: nothing to answer, and no descriptor kept
-                    return
-                self._counted_as = host
-            self._arm_request_timer()
+    bounds: ClassVar[ConnectionBounds]
 
-        def data_received(self, data: bytes) -> None:
-            # Counted before the parser sees them (it keeps a header whole until its end, however long). The
-            # first bytes of a kept-alive connection's next request go uncounted (its headers were complete
-            # until the parser saw them): one read, at most the transport's buffer, over the limit.
-            if not self._headers_in:
-                self._head_bytes += len(data)
-                if self._head_bytes > max_header_bytes:
-                    self._disarm_request_timer()
-                    if self.cycle is None or self.cycle.response_complete:
-                        self.transport.write(HEADERS_TOO_LARGE_RESPONSE)
-                    self.transport.close()
-                    self.parser = None  # type: ignore[assignment]  # nothing more is parsed, or kept
-                    return
-            super().data_received(data)
+    # uvicorn's own override narrows asyncio's BaseTransport the same way; mypy counts only ours.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._counted_as: str | None = None
+        self._request_timer: asyncio.TimerHandle | None = None
+        self._headers_in = False  # of the request being received
+        self._head_bytes = 0  # received while its headers were not complete
+        host = self.client[0] if self.client else None
+        if host is not None and not self.bounds.trusts(host):
+            if not self.bounds.open_connections.admit(host):
+                transport.abort()  # before any request: nothing to answer, and no descriptor kept
+                return
+            self._counted_as = host
+        self._arm_request_timer()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_request_timer()
-            self._release()
-            super().connection_lost(exc)
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._headers_in, self._head_bytes = False, 0
-            self._arm_request_timer()  # a kept-alive connection's next request has the same time
-
-        def on_headers_complete(self) -> None:
-            self._headers_in = True
-            super().on_headers_complete()
-
-        def on_message_complete(self) -> None:
-            self._disarm_request_timer()  # the whole request is in: the rest is the route's time, not the client's
-            super().on_message_complete()
-
-        def handle_websocket_upgrade(self) -> None:
-            # From here the socket is a WebSocket, counted (and capped) by the guard, and the transport's
-            # protocol is uvicorn's WebSocket one: this one hears of neither its messages nor its end.
-            self._disarm_request_timer()
-            self._release()
-            if not websocket_handshake_parses(self.url, self.scope["headers"]):
-                # uvicorn's WebSocket protocol would hand this handshake to a parser that refuses it and then
-                # never send the refusal: the connection would hang for ever, counted nowhere (no longer an
-                # HTTP connection, never a WebSocket the guard sees), one descriptor per such handshake.
-                self.transport.write(HEADERS_TOO_LARGE_RESPONSE)
+    def data_received(self, data: bytes) -> None:
+        # Counted before the parser sees them (it keeps a header whole until its end, however long). The
+        # first bytes of a kept-alive connection's next request go uncounted (its headers were complete
+        # until the parser saw them): one read, at most the transport's buffer, over the limit.
+        if not self._headers_in:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.bounds.max_header_bytes:
+                self._disarm_request_timer()
+                if self.cycle is None or self.cycle.response_complete:
+                    self.transport.write(HEADERS_TOO_LARGE_RESPONSE)
                 self.transport.close()
+                self.parser = None  # type: ignore[assignment]  # nothing more is parsed, or kept
                 return
-            super().handle_websocket_upgrade()
+        super().data_received(data)
 
-        def _release(self) -> None:
-            if self._counted_as is not None:
-                open_connections.release(self._counted_as)
-                self._counted_as = None
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_request_timer()
+        self._release()
+        super().connection_lost(exc)
 
-        def _arm_request_timer(self) -> None:
-            self._disarm_request_timer()
-            self._request_timer = self.loop.call_later(request_timeout_s, self._request_too_slow)
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._headers_in, self._head_bytes = False, 0
+        self._arm_request_timer()  # a kept-alive connection's next request has the same time
 
-        def _disarm_request_timer(self) -> None:
-            if self._request_timer is not None:
-                self._request_timer.cancel()
-                self._request_timer = None
+    def on_headers_complete(self) -> None:
+        self._headers_in = True
+        super().on_headers_complete()
 
-        def _request_too_slow(self) -> None:
-            self._request_timer = None
-            if self.transport.is_closing():
-                return
-            # A 408 only while no request of this message is known: once its headers are in, the route may
-            # have answered already (a 413 before the body) or be waiting for the body, which hears the close.
-            if not self._headers_in and (self.cycle is None or self.cycle.response_complete):
-                self.transport.write(TIMEOUT_RESPONSE)
+    def on_message_complete(self) -> None:
+        self._disarm_request_timer()  # the whole request is in: the rest is the route's time, not the client's
+        super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        # From here the socket is a WebSocket, counted (and capped) by the guard, and the transport's
+        # protocol is uvicorn's WebSocket one: this one hears of neither its messages nor its end.
+        self._disarm_request_timer()
+        self._release()
+        if not websocket_handshake_parses(self.url, self.scope["headers"]):
+            # uvicorn's WebSocket protocol would hand this handshake to a parser that refuses it and then
+            # never send the refusal: the connection would hang for ever, counted nowhere (no longer an
+            # HTTP connection, never a WebSocket the guard sees), one descriptor per such handshake.
+            self.transport.write(HEADERS_TOO_LARGE_RESPONSE)
             self.transport.close()
+            return
+        super().handle_websocket_upgrade()
 
-    return GuardedHttpProtocol
+    def _release(self) -> None:
+        if self._counted_as is not None:
+            self.bounds.open_connections.release(self._counted_as)
+            self._counted_as = None
+
+    def _arm_request_timer(self) -> None:
+        self._disarm_request_timer()
+        self._request_timer = self.loop.call_later(self.bounds.request_timeout_s, self._request_too_slow)
+
+    def _disarm_request_timer(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _request_too_slow(self) -> None:
+        self._request_timer = None
+        if self.transport.is_closing():
+            return
+        # A 408 only while no request of this message is known: once its headers are in, the route may
+        # have answered already (a 413 before the body) or be waiting for the body, which hears the close.
+        if not self._headers_in and (self.cycle is None or self.cycle.response_complete):
+            self.transport.write(TIMEOUT_RESPONSE)
+        self.transport.close()
+
+
+def guarded_protocol(settings: Settings) -> type[GuardedHttpProtocol]:
+    """The protocol class to give uvicorn (`http=`): one per server, with that server's bounds."""
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"bounds": ConnectionBounds.from_settings(settings)})

@@ -1,6 +1,5 @@
 """Following one order over the API's WebSocket (`/ws/orders/{id}`: replay, then live, until its terminal
-event) and showing it as it happens: for people, one line per event under a live progress display (rich);
-for scripts (`--json`), one JSON object per line (NDJSON), each event exactly as the API sent it.
+event), handing each event to a callback (services/cli/display.py shows them).
 
 If the socket drops before the end (an API restart, a proxy timeout), the follower reconnects with
 `?after=<last seq>`, so no event is missed or shown twice.
@@ -14,35 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.sync.client import connect
 
 from services.cli.api_client import CONNECT_TIMEOUT_S, ApiClient
 from services.cli.errors import CliError, ExitCode
-from services.cli.output import print_json_line
 from shared.domain.lifecycle import TERMINAL, OrderStatus
-from shared.domain.order_types import OrderType
 
 S = OrderStatus
-MARKET_PATH = (S.PENDING, S.ROUTING, S.BUILDING, S.SUBMITTED, S.CONFIRMED)
-RESTING_PATH = (S.PENDING, S.WAITING, S.TRIGGERED, S.ROUTING, S.BUILDING, S.SUBMITTED, S.CONFIRMED)
-HAPPY_PATHS: dict[str, tuple[OrderStatus, ...]] = {
-    OrderType.MARKET: MARKET_PATH,
-    OrderType.LIMIT: RESTING_PATH,
-    OrderType.SNIPER: RESTING_PATH,
-}
-
 #: How each terminal status (shared.domain.lifecycle.TERMINAL, which a test keeps equal) ends `submit` and `watch`.
 TERMINAL_EXIT: dict[str, ExitCode] = {
     S.CONFIRMED: ExitCode.OK,
@@ -69,15 +47,6 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 3.0
 HEALTHY_AFTER_S = 2.0
 MAX_MESSAGE_BYTES = 1 << 20
 
-STATUS_STYLES: dict[str, str] = {
-    S.CONFIRMED: "bold green",
-    S.FAILED: "bold red",
-    S.CANCELLED: "bold yellow",
-    S.EXPIRED: "bold yellow",
-    S.WAITING: "cyan",
-    S.TRIGGERED: "bold cyan",
-}
-
 
 @dataclass
 class Outcome:
@@ -93,9 +62,6 @@ class Outcome:
 
 def is_terminal(status: str | None) -> bool:
     return status in TERMINAL
-
-
-# --- following ----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -279,173 +245,3 @@ def follow(
         except (OSError, InvalidHandshake) as exc:  # refused, reset, DNS, a timeout, a broken handshake
             attempt.last_error = str(exc) or type(exc).__name__
         reconnect.wait(stream, attempt)
-
-
-# --- showing events ---------------------------------------------------------------------------------------
-
-
-def _clock(timestamp: str | None) -> str:
-    """`2026-01-01T12:00:00.123Z` → `12:00:00.123`."""
-    if not timestamp or "T" not in timestamp:
-        return timestamp or "-"
-    return timestamp.split("T", 1)[1].rstrip("Z")
-
-
-def _quotes(quotes: dict[str, Any], chosen: str | None) -> str:
-    parts = [
-        f"{dex} {quote.get('price', '?')} (out {quote.get('amountOut', '?')}, fee {quote.get('fee', '?')})"
-        for dex, quote in quotes.items()
-        if isinstance(quote, dict)
-    ]
-    return "quotes " + ", ".join(parts) + (f" → {chosen}" if chosen else "")
-
-
-def _trigger(trigger: dict[str, Any] | None, token_out: str | None) -> str:
-    if not trigger:
-        return "its trigger fires"
-    if trigger.get("kind") == "listing":
-        return "a pool lists the pair"
-    return f"a pool holds {trigger.get('minLiquidity')} {token_out or 'of tokenOut'}"
-
-
-def _pending(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
-    return ["accepted", f"a replay of {event['replayOf']}"] if event.get("replayOf") else ["accepted"]
-
-
-def _waiting(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
-    if event.get("limitPrice") is not None:
-        return [f"resting until the BEST price reaches {event['limitPrice']}"]
-    return [f"resting until {_trigger(event.get('trigger'), order.get('tokenOut'))}"]
-
-
-def _triggered(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
-    if event.get("triggerPrice") is not None:
-        return [f"BEST price {event['triggerPrice']} crossed the limit {event.get('limitPrice')}"]
-    if venue_event := event.get("venueEvent"):
-        if venue_event.get("kind") == "already_met":
-            return ["its condition already held"]
-        return [f"{venue_event.get('kind')} on {venue_event.get('dex')} ({venue_event.get('id')})"]
-    return ["triggered"]
-
-
-def _building(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
-    tx = event.get("transaction") or {}
-    parts = [f"transaction on {event.get('dex')}"]
-    if tx.get("minAmountOut"):
-        parts.append(f"min out {tx['minAmountOut']}")
-    return parts
-
-
-def _confirmed(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
-    out = f"{event.get('amountOut')} {order['tokenOut']}" if order.get("tokenOut") else event.get("amountOut")
-    return [f"price {event.get('executedPrice')}, out {out} on {event.get('dex')}", f"tx {event.get('txHash')}"]
-
-
-#: What each status's event says: (event, order) → its parts, joined by ", ".
-DESCRIPTIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[str]]] = {
-    S.PENDING: _pending,
-    S.WAITING: _waiting,
-    S.TRIGGERED: _triggered,
-    S.ROUTING: lambda event, order: [_quotes(event.get("quotes") or {}, event.get("dex"))],
-    S.BUILDING: _building,
-    S.SUBMITTED: lambda event, order: [f"tx {event.get('txHash')}"],
-    S.CONFIRMED: _confirmed,
-    S.FAILED: lambda event, order: [f"{event.get('error')}: {event.get('errorMessage') or '-'}"],
-    S.EXPIRED: lambda event, order: ["expiresAt passed"],
-    S.CANCELLED: lambda event, order: ["cancelled while resting"],
-}
-
-
-def describe(event: dict[str, Any], order: dict[str, Any] | None = None) -> str:
-    """What one event says, in a few words (its status and seq are shown beside it); `order` (its request or
-    state) names the tokens."""
-    describer = DESCRIPTIONS.get(str(event.get("status")))
-    return ", ".join(describer(event, order or {})) if describer else ""
-
-
-def event_line(event: dict[str, Any], order: dict[str, Any] | None = None) -> Text:
-    status = str(event.get("status"))
-    line = Text(f"{event.get('seq', '?'):>3}  {_clock(event.get('timestamp'))}  ")
-    line.append(f"{status:<10}", style=STATUS_STYLES.get(status, "bold"))
-    attempt = event.get("attempt")
-    line.append(f"  {'attempt ' + str(attempt) if attempt else '':<9}  ", style="yellow" if (attempt or 0) > 1 else "")
-    line.append(describe(event, order))
-    return line
-
-
-def summary(order: dict[str, Any], outcome: Outcome) -> str:
-    """The last line: how the order ended."""
-    order_id, event = order.get("orderId"), outcome.event or order
-    if outcome.status == S.CONFIRMED:
-        sold = f"{order.get('amount')} {order.get('tokenIn')}"
-        return (
-            f"order {order_id} confirmed: {sold} → {event.get('amountOut')} {order.get('tokenOut')} "
-            f"at {event.get('executedPrice')} on {event.get('dex')} (tx {event.get('txHash')})"
-        )
-    if outcome.status == S.FAILED:
-        return f"order {order_id} failed ({event.get('error')}): {event.get('errorMessage') or 'no reason given'}"
-    if outcome.status == S.EXPIRED:
-        return f"order {order_id} expired: its expiresAt passed before it triggered"
-    return f"order {order_id} was cancelled"
-
-
-class JsonLines:
-    """`--json`: every event as the API sent it, one per line."""
-
-    def __enter__(self) -> JsonLines:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
-
-    def event(self, event: dict[str, Any]) -> None:
-        print_json_line(event)
-
-
-class LiveDisplay:
-    """For people: one line per event; on a terminal, a progress bar along the order's path below them."""
-
-    def __init__(self, order: dict[str, Any], console: Console | None = None) -> None:
-        """`order`: its request or current state (type, tokens, and the status to start the bar from)."""
-        self.console = console or Console(highlight=False, soft_wrap=True)
-        self.order = order
-        self.path = HAPPY_PATHS.get(order.get("type") or "", MARKET_PATH)
-        self.progress: Progress | None = None
-        self.task: TaskID | None = None
-        self.status = order.get("status")
-
-    def __enter__(self) -> LiveDisplay:
-        if self.console.is_terminal:
-            self.progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}", markup=False),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self.task = self.progress.add_task(self._stage(self.status, None), total=len(self.path))
-            self._advance(self.status, None)
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def _stage(self, status: str | None, attempt: int | None) -> str:
-        if status is None:
-            return "connecting"
-        return status + (f" (attempt {attempt})" if attempt and attempt > 1 else "")
-
-    def _advance(self, status: str | None, attempt: int | None) -> None:
-        if self.progress is None or self.task is None:
-            return
-        done = self.path.index(status) + 1 if status in self.path else None
-        self.progress.update(self.task, description=self._stage(status, attempt), completed=done)
-
-    def event(self, event: dict[str, Any]) -> None:
-        self.console.print(event_line(event, self.order))
-        self.status = event.get("status")
-        self._advance(self.status, event.get("attempt"))

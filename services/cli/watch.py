@@ -1,5 +1,5 @@
 """`order-engine watch`: follow an order through the API's WebSocket until it ends; `submit` follows the order
-it placed the same way (showing each event is services/cli/follow.py's)."""
+it placed the same way (services/cli/follow.py follows the socket, services/cli/display.py shows each event)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from uuid import UUID
 import typer
 
 from services.cli.api_client import ApiClient, ApiKeyOption, ApiUrlOption, run_api_command
+from services.cli.display import JsonLines, LiveDisplay, summary
 from services.cli.errors import CliError, ExitCode
-from services.cli.follow import JsonLines, LiveDisplay, Outcome, follow, summary
+from services.cli.follow import Outcome, follow
 
 OrderIdArgument = Annotated[UUID, typer.Argument(help="The order's id.", show_default=False)]
 TimeoutOption = Annotated[

@@ -46,12 +46,14 @@ import orjson
 from dramatiq.brokers.redis import DEFAULT_DEAD_MESSAGE_TTL
 from loguru import logger
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 from redis.typing import ZSetRangeResponse
 
 from shared import redis_keys
 from shared.domain.events import iso_utc, utc_now
 from shared.domain.lifecycle import OrderStatus
+from shared.domain.orders import Order
 from shared.execution.dramatiq_internals import hand_enqueue
 from shared.execution.replay_policy import (
     REPLAY_BODY_HASH,
@@ -229,7 +231,6 @@ class DeadLetters:
     async def _replay_once(self, order_id: str) -> ReplayResult:
         record_key = redis_keys.dead_letter_replay(order_id)
         order_key = redis_keys.order(order_id)
-        log = order_logger(order_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             # Watched: a second replay writes the record; the executor writes the order; a replay that got
             # as far as creating the new order wrote the key. Any of them makes this EXEC fail and retry.
@@ -241,41 +242,12 @@ class DeadLetters:
                     raise DeadLetterNotFound(order_id)
                 return ReplayResult.from_record(record)
             state = OrderStore.state_from(await pipe.hgetall(order_key))
-            idempotency_key = redis_keys.idempotency(replay_scope(order_id))
-            await pipe.watch(idempotency_key)
-            failed = state is not None and state.status is OrderStatus.FAILED
-            transactions = await self.ledger.transactions_for(order_id) if failed else []
             now = self.clock()
-            try:
-                action = decide(state, transactions, now)
-            except NotReplayable as exc:
-                log.warning("dead letter not replayed ({}): {}", exc.code, exc.message)
-                raise
-            new_order_id = await pipe.get(idempotency_key) if action is ReplayAction.RECREATE else None
-            if new_order_id is not None:
-                new_order_id = self._earlier_replay(order_id, _text(new_order_id))
+            action, new_order_id = await self._decide(order_id, state, now, pipe)
             pipe.multi()  # type: ignore[no-untyped-call]  # unannotated in redis-py's asyncio Pipeline
-            new_order = None
-            if action is ReplayAction.REQUEUE:
-                newest = max(letters, key=lambda letter: letter.dead_lettered_at or now)
-                message = requeue_message(newest)
-                hand_enqueue(pipe, self.queue_key, self.queue_messages_key, message.redis_message_id, message.data)
-            elif action is ReplayAction.RECREATE and new_order_id is None:
-                assert state is not None  # decide() refuses an order that is gone
-                new_order = replay_order(state.order, now)
+            new_order = await self._queue_action(pipe, order_id, action, letters, state, new_order_id, now)
+            if new_order is not None:
                 new_order_id = str(new_order.order_id)
-                plan = placement(new_order, replay_link(order_id))
-                await self.store.queue_create(
-                    pipe,
-                    new_order,
-                    plan.first_event,
-                    body_hash=REPLAY_BODY_HASH,
-                    message=plan.message,
-                    resting=plan.resting,
-                    # The client's order, resting again: it takes one of the client's resting slots (else a
-                    # replayed limit or sniper order would rest beside MAX_RESTING_PER_OWNER others).
-                    rest_owner=state.fields.get(REST_OWNER_FIELD, ""),
-                )
             ids = [letter.message_id for letter in letters]
             pipe.zrem(self.dead_key, *ids)
             pipe.hdel(self.dead_messages_key, *ids)
@@ -286,9 +258,63 @@ class DeadLetters:
             created = OrderStore.create_outcome(new_order, REPLAY_BODY_HASH, replies[0])
             if created.outcome is not CreateOutcome.CREATED:  # cannot happen: the key was watched and free
                 raise RuntimeError(f"replay of {order_id} did not create its order: {created.outcome}")
-            order_logger(new_order_id).info("created as the replay of failed order {}", order_id)
-        log.info("dead letter replayed: {}{}", action.value, f" as {new_order_id}" if new_order_id else "")
+            order_logger(str(new_order.order_id)).info("created as the replay of failed order {}", order_id)
+        order_logger(order_id).info(
+            "dead letter replayed: {}{}", action.value, f" as {new_order_id}" if new_order_id else ""
+        )
         return result
+
+    async def _decide(
+        self, order_id: str, state: OrderState | None, now: datetime, pipe: Pipeline
+    ) -> tuple[ReplayAction, str | None]:
+        """What replaying means for the order (`decide`), and the order an earlier replay already created, if
+        any. Watches the replay's Idempotency-Key, so a replay creating that order meanwhile fails the EXEC."""
+        idempotency_key = redis_keys.idempotency(replay_scope(order_id))
+        await pipe.watch(idempotency_key)
+        failed = state is not None and state.status is OrderStatus.FAILED
+        transactions = await self.ledger.transactions_for(order_id) if failed else []
+        try:
+            action = decide(state, transactions, now)
+        except NotReplayable as exc:
+            order_logger(order_id).warning("dead letter not replayed ({}): {}", exc.code, exc.message)
+            raise
+        earlier = await pipe.get(idempotency_key) if action is ReplayAction.RECREATE else None
+        return action, None if earlier is None else self._earlier_replay(order_id, _text(earlier))
+
+    async def _queue_action(
+        self,
+        pipe: Pipeline,
+        order_id: str,
+        action: ReplayAction,
+        letters: builtins.list[DeadLetter],
+        state: OrderState | None,
+        earlier_replay: str | None,
+        now: datetime,
+    ) -> Order | None:
+        """Queue the replay's writes in `pipe`'s MULTI: the newest message back on the queue (REQUEUE), or a new
+        order (RECREATE, unless an earlier replay made it: that one stands). The new order, if one is made."""
+        if action is ReplayAction.REQUEUE:
+            newest = max(letters, key=lambda letter: letter.dead_lettered_at or now)
+            message = requeue_message(newest)
+            hand_enqueue(pipe, self.queue_key, self.queue_messages_key, message.redis_message_id, message.data)
+            return None
+        if action is not ReplayAction.RECREATE or earlier_replay is not None:
+            return None
+        assert state is not None  # decide() refuses an order that is gone
+        new_order = replay_order(state.order, now)
+        plan = placement(new_order, replay_link(order_id))
+        await self.store.queue_create(
+            pipe,
+            new_order,
+            plan.first_event,
+            body_hash=REPLAY_BODY_HASH,
+            message=plan.message,
+            resting=plan.resting,
+            # The client's order, resting again: it takes one of the client's resting slots (else a
+            # replayed limit or sniper order would rest beside MAX_RESTING_PER_OWNER others).
+            rest_owner=state.fields.get(REST_OWNER_FIELD, ""),
+        )
+        return new_order
 
     @staticmethod
     def _earlier_replay(order_id: str, idempotency_value: str) -> str:

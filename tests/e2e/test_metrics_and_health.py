@@ -11,7 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import SERVICES
-from deploy.local.embedded import EmbeddedRedis
+from deploy.local.embedded_redis import EmbeddedRedis
 from shared.settings import DEFAULT_PAIRS
 from tests.support.dashboard import dashboard_families
 from tests.support.processes import fast_engine

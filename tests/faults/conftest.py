@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from deploy.local.embedded import EmbeddedPostgres, EmbeddedRedis
+from deploy.local.embedded_postgres import EmbeddedPostgres
+from deploy.local.embedded_redis import EmbeddedRedis
 from shared.persistence.migrate import upgrade
 from tests.faults import report
 

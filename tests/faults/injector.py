@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deploy.local.embedded import EmbeddedPostgres, EmbeddedRedis
+from deploy.local.embedded_postgres import EmbeddedPostgres
+from deploy.local.embedded_redis import EmbeddedRedis
 from tests.support.processes import Engine
 
 

@@ -13,7 +13,8 @@ import redis
 import sqlalchemy as sa
 
 from deploy.local import local_redis_url
-from deploy.local.embedded import EmbeddedPostgres, EmbeddedRedis
+from deploy.local.embedded_postgres import EmbeddedPostgres
+from deploy.local.embedded_redis import EmbeddedRedis
 from shared.persistence.batch import make_engine
 
 

@@ -19,10 +19,12 @@ from websockets.sync.server import ServerConnection, serve
 
 from services.api.errors import ApiError, from_validation
 from services.api.routes.orders import _check_idempotency_key
+from services.cli import display as display_module
 from services.cli import follow as follow_module
 from services.cli.api_client import ApiClient
+from services.cli.display import describe, event_line, summary
 from services.cli.errors import CliError, ExitCode
-from services.cli.follow import Outcome, describe, event_line, follow, summary
+from services.cli.follow import Outcome, follow
 from services.cli.submit import OrderType, check_order, order_body
 from shared.domain import orders as domain
 from shared.domain.idempotency import RESERVED_PREFIX
@@ -33,10 +35,10 @@ def test_the_cli_takes_its_domain_values_from_shared_domain():
     """One source of truth: the CLI's order types, terminal statuses and progress paths are shared/domain's."""
     assert OrderType is domain.OrderType
     assert set(follow_module.TERMINAL_EXIT) == set(TERMINAL)
-    assert set(follow_module.HAPPY_PATHS) == set(domain.OrderType)
-    assert set(follow_module.DESCRIPTIONS) == set(OrderStatus)
-    assert set(follow_module.STATUS_STYLES) <= set(OrderStatus)
-    for path in follow_module.HAPPY_PATHS.values():
+    assert set(display_module.HAPPY_PATHS) == set(domain.OrderType)
+    assert set(display_module.DESCRIPTIONS) == set(OrderStatus)
+    assert set(display_module.STATUS_STYLES) <= set(OrderStatus)
+    for path in display_module.HAPPY_PATHS.values():
         assert all(can_transition(a, b) for a, b in zip((None, *path), path, strict=False))
         assert path[-1] in TERMINAL
     # The reserved Idempotency-Key prefix is the API's: the CLI refuses exactly what the API would.

@@ -20,7 +20,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from services.api import connections
-from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +63,7 @@ def test_the_pin_is_the_tested_range_and_the_installed_uvicorn_is_in_it() -> Non
 
 
 def test_every_overridden_hook_is_still_uvicorns_with_the_same_parameters() -> None:
-    guarded = connections.guarded_protocol(Settings())
+    guarded = connections.GuardedHttpProtocol
     problems = []
     for hook in connections.OVERRIDDEN_HOOKS:
         theirs = getattr(HttpToolsProtocol, hook, None)
