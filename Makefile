@@ -25,7 +25,7 @@ PYTEST_ARGS ?= -q
 RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test browser browser-deps faults compose-test compose-clean deploy-check lint load
+.PHONY: help install run test browser browser-deps k8s-deps faults compose-test compose-clean deploy-check lint load
 
 help:
 	@sed -n 's/^#   /  /p' $(MAKEFILE_LIST)
@@ -63,11 +63,21 @@ browser-deps:
 # The browser, fault and compose suites are pytest runs of their own (pyproject's addopts leave them out of
 # the default one): a sync Playwright session breaks asyncio tests after it in the same process, the fault
 # suite starts and kills its own servers and takes minutes, and the compose test runs the engine in Docker.
-test: install lint deploy-check browser-deps
+test: install lint deploy-check browser-deps k8s-deps
 	$(UV_RUN) pytest $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/browser $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/faults $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/compose $(PYTEST_ARGS)
+
+# The manifest test renders deploy/k8s with `kubectl kustomize` (Debian's kubectl when none is installed) and
+# scans it with checkov, kept in a venv of its own under .tools/ (its pins clash with the project's).
+CHECKOV_VERSION ?= 3.3.30
+k8s-deps: $(filter .tools/bin/uv,$(UV))
+	@command -v kubectl >/dev/null || { echo "installing Debian's kubectl for the manifest test"; \
+		$(APT_GET) install -y kubernetes-client || { $(APT_GET) update && $(APT_GET) install -y kubernetes-client; }; }
+	@test -x .tools/checkov/bin/checkov || { echo "installing checkov $(CHECKOV_VERSION) into .tools/checkov"; \
+		$(UV) venv --quiet .tools/checkov && \
+		$(UV) pip install --quiet --python .tools/checkov/bin/python checkov==$(CHECKOV_VERSION); }
 
 browser: install browser-deps
 	$(UV_RUN) pytest tests/browser $(PYTEST_ARGS)

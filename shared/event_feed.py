@@ -25,12 +25,11 @@ from uuid import UUID
 import orjson
 from loguru import logger
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import redis_keys
 from shared.domain.lifecycle import is_terminal
 from shared.outage_log import OutageLog
+from shared.redis_client import REDIS_UNAVAILABLE
 from shared.store.order_store import OrderStore
 
 #: How long one XREAD waits for new entries before looping (lets the reader notice shutdown).
@@ -150,7 +149,7 @@ class EventHub:
             try:
                 reply = await self.redis.xread({self.stream: last_id}, count=READ_BATCH, block=READ_BLOCK_MS)
                 batches = cast(_XReadReply, reply)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:  # reconnects (through the sentinels, if any) on the next read
                 outage.failed(exc)
                 await asyncio.sleep(0.5)
                 continue

@@ -49,11 +49,41 @@ DEFAULT_HTTP_REQUEST_TIMEOUT_S = 10.0
 DEFAULT_HTTP_MAX_HEADER_BYTES = 64 * 1024
 
 
+#: Redis's own example name for a monitored master (sentinel.conf); a deployment names its own.
+DEFAULT_REDIS_SENTINEL_MASTER = "mymaster"
+
+
+def parse_sentinels(value: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` (an IPv6 host in brackets) as (host, port) pairs; ValueError names a bad one."""
+    addresses = []
+    for raw in value.split(","):
+        if not (item := raw.strip()):
+            continue
+        host, sep, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"a sentinel is host:port, not {item!r}")
+        addresses.append((host, int(port)))
+    return addresses
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     # --- servers -----------------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis used for queues, streams and state")
+    # A Sentinel-managed Redis: with REDIS_SENTINELS set, every client asks the sentinels where the master of
+    # REDIS_SENTINEL_MASTER is (and asks again whenever it moves), and REDIS_URL gives only the master's
+    # credentials, database and scheme (its host and port are not used). See shared/redis_client.py.
+    redis_sentinels: str = Field(
+        "", description="comma-separated host:port of Redis Sentinels; unset = REDIS_URL's server, no failover"
+    )
+    redis_sentinel_master: str = Field(
+        DEFAULT_REDIS_SENTINEL_MASTER, min_length=1, description="the master name the sentinels monitor"
+    )
+    redis_sentinel_password: str | None = Field(
+        None, description="the sentinels' own password (their requirepass), if they have one"
+    )
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/postgres", description="PostgreSQL for history (db-sync writes it)"
     )
@@ -193,6 +223,17 @@ class Settings(BaseSettings):
 
         parse_configured(value)
         return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_addresses(cls, value: str) -> str:
+        parse_sentinels(value)  # a typo fails at start-up, not at the first failover
+        return value
+
+    @property
+    def redis_sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The sentinels as (host, port) pairs; empty when Redis is not Sentinel-managed."""
+        return parse_sentinels(self.redis_sentinels)
 
     @cached_property
     def pairs(self) -> list[tuple[str, str]]:

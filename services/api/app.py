@@ -65,14 +65,14 @@ def create_app(settings: Settings) -> EngineApi:
         # Bounded: a burst of requests or WebSocket handshakes waits for a connection instead of opening
         # hundreds that then idle in the pool, each holding its own buffers.
         redis = redis_client(
-            settings.redis_url,
+            settings,
             max_connections=settings.api_redis_connections,
             wait_for_connection_s=REDIS_POOL_WAIT_S,
             health_check_interval=30,
         )
         # The event reader has a connection of its own: it sends an XREAD every few milliseconds, and taking
         # and returning a pooled connection costs more than the command (lock, timeout, liveness check).
-        reader_redis = redis_client(settings.redis_url, single_connection=True, health_check_interval=30)
+        reader_redis = redis_client(settings, single_connection=True, health_check_interval=30)
         db = create_async_engine(
             settings.sqlalchemy_url,
             pool_pre_ping=True,

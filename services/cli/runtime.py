@@ -10,14 +10,13 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from deploy.local import local_redis_url
 from services.cli.errors import CliError, ExitCode
-from services.cli.output import fail, redacted
+from services.cli.output import fail
 from shared.logging import setup_logging
+from shared.redis_client import REDIS_UNAVAILABLE, redis_client, redis_location
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -32,8 +31,9 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         raise CliError(f"invalid settings: {exc}") from None
     # Beside a `make run` engine, REDIS_URL is unset and its Redis is on a port and password of its own: the
-    # runner leaves the URL in its data dir, readable only by the user who started it.
-    if not os.environ.get("REDIS_URL") and (local := local_redis_url()):
+    # runner leaves the URL in its data dir, readable only by the user who started it. (Sentinels name a
+    # Redis of their own: never the runner's.)
+    if not os.environ.get("REDIS_URL") and not settings.redis_sentinels and (local := local_redis_url()):
         settings = settings.model_copy(update={"redis_url": local})
     setup_logging("cli", settings)
     return settings
@@ -43,7 +43,7 @@ def run_with_redis(settings: Settings, work: Callable[[Redis], Awaitable[T]]) ->
     """Run `work(redis)` to completion on a fresh event loop; Redis failures become CliErrors."""
 
     async def session() -> T:
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S)
+        redis = redis_client(settings, socket_connect_timeout=REDIS_TIMEOUT_S)
         try:
             return await work(redis)
         finally:
@@ -51,9 +51,9 @@ def run_with_redis(settings: Settings, work: Callable[[Redis], Awaitable[T]]) ->
 
     try:
         return asyncio.run(session())
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:  # READONLY included: a failover in progress, try again shortly
         raise CliError(
-            f"cannot reach Redis at {redacted(settings.redis_url)}: {exc}", ExitCode.UNAVAILABLE, "unavailable"
+            f"cannot reach Redis at {redis_location(settings)}: {exc}", ExitCode.UNAVAILABLE, "unavailable"
         ) from None
     except RedisError as exc:
         raise CliError(f"Redis refused the command: {exc}", ExitCode.FAILED, "redis_error") from None

@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 
-import redis
 from loguru import logger
 
 from shared.logging import setup_logging
@@ -20,6 +19,7 @@ from shared.observability.probes import Heartbeat, ServiceProbes, start_probes
 from shared.observability.redis_gauges import RedisGauges, dbsync_backlog
 from shared.persistence.migrate import upgrade
 from shared.persistence.sync import StreamSyncer, make_engine
+from shared.redis_client import sync_redis_client
 from shared.settings import Settings
 
 
@@ -68,8 +68,8 @@ def _run(settings: Settings, stop: threading.Event, probes: ServiceProbes, alive
     engine = make_engine(
         settings.sqlalchemy_url, pool_pre_ping=False, statement_timeout_ms=settings.dbsync_statement_timeout_ms
     )
-    client = redis.Redis.from_url(
-        settings.redis_url,
+    client = sync_redis_client(
+        settings,
         socket_timeout=max(10.0, settings.dbsync_block_ms / 1000 + 5),
         socket_connect_timeout=5,
     )
@@ -82,7 +82,7 @@ def _run(settings: Settings, stop: threading.Event, probes: ServiceProbes, alive
         heartbeat=alive,
     )
     probes.registry.register(SyncerMetrics(syncer))
-    gauges = RedisGauges(settings.redis_url, [dbsync_backlog])
+    gauges = RedisGauges(settings, [dbsync_backlog])
     probes.registry.register(gauges)
     try:
         syncer.run(stop)

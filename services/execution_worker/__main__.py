@@ -39,7 +39,7 @@ from shared.venues.simulated import SimulatedVenue, build_swap_transaction, load
 def build_redis(settings: Settings) -> Redis:
     # Hundreds of orders in flight issue their commands together: auto-pipelining sends each event-loop
     # turn's as one round trip, and the bounded pool makes a burst wait for a connection instead of failing.
-    return redis_client(settings.redis_url, max_connections=64, wait_for_connection_s=20, auto_pipeline=True)
+    return redis_client(settings, max_connections=64, wait_for_connection_s=20, auto_pipeline=True)
 
 
 #: How often the event loop proves to /health that it runs and reaches Redis (one PING: nothing per order).
@@ -102,7 +102,7 @@ def main() -> None:
         queues={EXECUTION_QUEUE},
         acks=LoopAcks(broker, redis),
     )
-    gauges = RedisGauges(settings.redis_url, [execution_backlog])
+    gauges = RedisGauges(settings, [execution_backlog])
     probes.registry.register(gauges)
     Gauge("engine_execution_in_flight", "Orders this worker is driving now", registry=probes.registry).set_function(
         lambda: worker.in_flight

@@ -85,10 +85,10 @@ async def housekeeping(
 
 async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
     outcomes = OrderOutcomes(probes.registry)
-    gauges = RedisGauges(settings.redis_url, [resting_limit_orders(settings.pairs)])
+    gauges = RedisGauges(settings, [resting_limit_orders(settings.pairs)])
     probes.registry.register(gauges)
     ticks, chores = probes.health.heartbeat("ticks"), probes.health.heartbeat("housekeeping")
-    redis = redis_client(settings.redis_url)
+    redis = redis_client(settings)
     store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
     book = LimitBook(redis, store)
     sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)

@@ -53,7 +53,7 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
     alive = probes.health.heartbeat(
         "quotes", stale_after_s=max(settings.health_stale_after_s, settings.quote_interval_ms / 100)
     )
-    redis = redis_client(settings.redis_url)
+    redis = redis_client(settings)
     sim = await load_sim_config(redis, settings)
     ledger = RedisLedger(redis, ledger_retention_s(settings.order_retention_s))
     venues: list[Venue] = [SimulatedVenue(dex, sim, ledger) for dex in Dex]

@@ -102,10 +102,10 @@ async def housekeeping(
 
 async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
     metrics = SniperMetrics(probes)
-    gauges = RedisGauges(settings.redis_url, [armed_sniper_orders])
+    gauges = RedisGauges(settings, [armed_sniper_orders])
     probes.registry.register(gauges)
     events, chores = probes.health.heartbeat("venue-events"), probes.health.heartbeat("housekeeping")
-    redis = redis_client(settings.redis_url)
+    redis = redis_client(settings)
     sim = await load_sim_config(redis, settings)
     store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
     book = SniperBook(redis, store)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import time
 
-import redis
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import BrokerConnectionError
@@ -14,11 +13,14 @@ from loguru import logger
 
 from shared.execution.dramatiq_internals import RedisConsumer
 from shared.execution.kept_delays import KeepDelayedMessagesOnReconnect
+from shared.redis_client import REDIS_UNAVAILABLE, sync_redis_client
 from shared.redis_keys import DRAMATIQ_NAMESPACE
 from shared.settings import Settings
 
 #: Back-off while Redis cannot take a retry's message.
 REENQUEUE_MIN_S, REENQUEUE_MAX_S = 0.5, 5.0
+#: Errors that mean "Redis cannot take it yet" (READONLY included: a failover in progress), not "never".
+ENQUEUE_CAN_WAIT: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE, BrokerConnectionError)
 
 
 class DurableRetries(Retries):
@@ -48,7 +50,7 @@ class DurableRetries(Retries):
                     broker, message, result=result, exception=exception
                 )
                 return
-            except (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError) as exc:
+            except ENQUEUE_CAN_WAIT as exc:
                 logger.warning("cannot schedule the retry of {} yet ({}); trying again", message, exc)
                 message.options.clear()
                 message.options.update(copy.deepcopy(options))
@@ -108,7 +110,8 @@ def build_broker(settings: Settings) -> RedisBroker:
         KeepDelayedMessagesOnReconnect(),
     ]
     return EngineBroker(
-        url=settings.redis_url,
+        # The factory's client: Sentinel-managed when the settings say so (dramatiq takes any redis.Redis).
+        client=sync_redis_client(settings),
         fetch_linger_ms=settings.worker_fetch_linger_ms,
         namespace=DRAMATIQ_NAMESPACE,
         middleware=middleware,

@@ -17,14 +17,12 @@ lets the message go to the dead-letter queue.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 from uuid import UUID
-
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.domain import tokens
 from shared.domain.events import OrderEvent
@@ -32,9 +30,10 @@ from shared.domain.lifecycle import OrderStatus
 from shared.domain.slippage import min_amount_out
 from shared.logging import order_logger
 from shared.observability.orders import ExecutionMetrics, NoExecutionMetrics
+from shared.redis_client import REDIS_UNAVAILABLE
 from shared.routing import choose_best
 from shared.store.leases import Lease, LeaseKeeper, OrderLeases
-from shared.store.order_store import OrderState, OrderStore, StaleWrite
+from shared.store.order_store import LeaseLost, OrderState, OrderStore, StaleWrite
 from shared.venues.base import Dex, Quote, SwapTransaction, TxStatus, Venue, VenueUnavailable
 
 if TYPE_CHECKING:  # annotations only: typing has Unpack from 3.12
@@ -46,6 +45,13 @@ S = OrderStatus
 LEASE_POLL_S = 0.25
 #: Back-off while Redis cannot take the `failed` of an order's last attempt.
 MARK_FAILED_MIN_S, MARK_FAILED_MAX_S = 0.5, 5.0
+#: How long an execution that lost Redis mid-way (a connection error, or READONLY from a demoted master)
+#: waits for it and drives on from the stored state, in the same attempt, before counting the attempt as
+#: failed. Longer than a Sentinel failover takes with common settings (down-after 5-10 s, then an election
+#: and a promotion of a few seconds), so a failover costs an order time, never one of its attempts.
+REDIS_RIDE_OUT_S = 30.0
+#: Back-off between those tries.
+REDIS_RETRY_MIN_S, REDIS_RETRY_MAX_S = 0.1, 2.0
 
 
 class TransactionBuilder(Protocol):
@@ -126,7 +132,7 @@ class OrderExecutor:
                 return
             attempt = max(attempt, state.attempt)
             try:
-                released = await self._drive(state, lease, attempt)
+                released = await self._drive_riding_out_redis(state, lease, attempt)
             except StaleWrite as exc:
                 log.warning("another writer moved the order on ({}); leaving it to them", exc)
             except Exception as exc:
@@ -148,6 +154,46 @@ class OrderExecutor:
                 return None, state
             await asyncio.sleep(LEASE_POLL_S)
 
+    async def _drive_riding_out_redis(self, state: OrderState, lease: Lease, attempt: int) -> bool:
+        """`_drive`, driven on from the order's stored state when Redis goes away mid-way (a failover, a
+        restart) and comes back within REDIS_RIDE_OUT_S; after that the error is the attempt's.
+
+        Driving on is what a redelivered message would do: each stage persisted its event before the next
+        side effect, a submission is idempotent per order and attempt, and every append is a compare-and-set
+        on `seq`, so a write whose reply was lost is seen in the stored state instead of being made twice."""
+        order_id = state.order.order_id
+        deadline = time.monotonic() + REDIS_RIDE_OUT_S
+        delay = REDIS_RETRY_MIN_S
+        current: OrderState | None = state
+        while True:
+            try:
+                if current is None:
+                    # Away longer than the lease, this execution may have been replaced (its message handed to
+                    # another worker, which took the lease): driving on would make two writers race, with only
+                    # the seq CAS between them. Go on only as the lease's holder, again if need be.
+                    if not await self.leases.renew(lease):
+                        log = order_logger(order_id)
+                        if not await self.leases.retake(lease):
+                            log.warning("lost the order's lease while away from Redis; another execution holds it now")
+                            return False
+                        log.warning("lost the order's lease while away from Redis; nobody took it: took it back")
+                        self.keeper.hold(lease)  # the keeper stopped renewing it when a renewal was refused
+                    current = await self.store.load(order_id)
+                    if current is None or current.terminal:
+                        return False
+                return await self._drive(current, lease, max(attempt, current.attempt))
+            except LeaseLost:  # a write was fenced off: the lease expired while this execution was away
+                current = None
+            except REDIS_UNAVAILABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                order_logger(order_id).warning(
+                    "lost Redis mid-execution ({!r}); driving on from the stored state in {} s", exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REDIS_RETRY_MAX_S)
+                current = None
+
     @staticmethod
     def _lost_lease(lease: Lease) -> None:
         order_logger(lease.order_id).warning("lost the order's lease; the event CAS keeps it safe")
@@ -165,14 +211,15 @@ class OrderExecutor:
             waited_in = state.status if state.status in (S.PENDING, S.TRIGGERED) else None
             routing = await self._route(state, attempt)
             # Building is pure (nothing leaves the process before `submitted`), so both land in one write.
-            state = await self.store.append_steps(state, [routing, self._build(self.store.advanced(state, *routing))])
+            steps = [routing, self._build(self.store.advanced(state, *routing))]
+            state = await self.store.append_steps(state, steps, fence=lease)
             if waited_in is not None:
                 self.metrics.stage(order_type, f"{waited_in.value}_to_routing", stage_began, routing[0].timestamp)
             stage_began = routing[0].timestamp
         elif state.status is S.ROUTING:
-            state = await self.store.append_steps(state, [self._build(state)])
+            state = await self.store.append_steps(state, [self._build(state)], fence=lease)
         if state.status is S.BUILDING:
-            state, submitted = await self._submit(state)
+            state, submitted = await self._submit(state, lease)
             self.metrics.stage(order_type, "routing_to_submitted", stage_began, submitted.timestamp)
             stage_began = submitted.timestamp
         if state.status is S.SUBMITTED:
@@ -234,7 +281,7 @@ class OrderExecutor:
         )
         return event, {"minOut": minimum_out}
 
-    async def _submit(self, state: OrderState) -> tuple[OrderState, OrderEvent]:
+    async def _submit(self, state: OrderState, lease: Lease) -> tuple[OrderState, OrderEvent]:
         tx = self._transaction(state, Decimal(state.fields["minOut"]))
         sent = await self.venues[tx.dex].submit(tx)
         event = next_event(
@@ -245,7 +292,7 @@ class OrderExecutor:
             tx_hash=sent.tx_hash,
             extra={"venueLatencyMs": sent.latency_ms},
         )
-        return await self.store.append(state, event), event
+        return await self.store.append(state, event, fence=lease), event
 
     async def _confirm(self, state: OrderState, lease: Lease, *, submitted_at: datetime | None) -> None:
         dex = Dex(state.fields["dex"])
@@ -265,7 +312,7 @@ class OrderExecutor:
             fields["error"] = outcome.error
             fields["error_message"] = outcome.message
         event = next_event(state, status, **fields)
-        await self.store.append(state, event, release=lease)
+        await self.store.append(state, event, release=lease, fence=lease)
         self.metrics.stage(state.order.type.value, f"submitted_to_{event.status.value}", submitted_at, event.timestamp)
         self.metrics.ended(state.order, event)
         order_logger(state.order.order_id).info(
@@ -304,7 +351,7 @@ class OrderExecutor:
                 return
             except StaleWrite:
                 continue  # another writer moved it on: look again
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 log.warning("cannot persist failed yet ({!r}); trying again in {} s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MARK_FAILED_MAX_S)

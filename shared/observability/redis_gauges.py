@@ -20,6 +20,8 @@ from prometheus_client.registry import Collector
 
 from shared import redis_keys
 from shared.execution.backlog import read_backlog_sync
+from shared.redis_client import sync_redis_client
+from shared.settings import Settings
 
 #: One reading: the metric families it produced from the client, complete (a reader fails as a whole).
 Reader = Callable[[redis.Redis], list[Metric]]
@@ -29,9 +31,9 @@ _COUNT_RESTING = (Path(__file__).parents[1] / "store" / "lua" / "count_resting.l
 
 
 class RedisGauges(Collector):
-    def __init__(self, redis_url: str, readers: Sequence[Reader]) -> None:
-        self.client = redis.Redis.from_url(
-            redis_url, socket_timeout=SCRAPE_TIMEOUT_S, socket_connect_timeout=SCRAPE_TIMEOUT_S
+    def __init__(self, redis_at: Settings | str, readers: Sequence[Reader]) -> None:
+        self.client = sync_redis_client(
+            redis_at, socket_timeout=SCRAPE_TIMEOUT_S, socket_connect_timeout=SCRAPE_TIMEOUT_S
         )
         self.readers = list(readers)
 

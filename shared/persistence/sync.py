@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 
 from shared import redis_keys
 from shared.persistence.batch import OrphanEventsError, make_engine, parse_entries, persist_batch
+from shared.redis_client import REDIS_UNAVAILABLE
 from shared.redis_keys import DBSYNC_GROUP, EVENTS_STREAM
 
 __all__ = ["OrphanEventsError", "StreamSyncer", "make_engine", "parse_entries", "persist_batch"]
@@ -324,7 +325,7 @@ class StreamSyncer:
                     self.ensure_group()
                     recreate_group = False
                 result = call()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except REDIS_UNAVAILABLE as exc:  # READONLY too: a demoted master, a failover in progress
                 self.heartbeat.failed(f"Redis unavailable: {exc!r}")
                 if "redis" not in self._down:
                     self._down["redis"] = time.monotonic()

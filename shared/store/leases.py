@@ -2,7 +2,9 @@
 
 dramatiq delivers at least once, so two executions can hold messages for the same order (a
 redelivery after a missed heartbeat, a duplicate send), even in one process. The lease makes them
-take turns; the event CAS in `OrderStore.append` makes one that lost its lease harmless anyway.
+take turns. An execution's appends are fenced by its lease (`OrderStore.append(fence=...)`), and each is a
+compare-and-set on `seq` besides, so one that lost its lease (cut off from Redis longer than the TTL) cannot
+write when it comes back.
 """
 
 from __future__ import annotations
@@ -55,6 +57,16 @@ class OrderLeases:
     async def renew(self, lease: Lease) -> bool:
         renew = LeaseArgs(lease=lease.key, op="renew", token=lease.token, ttl_ms=self.ttl_ms)
         return bool(await run(self._script, renew))
+
+    async def retake(self, lease: Lease) -> bool:
+        """Take `lease` again, with its own token, if it expired and nobody took it since (a holder that was cut
+        off from Redis for longer than the TTL); False while another holds it. Renewing is what a holder that
+        never lost it does: `renew` first, then this."""
+        take = LeaseArgs(
+            lease=lease.key, order=redis_keys.order(lease.order_id), op="take", token=lease.token, ttl_ms=self.ttl_ms
+        )
+        taken, _ = await run(self._script, take)
+        return bool(taken)
 
     async def release(self, lease: Lease) -> bool:
         release = LeaseArgs(lease=lease.key, op="release", token=lease.token, ttl_ms=0)

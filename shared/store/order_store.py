@@ -137,6 +137,11 @@ class ClaimLost(Exception):
     """Someone else (a trigger, a cancel, an expiry) took the order from its resting place first."""
 
 
+class LeaseLost(Exception):
+    """A fenced write found its lease gone: it expired (the writer was away from Redis longer than its TTL)
+    and may be another execution's now."""
+
+
 class StaleWrite(Exception):
     """The order moved on since the writer last looked (another writer, or a duplicate delivery)."""
 
@@ -305,6 +310,7 @@ class OrderStore:
         claim: RestingPlace | None = None,
         message: QueuedMessage | None = None,
         release: Lease | None = None,
+        fence: Lease | None = None,
         client: Redis | None = None,
     ) -> OrderState:
         """Append `event` (whose seq must be state.seq + 1) and return the new state.
@@ -312,10 +318,11 @@ class OrderStore:
         `remember` adds fields to the order hash that a resumed worker needs (e.g. the quoted output);
         `claim` takes the order from its resting place (ClaimLost if someone else already did);
         `message` enqueues its execution in the same step; `release` gives up the writer's lease on the
-        order in the same step (a terminal event's). `client` may be a pipeline (see `append_many`).
+        order in the same step (a terminal event's); `fence` writes only while that lease still holds the
+        order (LeaseLost if not). `client` may be a pipeline (see `append_many`).
         """
         return await self.append_steps(
-            state, [(event, remember)], claim=claim, message=message, release=release, client=client
+            state, [(event, remember)], claim=claim, message=message, release=release, fence=fence, client=client
         )
 
     async def append_steps(
@@ -326,11 +333,12 @@ class OrderStore:
         claim: RestingPlace | None = None,
         message: QueuedMessage | None = None,
         release: Lease | None = None,
+        fence: Lease | None = None,
         client: Redis | None = None,
     ) -> OrderState:
         """Append consecutive events (each with its `remember`) atomically, in one round trip: for stages
         with no side effect between them, such as routing and building."""
-        args, after = self._transition_args(state, steps, claim, message, release)
+        args, after = self._transition_args(state, steps, claim, message, release, fence)
         _raise_for(await run(self._transition, args, client=client), state)
         return after
 
@@ -367,6 +375,7 @@ class OrderStore:
         claim: RestingPlace | None,
         message: QueuedMessage | None,
         release: Lease | None,
+        fence: Lease | None = None,
     ) -> tuple[TransitionArgs, OrderState]:
         """The script's arguments for appending `steps`, and the state they lead to."""
         after, events, fields = state, [], {}
@@ -392,6 +401,7 @@ class OrderStore:
             message_id=message.redis_message_id if message else "",
             message_data=message.data if message else b"",
             lease_token=release.token if release else "",
+            fence_token=fence.token if fence else "",
             event_jsons=events,
             order_hash=fields,
         )
@@ -434,5 +444,7 @@ def _advanced(state: OrderState, event: OrderEvent, changed: dict[str, str]) -> 
 def _raise_for(result: int, state: OrderState) -> None:
     if result == -2:
         raise ClaimLost(f"order {state.order.order_id} was already taken from where it rested")
+    if result == -3:
+        raise LeaseLost(f"order {state.order.order_id}: the writer's lease no longer holds it")
     if result != 0:
         raise StaleWrite(state.order.order_id, state.seq, int(result))

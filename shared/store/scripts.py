@@ -149,6 +149,7 @@ class TransitionArgs:
     message_id: str = ""  # '' = no execution message
     message_data: bytes = b""
     lease_token: str = ""  # '' = keep the lease
+    fence_token: str = ""  # '' = no fence; else the write is refused unless this token holds the lease
     event_jsons: Sequence[bytes]  # sent after their count, n
     order_hash: Mapping[str, str]
 
@@ -175,6 +176,7 @@ class TransitionArgs:
             self.message_id,
             self.message_data,
             self.lease_token,
+            self.fence_token,
             len(self.event_jsons),
             *self.event_jsons,
             *_pairs(self.order_hash),

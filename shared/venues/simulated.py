@@ -21,11 +21,10 @@ from uuid import UUID
 import base58
 from loguru import logger
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import redis_keys
 from shared.domain.slippage import within_slippage
+from shared.redis_client import REDIS_UNAVAILABLE
 from shared.settings import Settings
 from shared.venues.base import Dex, Quote, Submission, SwapTransaction, TxOutcome, TxStatus, VenueUnavailable
 from shared.venues.ledger import Ledger, TxRecord
@@ -69,7 +68,7 @@ async def load_sim_config(redis: Redis, settings: Settings, clock: Callable[[], 
             seed = settings.sim_seed or await _shared_value(redis, redis_keys.SIM_SEED, secrets.token_hex(16))
             epoch = await _shared_value(redis, redis_keys.SIM_EPOCH, repr(clock()))
             break
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:  # READONLY too: a failover in progress
             logger.warning("Redis does not answer yet ({!r}); trying again in {} s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, SIM_CONFIG_RETRY_MAX_S)

@@ -38,3 +38,14 @@ async def test_the_keeper_renews_what_is_held_reports_what_was_lost_and_stops_wh
     keeper.hold(kept)  # and holding again starts one
     assert keeper._task is not None
     keeper.let_go(kept)
+
+
+async def test_a_holder_back_from_an_outage_retakes_an_expired_lease_but_never_anothers(redis):
+    leases = OrderLeases(redis, ttl_ms=5000)
+    order_id = uuid4()
+    lease = await leases.take(order_id)
+    await redis.delete(lease.key)  # expired while its holder could not renew it
+    assert await leases.retake(lease) and await redis.get(lease.key) == lease.token.encode()
+    assert await leases.renew(lease)  # the same token holds it again
+    await redis.set(lease.key, "another-worker")  # expired, and another execution took the order
+    assert not await leases.retake(lease) and await redis.get(lease.key) == b"another-worker"

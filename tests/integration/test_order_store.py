@@ -15,7 +15,7 @@ from shared.domain.orders import OrderRequest, accept
 from shared.execution.messages import execute_order_message
 from shared.redis_client import redis_client
 from shared.store.leases import OrderLeases
-from shared.store.order_store import CreateOutcome, OrderStore, StaleWrite
+from shared.store.order_store import CreateOutcome, LeaseLost, OrderStore, StaleWrite
 
 
 def new_order(key=None, **fields):
@@ -132,3 +132,18 @@ async def test_a_terminal_append_releases_the_writers_lease_and_no_one_elses(sto
     state = await store.load(other.order_id)
     await store.append(state, OrderEvent(other.order_id, 2, OrderStatus.FAILED, "market", error="x"), release=stolen)
     assert await leases.take(other.order_id) is None  # still held by its holder
+
+
+async def test_a_fenced_append_lands_only_while_its_lease_holds_the_order(store, redis):
+    leases = OrderLeases(store.redis, ttl_ms=5000)
+    order = new_order()
+    await store.create(order, pending(order))
+    state = await store.load(order.order_id)
+    routing = OrderEvent(order.order_id, 2, OrderStatus.ROUTING, "market", attempt=1, dex="meteora")
+    lease = await leases.take(order.order_id)
+    await redis.set(lease.key, "another-worker")  # its lease expired and another execution took the order
+    with pytest.raises(LeaseLost):  # at the seq it expects, but no longer the lease's holder: nothing lands
+        await store.append(state, routing, fence=lease)
+    assert len(await store.events(order.order_id)) == 1
+    await redis.set(lease.key, lease.token)
+    assert (await store.append(state, routing, fence=lease)).seq == 2

@@ -12,19 +12,23 @@
 --       lease, resting count per owner (hash)
 -- ARGV: 1 expected_seq, 2 order_id, 3 user_id, 4 expire_s (0 = keep), 5 rest_member ('' = no claim),
 --       6 index_member, 7 message_id ('' = none), 8 message_data, 9 lease_token ('' = keep the lease),
---       10 n (events), 11 .. 10+n event JSON in seq order, then field/value pairs for the order hash
+--       10 fence_token ('' = no fence), 11 n (events), 12 .. 11+n event JSON in seq order, then field/value
+--       pairs for the order hash
 local current = redis.call('HMGET', KEYS[1], 'seq', 'status', 'restOwner')
 local seq, was_waiting, rest_owner = current[1], current[2] == 'waiting', current[3]
 if not seq then return -1 end
 if seq ~= ARGV[1] then return tonumber(seq) end
+-- A fenced writer (an execution) writes only while it holds the order's lease: one cut off from Redis for
+-- longer than the lease may come back to an order another execution now drives, still at the seq it last saw.
+if ARGV[10] ~= '' and redis.call('GET', KEYS[9]) ~= ARGV[10] then return -3 end
 if ARGV[5] ~= '' then
   if redis.call('ZREM', KEYS[4], ARGV[5]) == 0 then return -2 end
   if ARGV[6] ~= '' and redis.call('ZCARD', KEYS[4]) == 0 then redis.call('ZREM', KEYS[5], ARGV[6]) end
   redis.call('ZREM', KEYS[6], ARGV[2])
 end
-local n = tonumber(ARGV[10])
-redis.call('HSET', KEYS[1], unpack(ARGV, 11 + n))
-for i = 11, 10 + n do
+local n = tonumber(ARGV[11])
+redis.call('HSET', KEYS[1], unpack(ARGV, 12 + n))
+for i = 12, 11 + n do
   redis.call('RPUSH', KEYS[2], ARGV[i])
   redis.call('XADD', KEYS[3], '*', 'o', ARGV[2], 'u', ARGV[3], 'e', ARGV[i])
 end
