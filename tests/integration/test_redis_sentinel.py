@@ -9,6 +9,7 @@ that took after the fault is printed (`-s` shows it) as each client kind's windo
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +23,7 @@ from redis.exceptions import ReadOnlyError
 
 from services.api.guards.rate_limit import RateLimit
 from services.cli.runtime import run_with_redis
-from shared import redis_keys
+from shared import redis_keys, redis_sentinel
 from shared.event_feed import EventHub
 from shared.execution import executor as executor_module
 from shared.execution.broker import build_broker
@@ -145,9 +146,9 @@ async def _failover_round(cluster: SentinelCluster, settings: Settings, how: str
     monkeypatch.setattr(executor_module, "REDIS_RETRY_MAX_S", 0.2)
     if how == "kill -9":
         cluster.wait_out_the_failover_lockout()
-    # One replica in sync is enough to promote; after a manual failover the sentinels demote the old master
-    # (which makes it the second replica) only at their next look at it, ten seconds later.
-    wait_until("a replica to be in sync", lambda: cluster.replicas_in_sync(cluster.master(), at_least=1))
+    # Both replicas, so that both can be caught up below. After a manual failover the sentinels demote the old
+    # master, which makes it the second replica, only at their next look at it.
+    wait_until("both replicas to be in sync", lambda: cluster.replicas_in_sync(cluster.master()))
     old = cluster.master()
     bounded = redis_client(settings, max_connections=16, wait_for_connection_s=5, auto_pipeline=True)
     reader = redis_client(settings, single_connection=True)
@@ -168,7 +169,10 @@ async def _failover_round(cluster: SentinelCluster, settings: Settings, how: str
         orders = [await place_market_order(store) for _ in range(ORDERS_IN_FLIGHT)]
         executions = [asyncio.create_task(run.execute(o.order_id, attempt=1)) for o in orders]
         await asyncio.sleep(0.05)  # each has taken its lease and waits on its quote
-        assert await bounded.wait(1, 2000) >= 1  # so what was acknowledged survives the primary
+        # So what was acknowledged survives the primary: on every replica, since the sentinels may promote one
+        # that a WAIT 1 did not count (their view of the offsets is a second old), and the others then resync
+        # from it, losing what only they had.
+        wait_until("every replica to hold every write", lambda: cluster.replicas_caught_up(old))
 
         started = time.monotonic()
         if how == "kill -9":
@@ -266,12 +270,17 @@ async def test_a_client_that_gets_readonly_reconnects_to_the_master(cluster, eng
     master demoted before the sentinels' next answer) gets READONLY on its next write: the Sentinel-managed
     client drops it and says ConnectionError (what every caller retries), and its next command asks the
     sentinels and goes to the master. A plain client is told ReadOnlyError, which callers retry too."""
+    # After a manual failover the old master is demoted only at the sentinels' next look at it: until both
+    # replicas replicate, "a replica" might still be that master, and take the write.
+    wait_until("both replicas to be in sync", lambda: cluster.replicas_in_sync(cluster.master()))
     replica = cluster.a_replica()
     demoted = ("127.0.0.1", replica.port)
     reader = redis_client(engine_settings, single_connection=True)
     sync = sync_redis_client(engine_settings)
     try:
         await reader.ping()  # connected to the master
+        # Its background look at the sentinels (started by that command) must not undo the belief set below.
+        await asyncio.gather(*redis_sentinel._RECHECKS)
         connection, pool = reader.connection, reader.connection_pool
         # The client's belief, not yet corrected by its next look at the sentinels, and its connection.
         pool.master_address, pool._recheck_at = demoted, time.monotonic() + 60
@@ -283,6 +292,9 @@ async def test_a_client_that_gets_readonly_reconnects_to_the_master(cluster, eng
         assert connection.port == cluster.master_port()
 
         sync.ping()
+        for thread in threading.enumerate():  # the same for the blocking client's look, in a thread
+            if thread.name == "sentinel-recheck":
+                thread.join()
         proxy = sync.connection_pool.proxy
         held = sync.connection_pool.get_connection()
         proxy.master_address, proxy._recheck_at = demoted, time.monotonic() + 60

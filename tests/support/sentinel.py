@@ -212,6 +212,16 @@ class SentinelCluster:
         needed = self.replicas if at_least is None else at_least
         return info["role"] == "master" and sum(r.get("state") == "online" for r in online) >= needed
 
+    def replicas_caught_up(self, master: Node) -> bool:
+        """Every replica online and at the master's replication offset: whichever the sentinels promote then
+        holds every write the master took so far."""
+        info = master.client(DATA_PASSWORD).info("replication")
+        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        caught_up = [
+            r for r in online if r.get("state") == "online" and r.get("offset", -1) >= info["master_repl_offset"]
+        ]
+        return info["role"] == "master" and len(caught_up) >= self.replicas
+
     def every_sentinel_names(self, port: int) -> bool:
         return all(
             int(self.sentinel_client(node).sentinel_get_master_addr_by_name(MASTER_NAME)[1]) == port

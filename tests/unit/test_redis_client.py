@@ -4,7 +4,8 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from shared.redis_client import HiredisTcpConnection, HiredisUnixConnection, redis_client
+from shared.redis_client import redis_client
+from shared.redis_packing import HiredisTcpConnection, HiredisUnixConnection
 
 COMMANDS = [
     ("SET", "key", "value"),
@@ -70,8 +71,8 @@ def test_settings_read_the_sentinels_and_refuse_a_malformed_one():
 def test_with_sentinels_every_asyncio_client_is_a_master_for_client_with_the_urls_credentials():
     from redis.asyncio.sentinel import SentinelConnectionPool
 
-    from shared.redis_client import (
-        AutoPipelineRedis,
+    from shared.redis_client import AutoPipelineRedis
+    from shared.redis_sentinel import (
         BlockingSentinelConnectionPool,
         HiredisSentinelConnection,
         HiredisSentinelSslConnection,
