@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis as sync_redis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
@@ -32,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.redis_packing import HIREDIS_VARIANT
 from shared.redis_sentinel import sentinel_master, sync_sentinel_master
-from shared.settings import Settings
+from shared.settings import Settings, redacted
 
 #: What a caller that loops (a service loop, a retry, the CLI) treats as "Redis cannot serve us right now,
 #: try again": the connection failed or timed out, or the server we reached is a replica (`READONLY`: a
@@ -196,9 +195,4 @@ def redis_location(source: Settings | str) -> str:
     if isinstance(source, Settings) and source.redis_sentinels:
         sentinels = ",".join(f"{host}:{port}" for host, port in source.redis_sentinel_addresses)
         return f"the master {source.redis_sentinel_master!r} of sentinels {sentinels}"
-    url = source.redis_url if isinstance(source, Settings) else source
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redacted(source.redis_url if isinstance(source, Settings) else source)

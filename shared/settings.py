@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import cached_property
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,15 @@ DEFAULT_HTTP_MAX_HEADER_BYTES = 64 * 1024
 
 #: Redis's own example name for a monitored master (sentinel.conf); a deployment names its own.
 DEFAULT_REDIS_SENTINEL_MASTER = "mymaster"
+
+
+def redacted(url: str) -> str:
+    """A URL setting as it may be shown (a log line, an error): without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def parse_sentinels(value: str) -> list[tuple[str, int]]:

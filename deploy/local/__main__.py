@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -34,7 +33,7 @@ from deploy.local.embedded import resolve_servers
 from deploy.local.supervisor import Output, Supervisor
 from deploy.local.watchdog import Restartable, watch
 from shared.observability.probes import DEFAULT_METRICS_PORTS, metrics_port
-from shared.settings import Settings
+from shared.settings import Settings, redacted
 
 MIGRATE_MODULE = "shared.persistence.migrate"
 
@@ -140,10 +139,6 @@ async def _start_services(
     return 0
 
 
-def _redacted(url: str) -> str:
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-
-
 def _redis_maxmemory() -> str:
     try:
         return Settings().embedded_redis_maxmemory
@@ -173,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if embedded:
             out.line("runner", f"starting embedded {' and '.join(embedded)} in {folder}")
         with resolve_servers(folder, redis_maxmemory=_redis_maxmemory()) as servers:
-            out.line("runner", f"REDIS_URL={_redacted(servers.redis_url)}")
-            out.line("runner", f"DATABASE_URL={_redacted(servers.database_url)} ({time.monotonic() - started:.1f} s)")
+            out.line("runner", f"REDIS_URL={redacted(servers.redis_url)}")
+            out.line("runner", f"DATABASE_URL={redacted(servers.database_url)} ({time.monotonic() - started:.1f} s)")
             env = {**os.environ, "REDIS_URL": servers.redis_url, "DATABASE_URL": servers.database_url}
             env.setdefault("API_HOST", "127.0.0.1")
             env.setdefault("API_PORT", "8000")

@@ -13,7 +13,8 @@ import orjson
 import typer
 
 from services.cli.errors import CliError, ExitCode
-from services.cli.output import fail, redacted
+from services.cli.output import fail
+from shared.settings import redacted
 
 T = TypeVar("T")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import typer
@@ -15,16 +14,6 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts)
 
 #: Text cells are cut to this many characters so one row stays on one line.
 MAX_CELL = 60
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, so it can be shown in an error."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def print_json(data: Any) -> None:

@@ -73,6 +73,7 @@ from shared.logging import order_logger
 from shared.redis_keys import EXECUTION_QUEUE
 from shared.store.order_store import REST_OWNER_FIELD, CreateOutcome, OrderState, OrderStore
 from shared.store.placement import placement
+from shared.store.replies import text
 from shared.venues.ledger import Ledger
 
 #: How many dead letters a listing shows unless asked for more (newest first).
@@ -126,10 +127,6 @@ class BatchItem:
             return {"success": True, **self.result.to_view()}
         assert self.error is not None
         return {"success": False, "orderId": self.order_id, "error": self.error.code, "message": self.error.message}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 # redis-py types each reply for any client (`bytes | str`) and any option (WITHSCORES or not, NOVALUES or not).
@@ -279,7 +276,7 @@ class DeadLetters:
             order_logger(order_id).warning("dead letter not replayed ({}): {}", exc.code, exc.message)
             raise
         earlier = await pipe.get(idempotency_key) if action is ReplayAction.RECREATE else None
-        return action, None if earlier is None else self._earlier_replay(order_id, _text(earlier))
+        return action, None if earlier is None else self._earlier_replay(order_id, text(earlier))
 
     async def _queue_action(
         self,
@@ -365,7 +362,7 @@ class DeadLetters:
         """Dead letters for (id, score) members of the dead-letter zset, skipping ones gone meanwhile."""
         if not members:
             return []
-        ids = [_text(member) for member, _ in members]
+        ids = [text(member) for member, _ in members]
         datas = cast("builtins.list[bytes | None]", await self.redis.hmget(self.dead_messages_key, ids))
         return [
             DeadLetter.parse(message_id, data, score)
@@ -382,7 +379,7 @@ class DeadLetters:
             cursor, page = await client.hscan(self.dead_messages_key, cursor, count=SCAN_COUNT)
             for message_id, data in cast("dict[bytes, bytes]", page).items():  # HSCAN without NOVALUES
                 if needle in data:  # cheap filter before parsing
-                    found[_text(message_id)] = data
+                    found[text(message_id)] = data
             if cursor == 0:
                 break
         if not found:

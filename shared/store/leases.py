@@ -47,10 +47,7 @@ class OrderLeases:
         """`take`, and the order's hash as HGETALL returns it, in one script. The hash is read after the
         lease is taken: when it was, no other holder can change the order after the read."""
         lease = Lease(order_id, uuid4().hex)
-        take = LeaseArgs(
-            lease=lease.key, order=redis_keys.order(order_id), op="take", token=lease.token, ttl_ms=self.ttl_ms
-        )
-        taken, flat = await run(self._script, take)
+        taken, flat = await self._take(lease)
         raw: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=True))
         return (lease if taken else None), raw
 
@@ -62,11 +59,16 @@ class OrderLeases:
         """Take `lease` again, with its own token, if it expired and nobody took it since (a holder that was cut
         off from Redis for longer than the TTL); False while another holds it. Renewing is what a holder that
         never lost it does: `renew` first, then this."""
+        taken, _ = await self._take(lease)
+        return bool(taken)
+
+    async def _take(self, lease: Lease) -> tuple[int, list[bytes]]:
+        """lease.lua's take: whether `lease` is held now, and the order's hash (flat, as HGETALL gives it)."""
         take = LeaseArgs(
             lease=lease.key, order=redis_keys.order(lease.order_id), op="take", token=lease.token, ttl_ms=self.ttl_ms
         )
-        taken, _ = await run(self._script, take)
-        return bool(taken)
+        taken, flat = await run(self._script, take)
+        return taken, flat
 
     async def release(self, lease: Lease) -> bool:
         release = LeaseArgs(lease=lease.key, op="release", token=lease.token, ttl_ms=0)

@@ -38,6 +38,7 @@ from shared.persistence.migrate import upgrade
 from shared.venues.ledger import order_transactions_key
 from tests.faults import netns
 from tests.faults.invariants import Verdict, settle
+from tests.support.databases import create_scratch_database, drop_database
 from tests.support.processes import MODULES, ServiceProcess, free_port
 
 #: The lease a worker holds on an order, shortened (from 15 s) so a partition outlasts it within the test.
@@ -151,30 +152,6 @@ def _wait_http(url: str, service: ServiceProcess, timeout_s: float = 60) -> None
     _wait_for(f"{service.name} at {url}", up, timeout_s)
 
 
-def _scratch_database(admin_url: str, name: str) -> str:
-    """A database of this module's own on the fault suite's server: invariants.py reads every order PostgreSQL
-    holds, and other fault tests leave theirs in the shared one."""
-    engine = sa.create_engine(
-        admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
-    )
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    url = admin_url.replace("@/postgres?", f"@/{name}?", 1)
-    assert url != admin_url, f"unexpected PostgreSQL URL shape: {admin_url}"
-    upgrade(url)
-    return url
-
-
-def _drop_database(admin_url: str, name: str) -> None:
-    engine = sa.create_engine(
-        admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
-    )
-    with contextlib.suppress(sa.exc.SQLAlchemyError), engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def partition_engine(fault_servers, tmp_path_factory) -> Iterator[PartitionEngine]:
     if reason := netns.unavailable():
@@ -182,8 +159,6 @@ def partition_engine(fault_servers, tmp_path_factory) -> Iterator[PartitionEngin
     began = time.monotonic()
     work_dir = tmp_path_factory.mktemp("partitions")
     topology = netns.Topology(work_dir / "net")
-    db_name = f"partitions_{topology.tag}"
-    admin_url = fault_servers.database_url
     database_url = None
     client = db = None
     try:
@@ -191,7 +166,10 @@ def partition_engine(fault_servers, tmp_path_factory) -> Iterator[PartitionEngin
         worker_host, api_host = topology.add_host("wrk"), topology.add_host("api")
         topology.start_redis()
         client = redis.Redis.from_url(topology.redis_unix_url, socket_timeout=10)
-        database_url = _scratch_database(admin_url, db_name)
+        # A database of this module's own: invariants.py reads every order PostgreSQL holds, and other fault
+        # tests leave theirs in the shared one.
+        database_url = create_scratch_database(fault_servers.database_url, "partitions")
+        upgrade(database_url)
         db = make_engine(database_url)
         log_dir = work_dir / "logs"
         log_dir.mkdir()
@@ -240,7 +218,7 @@ def partition_engine(fault_servers, tmp_path_factory) -> Iterator[PartitionEngin
         if db is not None:
             db.dispose()
         if database_url is not None:
-            _drop_database(admin_url, db_name)
+            drop_database(database_url)
     left = topology.leftovers()  # only after a clean run: a failure's own error must not be masked by this
     assert not left, f"namespaces left behind: {left}"
 

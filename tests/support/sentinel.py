@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
+from tests.support.processes import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 MASTER_NAME = "engine-test"
@@ -30,13 +31,6 @@ FAILOVER_TIMEOUT_MS = 3000
 #: Longest wait for anything the cluster does (start, sync, promote); each wait polls and ends early.
 DEADLINE_S = 30.0
 POLL_S = 0.02
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_until(what: str, check: object, deadline_s: float = DEADLINE_S) -> object:
