@@ -30,6 +30,7 @@ from shared import redis_keys
 from shared.domain.lifecycle import is_terminal
 from shared.outage_log import OutageLog
 from shared.redis_client import REDIS_UNAVAILABLE
+from shared.redis_replicas import barrier
 from shared.store.order_store import OrderStore
 
 #: How long one XREAD waits for new entries before looping (lets the reader notice shutdown).
@@ -149,6 +150,8 @@ class EventHub:
             try:
                 reply = await self.redis.xread({self.stream: last_id}, count=READ_BATCH, block=READ_BLOCK_MS)
                 batches = cast(_XReadReply, reply)
+                if batches:  # hand on only what a failover cannot take back (shared/redis_replicas.py)
+                    await barrier(self.redis)
             except REDIS_UNAVAILABLE as exc:  # reconnects (through the sentinels, if any) on the next read
                 outage.failed(exc)
                 await asyncio.sleep(0.5)

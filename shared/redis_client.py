@@ -21,15 +21,16 @@ sentinels (tests and tools that were handed one).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import redis as sync_redis
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.redis_packing import HIREDIS_VARIANT
+from shared.redis_replicas import AcknowledgedRedis, ReplicaCount, blocking_sentinel_counter, sentinel_counter
 from shared.redis_sentinel import sentinel_master, sync_sentinel_master
 from shared.settings import Settings, redacted
 
@@ -67,7 +68,7 @@ UNBATCHED_COMMANDS = frozenset(
 )
 
 
-class AutoPipelineRedis(Redis):
+class AutoPipelineRedis(AcknowledgedRedis):
     """A client whose commands, issued in the same event-loop turn by any number of tasks, go to Redis as
     one non-transactional pipeline. Each caller still awaits its own reply or its own error; a lost
     connection fails every command of that pipeline, as it would have failed each of them alone.
@@ -84,7 +85,7 @@ class AutoPipelineRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         name = args[0].upper() if isinstance(args[0], str) else args[0].decode().upper()
         if name in UNBATCHED_COMMANDS:
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis-py: unannotated
+            return await super().execute_command(*args, **options)
         loop = asyncio.get_running_loop()
         if self._pending is None:
             self._pending = []
@@ -109,7 +110,7 @@ class AutoPipelineRedis(Redis):
 
     async def _send_one(self, args: tuple[Any, ...], options: dict[str, Any], reply: asyncio.Future[Any]) -> None:
         try:
-            result = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis-py: unannotated
+            result = await super().execute_command(*args, **options)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, whatever it is
             _settle(reply, exc)
             if not isinstance(exc, Exception):
@@ -118,7 +119,7 @@ class AutoPipelineRedis(Redis):
             _settle(reply, result)
 
     async def _send_pipeline(self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]) -> None:
-        pipe = Redis.pipeline(self, transaction=False)
+        pipe = self.pipeline(transaction=False)  # with acknowledged writes, one WAIT for the whole batch
         for args, options, _ in batch:
             pipe.execute_command(*args, **options)
         try:
@@ -151,14 +152,17 @@ def redis_client(
     wait_for_connection_s: float | None = None,
     auto_pipeline: bool = False,
     single_connection: bool = False,
+    acknowledged_writes: bool = True,
     **options: Any,
-) -> Redis:
+) -> AcknowledgedRedis:
     """An asyncio client of the Redis `source` names (see the module's docstring), with hiredis command
     packing. `max_connections` bounds the pool; with `wait_for_connection_s`, a caller waits that long for a
     free connection instead of failing at once. `auto_pipeline` gives an `AutoPipelineRedis`;
     `single_connection` a client that keeps one connection for itself (for a loop that sends one command
-    after another, e.g. a stream reader)."""
-    client_class = AutoPipelineRedis if auto_pipeline else Redis
+    after another, e.g. a stream reader). Its writes are acknowledged by the replicas the settings ask for
+    (shared/redis_replicas.py) unless `acknowledged_writes` is False: for writes a failover may lose
+    (prices, the next tick rewrites them)."""
+    client_class: type[AcknowledgedRedis] = AutoPipelineRedis if auto_pipeline else AcknowledgedRedis
     if isinstance(source, Settings) and source.redis_sentinels:
         pool: ConnectionPool = sentinel_master(
             source,
@@ -177,8 +181,20 @@ def redis_client(
             pool = ConnectionPool.from_url(url, max_connections=max_connections, **options)
         pool.connection_class = HIREDIS_VARIANT.get(pool.connection_class, pool.connection_class)
     if single_connection:
-        return client_class(connection_pool=pool, single_connection_client=True)
-    return client_class.from_pool(pool)
+        client = client_class(connection_pool=pool, single_connection_client=True)
+    else:
+        client = cast(AcknowledgedRedis, client_class.from_pool(pool))  # redis-py types it as its base class
+    if acknowledged_writes and isinstance(source, Settings):
+        client.replica_count = replica_count(source, pool)
+    return client
+
+
+def replica_count(settings: Settings, pool: Any) -> ReplicaCount | None:
+    """How many replicas the writes and barriers of a client of `pool` wait for (None: none, ever)."""
+    if not settings.redis_sentinels:
+        return ReplicaCount.from_settings(settings, None)
+    counter = sentinel_counter(pool) if isinstance(pool, ConnectionPool) else blocking_sentinel_counter(pool)
+    return ReplicaCount.from_settings(settings, counter)
 
 
 def sync_redis_client(source: Settings | str, **options: Any) -> sync_redis.Redis:

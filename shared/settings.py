@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     redis_sentinel_password: str | None = Field(
         None, description="the sentinels' own password (their requirepass), if they have one"
     )
+    # Writes that survive a failover (shared/redis_replicas.py): each is acknowledged by replicas (WAIT)
+    # before its caller goes on. With sentinels, by every replica they count healthy, and at least this many.
+    redis_min_replica_acks: int = Field(
+        0, ge=0, le=16, description="replicas that must acknowledge each write before it counts as done"
+    )
+    redis_replica_ack_timeout_ms: int = Field(
+        1000, ge=10, le=60_000, description="how long a write waits for its replica acknowledgements"
+    )
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/postgres", description="PostgreSQL for history (db-sync writes it)"
     )

@@ -19,7 +19,7 @@ from shared.observability.probes import Heartbeat, ServiceProbes, start_probes
 from shared.observability.redis_gauges import RedisGauges, dbsync_backlog
 from shared.persistence.migrate import upgrade
 from shared.persistence.sync import StreamSyncer, make_engine
-from shared.redis_client import sync_redis_client
+from shared.redis_client import replica_count, sync_redis_client
 from shared.settings import Settings
 
 
@@ -80,6 +80,7 @@ def _run(settings: Settings, stop: threading.Event, probes: ServiceProbes, alive
         block_ms=settings.dbsync_block_ms,
         linger_ms=settings.dbsync_linger_ms,
         heartbeat=alive,
+        replica_count=replica_count(settings, client.connection_pool),
     )
     probes.registry.register(SyncerMetrics(syncer))
     gauges = RedisGauges(settings, [dbsync_backlog])

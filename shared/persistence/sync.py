@@ -30,6 +30,7 @@ from shared import redis_keys
 from shared.persistence.batch import OrphanEventsError, make_engine, parse_entries, persist_batch
 from shared.redis_client import REDIS_UNAVAILABLE
 from shared.redis_keys import DBSYNC_GROUP, EVENTS_STREAM
+from shared.redis_replicas import ReplicaCount, blocking_barrier
 
 __all__ = ["OrphanEventsError", "StreamSyncer", "make_engine", "parse_entries", "persist_batch"]
 
@@ -79,6 +80,7 @@ class StreamSyncer:
         persist: Callable[..., None] = persist_batch,
         linger_ms: int = 0,
         heartbeat: Any = None,
+        replica_count: ReplicaCount | None = None,
     ) -> None:
         self.engine, self.redis, self.stream, self.group = engine, client, stream, group
         self.batch_size, self.block_ms, self.claim_idle_ms = batch_size, block_ms, claim_idle_ms
@@ -95,6 +97,11 @@ class StreamSyncer:
         self.stop_event = threading.Event()
         # /health (shared/observability/probes.Heartbeat): ok after every pass, failed while a server is away.
         self.heartbeat = heartbeat if heartbeat is not None else _NoHeartbeat()
+        # Entries are persisted only once the replicas hold them (shared/redis_replicas.py): PostgreSQL must not
+        # keep an event a failover takes back. Set when they did not in time: read this consumer's pending
+        # entries again (those that survived) before new ones.
+        self.replica_count = replica_count
+        self._unconfirmed = False
         self._down: dict[str, float] = {}  # "postgres"/"redis" -> when the current outage began
         # --- metrics -----------------------------------------------------------------------------------
         self.persisted_entries = self.batches = 0
@@ -147,7 +154,11 @@ class StreamSyncer:
 
     def step(self) -> int:
         """Read, persist, ack and trim one batch of new entries; the number of entries handled."""
-        entries = self._read(">", self.block_ms)
+        entries = self._read("0") if self._unconfirmed else self._read(">", self.block_ms)
+        if entries or self._unconfirmed:
+            self._unconfirmed = not self._replicated()
+            if self._unconfirmed:
+                return 0
         if entries:
             self.handle(entries)
         self.heartbeat.ok()
@@ -174,6 +185,8 @@ class StreamSyncer:
             if reply is None:
                 return
             cursor, claimed = _s(reply[0]), [e for e in reply[1] if e]
+            if claimed and not self._replicated():
+                return  # the next pass claims them again, from whichever master holds them then
             if claimed:
                 logger.warning("db-sync claimed {} entries from dead consumers", len(claimed))
                 self.handle(claimed)
@@ -342,6 +355,17 @@ class StreamSyncer:
             if self.stop_event.wait(delay):
                 return None
             delay = min(delay * 2, self.max_backoff_s)
+
+    def _replicated(self) -> bool:
+        """Whether the replicas hold everything read so far; if not, after a back-off, False."""
+        try:
+            blocking_barrier(self.redis, self.replica_count)
+        except REDIS_UNAVAILABLE as exc:
+            self.heartbeat.failed(f"Redis replicas behind: {exc!r}")
+            logger.warning("read entries not yet on the replicas ({!r}); reading them again", exc)
+            self.stop_event.wait(self.min_backoff_s)
+            return False
+        return True
 
     def _autoclaim(self, cursor: str) -> Any:
         return self.redis.xautoclaim(

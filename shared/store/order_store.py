@@ -6,6 +6,8 @@ stream never disagree. Writers name the seq they last saw; a stale writer change
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,11 +21,16 @@ from shared import redis_keys
 from shared.domain.events import OrderEvent, iso_utc
 from shared.domain.lifecycle import OrderStatus, check_transition, is_terminal
 from shared.domain.orders import Order
+from shared.redis_client import REDIS_UNAVAILABLE
+from shared.redis_replicas import barrier
 from shared.store.leases import Lease
 from shared.store.replies import RawHash, raw_members, text
 from shared.store.scripts import NO_KEY, CreateOrderArgs, TransitionArgs, lua_source, run
 
 #: The order-hash field naming who a resting order counts against (MAX_RESTING_PER_OWNER; transition.lua reads it).
+#: Back-off between sends of a create that is riding out a failover (`OrderStore.create`'s `ride_out_s`).
+CREATE_RETRY_MIN_S = 0.05
+CREATE_RETRY_MAX_S = 0.5
 REST_OWNER_FIELD = "restOwner"
 
 
@@ -201,15 +208,31 @@ class OrderStore:
         max_queue_depth: int = 0,
         rest_owner: str = "",
         max_resting: int = 0,
+        ride_out_s: float = 0.0,
     ) -> CreateResult:
         """Accept the order: with an execution message (it runs now) or a resting place (it waits).
 
         A resting order with a `rest_owner` counts against that owner's resting orders until it stops
-        waiting; with `max_resting` > 0, the one past the cap is refused (TOO_MANY_RESTING)."""
+        waiting; with `max_resting` > 0, the one past the cap is refused (TOO_MANY_RESTING).
+
+        For up to `ride_out_s`, Redis being away (a failover, a write its replicas did not acknowledge) is
+        waited out and the same create sent again: the order id makes it idempotent, so the caller gets the
+        outcome rather than an error that leaves it unsure whether the order exists."""
         args = self._create_args(
             order, first_event, body_hash, message, resting, max_queue_depth, rest_owner, max_resting
         )
-        return self.create_outcome(order, body_hash, await run(self._create, args))
+        deadline = time.monotonic() + ride_out_s
+        delay, sent_before = CREATE_RETRY_MIN_S, False
+        while True:
+            try:
+                reply = await run(self._create, args)
+            except REDIS_UNAVAILABLE:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay, sent_before = min(delay * 2, CREATE_RETRY_MAX_S), True
+                continue
+            return self.create_outcome(order, body_hash, reply, sent_before=sent_before)
 
     async def queue_create(
         self,
@@ -285,8 +308,11 @@ class OrderStore:
         return CreateResult(CreateOutcome.REPLAYED if same else CreateOutcome.KEY_CONFLICT, UUID(existing_id))
 
     @staticmethod
-    def create_outcome(order: Order, body_hash: str, reply: Sequence[bytes | str]) -> CreateResult:
-        """What the create script's reply means for `order`."""
+    def create_outcome(
+        order: Order, body_hash: str, reply: Sequence[bytes | str], *, sent_before: bool = False
+    ) -> CreateResult:
+        """What the create script's reply means for `order`; `sent_before`: this create was sent before, and
+        its reply lost, so finding the order means that earlier send created it."""
         raw_outcome, existing = reply
         outcome = text(raw_outcome)
         if outcome == "created":
@@ -299,6 +325,8 @@ class OrderStore:
             existing_id, _, existing_hash = text(existing).partition(" ")
             same = existing_hash == body_hash
             return CreateResult(CreateOutcome.REPLAYED if same else CreateOutcome.KEY_CONFLICT, UUID(existing_id))
+        if sent_before:
+            return CreateResult(CreateOutcome.CREATED, order.order_id)
         raise RuntimeError(f"order {order.order_id} already exists")
 
     async def append(
@@ -425,8 +453,12 @@ class OrderStore:
         )
 
     async def events(self, order_id: UUID, after_seq: int = 0) -> list[bytes]:
-        """Raw event messages with seq > after_seq, in seq order (the list index is seq - 1)."""
-        return raw_members(await self.redis.lrange(redis_keys.order_events(order_id), max(after_seq, 0), -1))
+        """Raw event messages with seq > after_seq, in seq order (the list index is seq - 1), once the replicas
+        hold them: what a caller passes on, a failover cannot take back (shared/redis_replicas.py)."""
+        events = raw_members(await self.redis.lrange(redis_keys.order_events(order_id), max(after_seq, 0), -1))
+        if events:
+            await barrier(self.redis)
+        return events
 
 
 def _step_fields(event: OrderEvent, remember: Mapping[str, object] | None) -> dict[str, str]:

@@ -46,6 +46,17 @@ class Submission:
     tries: int = 0
     order_id: str | None = None
     outcome: str = "pending"  # accepted | rejected:<code> | gave_up
+    #: Every try: (sent, answered or given up, HTTP status or None for no answer), on time.monotonic().
+    answers: list[tuple[float, float, int | None]] = field(default_factory=list)
+
+    @property
+    def sent_at(self) -> float | None:
+        return self.answers[0][0] if self.answers else None
+
+    @property
+    def answered_at(self) -> float | None:
+        """When its last try was answered (200 or a 4xx) or given up; None while it is still in progress."""
+        return self.answers[-1][1] if self.answers and self.outcome != "pending" else None
 
 
 @dataclass
@@ -123,14 +134,17 @@ class LoadDriver:
         while time.monotonic() < deadline:
             submission.tries += 1
             self.stats.tries += 1
+            sent = time.monotonic()
             try:
                 response = await client.post(
                     "/api/orders/execute", json=submission.body, headers={"Idempotency-Key": submission.key}
                 )
             except httpx.HTTPError:
+                submission.answers.append((sent, time.monotonic(), None))
                 self.stats.retries_after_no_answer += 1
                 await asyncio.sleep(RETRY_PAUSE_S)
                 continue
+            submission.answers.append((sent, time.monotonic(), response.status_code))
             if response.status_code == 200:
                 submission.order_id = response.json()["orderId"]
                 submission.outcome = "accepted"

@@ -9,9 +9,12 @@ that took after the fault is printed (`-s` shows it) as each client kind's windo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -24,18 +27,25 @@ from redis.exceptions import ReadOnlyError
 from services.api.guards.rate_limit import RateLimit
 from services.cli.runtime import run_with_redis
 from shared import redis_keys, redis_sentinel
+from shared.domain.events import OrderEvent
+from shared.domain.lifecycle import OrderStatus
+from shared.domain.orders import OrderRequest, accept
 from shared.event_feed import EventHub
 from shared.execution import executor as executor_module
 from shared.execution.broker import build_broker
+from shared.execution.messages import execute_order_message
 from shared.observability.redis_gauges import RedisGauges, execution_backlog
 from shared.redis_client import REDIS_UNAVAILABLE, redis_client, sync_redis_client
+from shared.redis_replicas import NotReplicated, barrier, replicas_in_sync
 from shared.settings import Settings
+from shared.store.order_store import CreateOutcome
 from shared.venues.base import Dex
 from shared.venues.ledger import InMemoryLedger
 from tests.integration.test_executor import ScriptedVenue, executor
 from tests.support.orders import make_store, place_market_order
 from tests.support.sentinel import (
     DATA_PASSWORD,
+    MASTER_NAME,
     REDIS_SERVER,
     SentinelCluster,
     sentinel_cluster,
@@ -275,7 +285,8 @@ async def test_a_client_that_gets_readonly_reconnects_to_the_master(cluster, eng
     wait_until("both replicas to be in sync", lambda: cluster.replicas_in_sync(cluster.master()))
     replica = cluster.a_replica()
     demoted = ("127.0.0.1", replica.port)
-    reader = redis_client(engine_settings, single_connection=True)
+    # Writes of an acknowledged client go through a pipeline of the pool; this one's held connection is the point.
+    reader = redis_client(engine_settings, single_connection=True, acknowledged_writes=False)
     sync = sync_redis_client(engine_settings)
     try:
         await reader.ping()  # connected to the master
@@ -314,3 +325,79 @@ async def test_a_client_that_gets_readonly_reconnects_to_the_master(cluster, eng
     with pytest.raises(ReadOnlyError) as refused:
         plain.set("sentinel:readonly", "plain")
     assert isinstance(refused.value, REDIS_UNAVAILABLE)  # what the loops, the CLI and the executor retry on
+
+
+@contextlib.contextmanager
+def _replicas_frozen(cluster: SentinelCluster) -> Iterator[None]:
+    """SIGSTOP every replica (for less than the sentinels' down-after): the master takes writes they do not
+    get, as when replication lags or a master dies with writes in hand."""
+    master = cluster.master()
+    replicas = [node for node in cluster.data if node is not master and node.process is not None]
+    for node in replicas:
+        assert node.process is not None
+        node.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for node in replicas:
+            assert node.process is not None
+            node.process.send_signal(signal.SIGCONT)
+
+
+def _until_the_sentinels_see_both_replicas_in_sync(cluster: SentinelCluster) -> None:
+    """After an earlier test's manual failover, the sentinels see the demoted master as a replica only at their
+    next look at it (some ten seconds): until then a write waits for the one replica they count."""
+
+    def both() -> bool:
+        master = ("127.0.0.1", cluster.master_port())
+        return replicas_in_sync(cluster.sentinel_client().sentinel_slaves(MASTER_NAME), master) == 2
+
+    wait_until("the sentinels to see both replicas in sync", both)
+
+
+async def test_a_write_counts_as_done_only_once_every_replica_in_sync_holds_it(cluster, engine_settings):
+    """Every replica the sentinels see in sync must acknowledge a write before its caller goes on (WAIT on the
+    same round trip); with the replicas frozen, the write is refused as NotReplicated (a ConnectionError, what
+    every caller retries) and a reader's barrier is refused too, while reads still answer."""
+    _until_the_sentinels_see_both_replicas_in_sync(cluster)
+    settings = engine_settings.model_copy(update={"redis_replica_ack_timeout_ms": 200})
+    client = redis_client(settings)
+    piped = redis_client(settings, auto_pipeline=True)
+    try:
+        assert client.replica_count is not None
+        assert await client.replica_count.required() == 2
+        await client.set("acks:plain", "1")
+        with _replicas_frozen(cluster):
+            with pytest.raises(NotReplicated):
+                await client.set("acks:plain", "2")
+            with pytest.raises(NotReplicated):
+                await asyncio.gather(piped.set("acks:piped", "1"), piped.incr("acks:counter"))
+            with pytest.raises(NotReplicated):
+                await barrier(client)
+            assert await client.get("acks:plain") == b"2"  # on the master: not acknowledged is not undone
+        await asyncio.gather(client.set("acks:plain", "3"), piped.set("acks:piped", "2"), barrier(client))
+    finally:
+        await client.aclose()
+        await piped.aclose()
+
+
+async def test_a_submission_rides_out_unacknowledged_writes_and_is_created_once(cluster, engine_settings):
+    """A create whose WAIT falls short is sent again (same order id) until the replicas acknowledge it: the
+    caller gets CREATED, not an error, and the order exists once."""
+    _until_the_sentinels_see_both_replicas_in_sync(cluster)
+    settings = engine_settings.model_copy(update={"redis_replica_ack_timeout_ms": 100})
+    client = redis_client(settings)
+    try:
+        store = make_store(client)
+        order = accept(OrderRequest.model_validate({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"}))
+        first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
+        message = execute_order_message(order.order_id)
+        with _replicas_frozen(cluster):
+            submitted = asyncio.ensure_future(store.create(order, first, message=message, ride_out_s=10.0))
+            await asyncio.sleep(0.5)
+            assert not submitted.done()  # sent, and sent again, waiting for the replicas: not answered
+        result = await submitted
+        assert result.outcome is CreateOutcome.CREATED and result.order_id == order.order_id
+        assert await client.llen(redis_keys.order_events(order.order_id)) == 1
+    finally:
+        await client.aclose()

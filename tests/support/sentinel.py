@@ -69,8 +69,20 @@ class Node:
             self.process.wait(timeout=10)
         self.process = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets open and answers nothing (a replica that falls behind
+        without looking dead yet: its master takes writes it does not get)."""
+        assert self.process is not None and self.process.poll() is None, f"{self.name} is not running"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`; does nothing to a node that is not running."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def client(self, password: str, **options: object) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=password, socket_timeout=2, **options)
+        options.setdefault("socket_timeout", 2)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=password, **options)
 
 
 @dataclass

@@ -40,6 +40,10 @@ TOKEN_FILTER = r"^[\x21-\x7e]+$"
 OVERLOAD_RETRY_AFTER_S = 2
 #: Seconds a client should wait when Redis is near its maxmemory (db-sync trims, retention expires orders).
 REDIS_MEMORY_RETRY_AFTER_S = 5
+#: How long a submission waits out Redis being away before it is answered 503. A Sentinel failover takes a
+#: few seconds after the master dies, and a submission whose write was sent but not acknowledged is sent
+#: again until it is: the client gets the outcome, not a 503 that leaves it unsure whether the order exists.
+SUBMIT_RIDE_OUT_S = 5.0
 
 
 def _parse_json(body: bytes) -> Any:
@@ -252,6 +256,7 @@ async def _create(ctx: ApiContext, order: Order, body_hash: str, rest_owner: str
         max_queue_depth=ctx.settings.max_queue_depth,
         rest_owner=rest_owner,
         max_resting=ctx.settings.max_resting_per_owner,
+        ride_out_s=SUBMIT_RIDE_OUT_S,
     )
 
 

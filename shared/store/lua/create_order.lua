@@ -13,6 +13,8 @@
 --       11 resting_event_json ('' = not resting), 12 rest_member, 13 rest_score, 14 index_member ('' = none),
 --       15 index_score, 16 expiry_score ('' = none), 17 rest_owner ('' = not counted),
 --       18 max_resting (0 = no cap), then field/value pairs for the order hash from 19
+-- First: a create retried after its reply was lost (a failover) finds its own order, whatever else changed.
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate_id', ''} end
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[4])
   if existing then return {'exists', existing} end
@@ -26,7 +28,6 @@ local max_resting = tonumber(ARGV[18])
 if counted and max_resting > 0 and tonumber(redis.call('HGET', KEYS[10], ARGV[17]) or '0') >= max_resting then
   return {'too_many_resting', ''}
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate_id', ''} end
 redis.call('HSET', KEYS[1], unpack(ARGV, 19))
 redis.call('RPUSH', KEYS[2], ARGV[8])
 redis.call('XADD', KEYS[3], '*', 'o', ARGV[5], 'u', ARGV[6], 'e', ARGV[8], 's', ARGV[7])

@@ -1,0 +1,274 @@
+"""Writes that survive a failover: a write counts as done only once the replicas hold it.
+
+Redis replicates asynchronously. A master that dies, or that a manual failover replaced while clients still
+wrote to it, takes with it every write its replicas had not received: an order the API already answered
+200 for, an execution step a worker went on from. So a client built with acknowledged writes follows each
+write, on the same connection and in the same round trip, with `WAIT <n> <timeout>` (Redis's "have n
+replicas received everything this connection wrote?"), and its caller sees the write succeed only when n
+replicas did. Short of n it raises `NotReplicated`, a `ConnectionError`, which every caller already treats
+as "Redis is away for a moment": it retries, and a write that did land after all is seen in the stored state
+(every order write is a compare-and-set on its `seq`, every create is keyed by its order id).
+
+How many, `ReplicaCount.required()`:
+
+* With sentinels, every replica they see in sync with the master they name (up, a replica of that master,
+  link up), and at least REDIS_MIN_REPLICA_ACKS, counted again every REPLICA_RECOUNT_S and after any
+  shortfall.
+  Every replica, not one: Sentinel promotes the replica whose offset it last saw highest, and it may have
+  seen that before the write, so only a write every replica holds is surely on the promoted one. And a
+  master the sentinels replaced cannot gather them: the promoted replica left it, so nothing its stale
+  clients write there is ever acknowledged.
+* Without sentinels, REDIS_MIN_REPLICA_ACKS: 0 (the default) sends no WAIT at all, and a single Redis pays
+  nothing.
+
+Readers must not pass on what a failover may take back (the API's event reader to WebSockets, db-sync to
+PostgreSQL): an event read from a master that then died unreplicated is written again after the failover,
+differently. `barrier()` is one write of no consequence (a PUBLISH nobody listens to) and its WAIT: once
+the replicas hold it, they hold everything the master held when it ran, the events read before it included.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis as sync_redis
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from shared.settings import Settings
+
+#: How often the number of replicas to wait for is asked of the sentinels again (and at once after a
+#: shortfall): often enough that a replica that came back is waited for within a second, rarely enough that
+#: the sentinels never notice the cost.
+REPLICA_RECOUNT_S = 1.0
+#: Where `barrier()` publishes. Nothing subscribes: the PUBLISH is there because Redis replicates it.
+BARRIER_CHANNEL = "engine:replication-barrier"
+
+#: Commands that write nothing: only these go without a WAIT. Anything else (scripts included) may write.
+READ_ONLY_COMMANDS = frozenset(
+    {
+        *("GET", "MGET", "STRLEN", "GETRANGE", "EXISTS", "TYPE", "TTL", "PTTL", "SCAN", "KEYS", "DBSIZE"),
+        *("HGET", "HMGET", "HGETALL", "HLEN", "HEXISTS", "HKEYS", "HVALS", "HSCAN"),
+        *("LRANGE", "LLEN", "LINDEX", "SMEMBERS", "SCARD", "SISMEMBER", "SSCAN"),
+        *("ZRANGE", "ZRANGEBYSCORE", "ZREVRANGE", "ZREVRANGEBYSCORE", "ZCARD", "ZCOUNT", "ZSCORE", "ZMSCORE"),
+        *("ZRANK", "ZREVRANK", "XRANGE", "XREVRANGE", "XLEN", "XINFO", "XPENDING", "XREAD"),
+        *("EVALSHA_RO", "EVAL_RO", "SCRIPT", "PING", "INFO", "TIME", "ROLE", "MEMORY", "OBJECT", "CLIENT"),
+        *("CONFIG", "COMMAND", "HELLO", "AUTH", "SELECT", "ECHO", "SLOWLOG", "WAIT", "WAITAOF", "SENTINEL"),
+    }
+)
+
+
+class NotReplicated(RedisConnectionError):
+    """Fewer replicas than required acknowledged a write in time. It may still have landed on the master (and
+    may or may not survive it): a caller retries as after any lost connection, and finds out."""
+
+    def __init__(self, acknowledged: int, required: int) -> None:
+        super().__init__(f"{acknowledged} of {required} replicas acknowledged the write in time")
+        self.acknowledged = acknowledged
+        self.required = required
+
+
+def command_name(args: tuple[Any, ...]) -> str:
+    name = args[0]
+    return (name.decode() if isinstance(name, bytes) else str(name)).upper()
+
+
+def writes(commands: Iterable[tuple[Any, ...]]) -> bool:
+    return any(command_name(args) not in READ_ONLY_COMMANDS for args in commands)
+
+
+def replicas_in_sync(replicas: Iterable[Mapping[str, Any]], master: tuple[str, int]) -> int:
+    """How many of `SENTINEL REPLICAS`'s entries (as redis-py parses them) replicate `master` now: up, saying
+    they are replicas, of that master, with the link up. Not one that still replicates a master the sentinels
+    just replaced, nor that master itself until it is demoted (a write on the new master cannot wait for
+    them), nor one still syncing."""
+    return sum(
+        1
+        for replica in replicas
+        if not replica.get("is_sdown")
+        and not replica.get("is_odown")
+        and not replica.get("is_disconnected")
+        and str(replica.get("role-reported")) == "slave"
+        and str(replica.get("master-link-status")) == "ok"
+        and (str(replica.get("master-host")), int(replica.get("master-port") or 0)) == master
+    )
+
+
+@dataclass
+class ReplicaCount:
+    """How many replicas each write waits for: the minimum, or (with `counter`, the sentinels') the number
+    in sync, cached for REPLICA_RECOUNT_S. A counter that cannot reach the sentinels counts none.
+    `counter` is a coroutine function for the asyncio clients, a plain one for the blocking clients."""
+
+    min_acks: int
+    timeout_ms: int
+    counter: Callable[[], Awaitable[int]] | Callable[[], int] | None = None
+    _counted: int = 0
+    _due_at: float = 0.0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, counter: Callable[[], Awaitable[int]] | Callable[[], int] | None
+    ) -> ReplicaCount | None:
+        """None when no write could ever wait: no sentinels to count replicas, and no minimum."""
+        if counter is None and settings.redis_min_replica_acks == 0:
+            return None
+        return cls(settings.redis_min_replica_acks, settings.redis_replica_ack_timeout_ms, counter)
+
+    async def required(self) -> int:
+        if self.counter is not None and self._recount_due():
+            try:
+                counted = self.counter()
+                self._counted = await counted if isinstance(counted, Awaitable) else counted
+            except (RedisError, OSError):
+                self._sentinels_away()
+        return max(self.min_acks, self._counted)
+
+    def required_blocking(self) -> int:
+        """`required` for the blocking clients (a plain `counter`)."""
+        if self.counter is not None and self._recount_due():
+            try:
+                counted = self.counter()
+                assert isinstance(counted, int), "a blocking client's counter must be a plain function"
+                self._counted = counted
+            except (RedisError, OSError):
+                self._sentinels_away()
+        return max(self.min_acks, self._counted)
+
+    def check(self, acknowledged: object, required: int) -> None:
+        """Raise NotReplicated unless `acknowledged` (WAIT's reply) reaches `required`; a shortfall recounts."""
+        if isinstance(acknowledged, Exception):
+            raise acknowledged
+        if not isinstance(acknowledged, int) or acknowledged < required:
+            self._due_at = 0.0
+            raise NotReplicated(acknowledged if isinstance(acknowledged, int) else 0, required)
+
+    def _recount_due(self) -> bool:
+        now = time.monotonic()
+        if now < self._due_at:
+            return False
+        self._due_at = now + REPLICA_RECOUNT_S
+        return True
+
+    def _sentinels_away(self) -> None:
+        self._due_at = 0.0  # ask again next time; meanwhile wait for the minimum
+        self._counted = 0
+
+
+def sentinel_counter(pool: Any) -> Callable[[], Awaitable[int]]:
+    """Counts, for an asyncio sentinel-managed `pool`, the replicas in sync with the master the sentinels name
+    now, as the first sentinel that answers sees them. Asking where the master is also moves the pool there
+    if it moved: the writes counted for go to the master they were counted against."""
+
+    async def count() -> int:
+        master = await pool.get_master_address()
+        for sentinel in pool.sentinel_manager.sentinels:
+            try:
+                return replicas_in_sync(await sentinel.sentinel_slaves(pool.service_name), master)
+            except (RedisError, OSError):
+                continue
+        return 0
+
+    return count
+
+
+def blocking_sentinel_counter(pool: Any) -> Callable[[], int]:
+    """`sentinel_counter` for a blocking client's pool."""
+
+    def count() -> int:
+        master = pool.get_master_address()
+        for sentinel in pool.sentinel_manager.sentinels:
+            try:
+                return replicas_in_sync(sentinel.sentinel_slaves(pool.service_name), master)
+            except (RedisError, OSError):
+                continue
+        return 0
+
+    return count
+
+
+class AcknowledgedPipeline(Pipeline):
+    """A pipeline whose writes are acknowledged by the replicas before `execute` returns (see the module's
+    docstring): a WAIT rides at the end of the same round trip. A transaction (MULTI/EXEC, where WAIT
+    cannot wait) is followed by a `barrier()` instead."""
+
+    replica_count: ReplicaCount | None = None
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        count = self.replica_count
+        if count is None or not writes(args for args, _ in self.command_stack):
+            return await super().execute(raise_on_error)
+        if self.is_transaction or self.explicit_transaction:
+            replies = await super().execute(raise_on_error)
+            await _barrier(self.connection_pool, self.response_callbacks, count)
+            return replies
+        required = await count.required()
+        if required == 0:
+            return await super().execute(raise_on_error)
+        self.execute_command("WAIT", required, count.timeout_ms)
+        replies = await super().execute(raise_on_error=False)
+        acknowledged = replies.pop()
+        count.check(acknowledged, required)
+        if raise_on_error:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
+
+
+class AcknowledgedRedis(Redis):
+    """An asyncio client whose writes are acknowledged by the replicas before they return, once
+    `replica_count` is set (shared/redis_client.py sets it from the settings); a plain client until then."""
+
+    replica_count: ReplicaCount | None = None
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.replica_count is None or command_name(args) in READ_ONLY_COMMANDS:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis-py: unannotated
+        async with self.pipeline(transaction=False) as pipe:
+            pipe.execute_command(*args, **options)
+            (reply,) = await pipe.execute()
+        return reply
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        pipe = AcknowledgedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.replica_count = self.replica_count
+        return pipe
+
+
+async def barrier(client: Redis) -> None:
+    """Return once the replicas hold everything `client`'s master held when this ran (NotReplicated if they
+    do not in time); at once for a client without acknowledged writes."""
+    count = client.replica_count if isinstance(client, AcknowledgedRedis) else None
+    if count is not None:
+        await _barrier(client.connection_pool, client.response_callbacks, count)
+
+
+async def _barrier(pool: Any, response_callbacks: Any, count: ReplicaCount) -> None:
+    required = await count.required()
+    if required == 0:
+        return
+    pipe = Pipeline(pool, response_callbacks, False, None)
+    pipe.publish(BARRIER_CHANNEL, b"")
+    pipe.execute_command("WAIT", required, count.timeout_ms)
+    _, acknowledged = await pipe.execute(raise_on_error=False)
+    count.check(acknowledged, required)
+
+
+def blocking_barrier(client: sync_redis.Redis, count: ReplicaCount | None) -> None:
+    """`barrier` for a blocking client."""
+    if count is None:
+        return
+    required = count.required_blocking()
+    if required == 0:
+        return
+    with client.pipeline(transaction=False) as pipe:
+        pipe.publish(BARRIER_CHANNEL, b"")
+        pipe.execute_command("WAIT", required, count.timeout_ms)  # type: ignore[no-untyped-call]  # redis-py: unannotated
+        _, acknowledged = pipe.execute(raise_on_error=False)
+    count.check(acknowledged, required)
