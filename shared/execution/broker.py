@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
@@ -13,8 +14,9 @@ from loguru import logger
 
 from shared.execution.dramatiq_internals import RedisConsumer
 from shared.execution.kept_delays import KeepDelayedMessagesOnReconnect
-from shared.redis_client import REDIS_UNAVAILABLE, sync_redis_client
+from shared.redis_client import REDIS_UNAVAILABLE, replica_count, sync_redis_client
 from shared.redis_keys import DRAMATIQ_NAMESPACE
+from shared.redis_replicas import ReplicaCount, blocking_barrier
 from shared.settings import Settings
 
 #: Back-off while Redis cannot take a retry's message.
@@ -31,7 +33,17 @@ class DurableRetries(Retries):
     order is never attempted again and stays stuck mid-lifecycle. Here the enqueue is repeated, with the
     message's options as they were before each try, until Redis takes it; only then is the original acked.
     Upstream: dramatiq PR 545 (see `dramatiq_internals`).
+
+    With `replica_count`, a retry counts as scheduled only once the replicas hold it: replication keeps
+    order, so a retry lost with a failed master would take the original's ack with it, and the original would
+    sit acknowledged by nobody under a live worker, never delivered again (shared/redis_replicas.py). A
+    retry that landed although the replicas did not confirm it in time is scheduled twice: a duplicate
+    delivery, which the order's lease and its events' `seq` absorb as they absorb any other.
     """
+
+    def __init__(self, *, replica_count: ReplicaCount | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.replica_count = replica_count
 
     def after_process_message(
         self,
@@ -49,6 +61,8 @@ class DurableRetries(Retries):
                 super().after_process_message(  # type: ignore[no-untyped-call]
                     broker, message, result=result, exception=exception
                 )
+                if exception is not None and isinstance(broker, RedisBroker):
+                    blocking_barrier(broker.client, self.replica_count)
                 return
             except ENQUEUE_CAN_WAIT as exc:
                 logger.warning("cannot schedule the retry of {} yet ({}); trying again", message, exc)
@@ -100,9 +114,11 @@ class EngineBroker(RedisBroker):
 def build_broker(settings: Settings) -> RedisBroker:
     # TimeLimit, ShutDown and Callbacks are left out on purpose: they track work per worker thread,
     # and our coroutine actors do not run on the thread that picked their message up.
+    client = sync_redis_client(settings)
     middleware = [
         AgeLimit(),
         DurableRetries(
+            replica_count=replica_count(settings, client.connection_pool),
             max_retries=settings.max_attempts - 1,
             min_backoff=settings.retry_min_backoff_ms,
             max_backoff=settings.retry_max_backoff_ms,
@@ -111,7 +127,7 @@ def build_broker(settings: Settings) -> RedisBroker:
     ]
     return EngineBroker(
         # The factory's client: Sentinel-managed when the settings say so (dramatiq takes any redis.Redis).
-        client=sync_redis_client(settings),
+        client=client,
         fetch_linger_ms=settings.worker_fetch_linger_ms,
         namespace=DRAMATIQ_NAMESPACE,
         middleware=middleware,

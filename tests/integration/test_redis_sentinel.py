@@ -17,10 +17,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import dramatiq
 import orjson
 import pytest
 import redis
 from dramatiq import Message
+from dramatiq.broker import MessageProxy
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 
@@ -32,7 +34,7 @@ from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import OrderRequest, accept
 from shared.event_feed import EventHub
 from shared.execution import executor as executor_module
-from shared.execution.broker import build_broker
+from shared.execution.broker import DurableRetries, build_broker
 from shared.execution.messages import execute_order_message
 from shared.observability.redis_gauges import RedisGauges, execution_backlog
 from shared.redis_client import REDIS_UNAVAILABLE, redis_client, sync_redis_client
@@ -401,3 +403,33 @@ async def test_a_submission_rides_out_unacknowledged_writes_and_is_created_once(
         assert await client.llen(redis_keys.order_events(order.order_id)) == 1
     finally:
         await client.aclose()
+
+
+def test_a_retry_counts_as_scheduled_only_once_the_replicas_hold_it(cluster, engine_settings):
+    """A failed attempt's retry is enqueued and then its original acked; lost with a failed master, the retry
+    would take the ack with it and the original would sit under a live worker for good. So the retry's
+    scheduling waits for the replicas: with them frozen, it is not done; thawed, it is, and in the queue."""
+    _until_the_sentinels_see_both_replicas_in_sync(cluster)
+    settings = engine_settings.model_copy(update={"redis_replica_ack_timeout_ms": 100})
+    broker = build_broker(settings)
+    retried_queue = "sentinel-retry"
+    try:
+        dramatiq.actor(lambda: None, actor_name="flaky", queue_name=retried_queue, broker=broker, max_retries=3)
+        retries = next(m for m in broker.middleware if isinstance(m, DurableRetries))
+        message = MessageProxy(Message(queue_name=retried_queue, actor_name="flaky", args=(), kwargs={}, options={}))
+        scheduled = threading.Event()
+
+        def fail_once() -> None:
+            retries.after_process_message(broker, message, exception=RuntimeError("venue down"))
+            scheduled.set()
+
+        with _replicas_frozen(cluster):
+            worker = threading.Thread(target=fail_once)
+            worker.start()
+            assert not scheduled.wait(0.6)  # enqueued on the master, not yet on the replicas: not done
+        assert scheduled.wait(15)
+        worker.join()
+        delayed = _on_master(cluster).llen(f"dramatiq:{retried_queue}.DQ")
+        assert delayed >= 1  # once, or twice if a try landed unconfirmed: a duplicate the executor absorbs
+    finally:
+        broker.client.close()
