@@ -10,6 +10,7 @@ import atexit
 import logging
 import sys
 import threading
+import time
 import traceback
 from datetime import UTC
 from types import FrameType
@@ -81,13 +82,14 @@ _FLUSH_AT_ONCE_LEVEL = logging.WARNING
 
 
 class BatchedStderr:
-    """A loguru sink that collects lines and writes them to stderr together every `interval_s`.
+    """A loguru sink that collects lines and writes them to stderr together, `interval_s` after the first.
 
     Writing (and flushing) stderr per line is a system call on the caller's thread, and when stderr is a
     pipe whose reader is busy (the `make run` supervisor, a log shipper) it blocks the event loop, under load
     for a visible share of its time. Appending to a list instead costs next to nothing. Warnings and errors
     are written at once (with what came before them), and whatever is left is written at exit; a SIGKILL
-    loses at most `interval_s` of info lines.
+    loses at most `interval_s` of info lines. The flusher sleeps until a line arrives: an idle service
+    does not wake for it.
     """
 
     def __init__(self, interval_s: float) -> None:
@@ -95,14 +97,18 @@ class BatchedStderr:
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # keeps batches in order between the flusher and a warning
+        self._waiting = threading.Event()  # set when a line lands in an empty batch
         threading.Thread(target=self._flush_forever, name="log-flusher", daemon=True).start()
         atexit.register(self.flush)
 
     def __call__(self, message: Message) -> None:
         with self._lock:
+            first = not self._lines
             self._lines.append(str(message))
         if message.record["level"].no >= _FLUSH_AT_ONCE_LEVEL:
             self.flush()
+        elif first:
+            self._waiting.set()
 
     def flush(self) -> None:
         with self._write_lock:
@@ -115,7 +121,11 @@ class BatchedStderr:
 
     def _flush_forever(self) -> None:
         while True:
-            threading.Event().wait(self.interval_s)
+            self._waiting.wait()
+            time.sleep(self.interval_s)  # the rest of the batch gathers meanwhile
+            # Cleared before the flush takes the batch: a line that lands after the flush finds the batch
+            # empty and sets it again; one that lands before is in this flush.
+            self._waiting.clear()
             self.flush()
 
 

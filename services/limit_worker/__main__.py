@@ -52,8 +52,10 @@ async def follow_ticks(
         assert isinstance(batches, list)  # RESP2 (how redis_client connects): [[stream, entries], ...]
         for _stream, entries in batches:
             last_id = entries[-1][0]
-            for pair, price in latest_per_pair(entries).items():
-                members = await book.take_crossed(pair, price)
+            latest = latest_per_pair(entries)
+            # Every pair's check at once: on the auto-pipelining client, one round trip for the whole tick.
+            crossed = await asyncio.gather(*(book.take_crossed(pair, price) for pair, price in latest.items()))
+            for (pair, price), members in zip(latest.items(), crossed, strict=True):
                 if members:
                     handed = await book.hand_over_at(members, price)
                     outcomes.triggered("limit", handed)
@@ -88,7 +90,7 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
     gauges = RedisGauges(settings, [resting_limit_orders(settings.pairs)])
     probes.registry.register(gauges)
     ticks, chores = probes.health.heartbeat("ticks"), probes.health.heartbeat("housekeeping")
-    redis = redis_client(settings)
+    redis = redis_client(settings, auto_pipeline=True)
     store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
     book = LimitBook(redis, store)
     sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)

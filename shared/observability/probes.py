@@ -12,6 +12,8 @@ stuck or blocked loop). A beat is two attribute writes: loops beat on every pass
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -38,6 +40,9 @@ DEFAULT_METRICS_PORTS: dict[str, int] = {
 }
 #: Replica N of a service listens on its default port + STRIDE·(N−1): 9102, 9112, 9122 … never another's.
 REPLICA_PORT_STRIDE = 10
+#: How often the probes' server wakes with nothing to serve (socketserver's default is twice a second): it
+#: wakes for requests, and `ProbeServer.close` knocks to stop it, so this is only a backstop.
+IDLE_POLL_S = 60.0
 
 
 def metrics_port(service: str, replica: int = 1) -> int:
@@ -166,8 +171,8 @@ class ProbeServer:
 
     def listen(self, host: str, port: int) -> ProbeServer:
         """Bind now (OSError if the port is taken) and serve from a daemon thread."""
-        self._server = make_server(host, port, self, ThreadingWSGIServer, handler_class=_Quiet)
-        threading.Thread(target=self._server.serve_forever, name="probes", daemon=True).start()
+        server = self._server = make_server(host, port, self, ThreadingWSGIServer, handler_class=_Quiet)
+        threading.Thread(target=lambda: server.serve_forever(IDLE_POLL_S), name="probes", daemon=True).start()
         return self
 
     @property
@@ -176,10 +181,24 @@ class ProbeServer:
         return self._server.server_address[1]
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Stop serving. The serving thread looks for the request to stop only after a request or a poll,
+        and it polls rarely (IDLE_POLL_S): so it is knocked on until it has seen it."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        stopping = threading.Thread(target=server.shutdown, name="probes-shutdown")
+        stopping.start()
+        host, port = server.server_address[:2]
+        while stopping.is_alive():
+            with contextlib.suppress(OSError):
+                socket.create_connection((_reachable(str(host)), port), timeout=1).close()
+            stopping.join(0.05)
+        server.server_close()
+
+
+def _reachable(host: str) -> str:
+    """An address to connect to for a server bound to `host` (a wildcard is reached on loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
 def start_probes(service: str, settings: Settings, probes: ServiceProbes) -> ProbeServer | None:

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from loguru import logger
 
-from shared.logging import flush, order_logger, setup_logging
+from shared.logging import BatchedStderr, flush, order_logger, setup_logging
 from shared.settings import Settings
 
 
@@ -38,6 +38,41 @@ def test_info_lines_are_batched_and_a_warning_writes_them_at_once_in_order(capsy
     logger.warning("second")
     lines = capsys.readouterr().err.strip().splitlines()
     assert [line.rsplit(" ", 1)[-1] for line in lines] == ["first", "second"]
+
+
+def test_the_flusher_writes_a_batch_once_it_began_and_every_later_batch_too():
+    """The flusher sleeps until a line lands in an empty batch: each batch is written about one interval
+    after its first line, however long the service was quiet before it."""
+    written: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> None:
+            written.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    sink = BatchedStderr(0.01)
+    original, sys.stderr = sys.stderr, Stream()  # type: ignore[assignment]
+    try:
+        for batch in ("one", "two"):
+            logger_sink_line(sink, batch)
+            deadline = time.monotonic() + 5
+            while not any(batch in text for text in written) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert any(batch in text for text in written), f"{batch!r} never written: {written}"
+            time.sleep(0.05)  # quiet: the flusher is asleep again before the next batch
+    finally:
+        sys.stderr = original
+
+
+def logger_sink_line(sink: BatchedStderr, text: str) -> None:
+    """Hand `sink` one info line, as loguru would."""
+    handler = logger.add(sink, level="INFO", format="{message}")
+    try:
+        logger.info(text)
+    finally:
+        logger.remove(handler)
 
 
 def json_lines(err: str) -> list[dict]:

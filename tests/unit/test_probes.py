@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.observability.probes import (
     DEFAULT_METRICS_PORTS,
+    IDLE_POLL_S,
     REPLICA_PORT_STRIDE,
     Health,
     ProbeServer,
@@ -135,3 +136,16 @@ def test_health_verdicts_are_also_a_gauge_per_check():
     text = generate_latest(probes.registry).decode()
     assert 'engine_health_ok{check="ticks"} 1.0' in text
     assert 'engine_health_ok{check="housekeeping"} 0.0' in text
+
+
+def test_close_stops_a_server_that_polls_rarely_at_once(probes):
+    """The server wakes for requests, not on a timer (IDLE_POLL_S is long): close knocks until it stops,
+    rather than waiting out a poll."""
+    server = ProbeServer(probes.registry, probes.health).listen("127.0.0.1", 0)
+    port = server.port
+    assert get(server, "/health").status_code in (200, 503)
+    began = time.monotonic()
+    server.close()
+    assert time.monotonic() - began < IDLE_POLL_S / 2
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
