@@ -141,9 +141,11 @@ class ReplicaCount:
         return max(self.min_acks, self._counted)
 
     def check(self, acknowledged: object, required: int) -> None:
-        """Raise NotReplicated unless `acknowledged` (WAIT's reply) reaches `required`; a shortfall recounts."""
+        """Raise NotReplicated unless `acknowledged` (WAIT's reply) reaches `required`; a shortfall recounts.
+        A WAIT refused (sent to a replica, say) is a shortfall too: nothing says the replicas hold the write."""
         if isinstance(acknowledged, Exception):
-            raise acknowledged
+            self._due_at = 0.0
+            raise NotReplicated(0, required) from acknowledged
         if not isinstance(acknowledged, int) or acknowledged < required:
             self._due_at = 0.0
             raise NotReplicated(acknowledged if isinstance(acknowledged, int) else 0, required)

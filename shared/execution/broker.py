@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from typing import Any
 
+import redis
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.errors import BrokerConnectionError
+from dramatiq.common import current_millis
+from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.middleware import AgeLimit, Retries
 from loguru import logger
 
-from shared.execution.dramatiq_internals import RedisConsumer
+from shared.execution.dramatiq_internals import RedisConsumer, next_delayed_eta_ms
 from shared.execution.kept_delays import KeepDelayedMessagesOnReconnect
 from shared.redis_client import REDIS_UNAVAILABLE, replica_count, sync_redis_client
 from shared.redis_keys import DRAMATIQ_NAMESPACE
 from shared.redis_replicas import ReplicaCount, blocking_barrier
 from shared.settings import Settings
 
+#: Longest an idle consumer blocks waiting for its queue to get a message (see `LingeringConsumer`): its
+#: thread notices a stop only between waits, so this bounds how long a stopping worker waits on it.
+IDLE_WAIT_S = 0.5
+#: Waits shorter than this are not worth a round trip: the consumer fetches at once instead.
+MIN_BLOCK_S = 0.01
 #: Back-off while Redis cannot take a retry's message.
 REENQUEUE_MIN_S, REENQUEUE_MAX_S = 0.5, 5.0
 #: Errors that mean "Redis cannot take it yet" (READONLY included: a failover in progress), not "never".
@@ -73,30 +81,52 @@ class DurableRetries(Retries):
 
 
 class LingeringConsumer(RedisConsumer):
-    """dramatiq's Redis consumer, except that after a fetch that found messages it lets `linger_s` pass
-    before fetching again.
+    """dramatiq's Redis consumer, except in when it fetches.
 
-    Fetching as soon as the last message was handed out takes the queue one or two messages at a time
-    under steady load, and each order then runs alone: every one of its Redis commands is a round trip of
-    its own. Orders fetched together start together and stay in step (each stage's replies come back in
-    one pipeline), so their commands share round trips; a few milliseconds of waiting buys that.
+    * **Busy, it lingers**: after a fetch that found messages it lets `linger_s` pass before fetching again.
+      Fetching as soon as the last message was handed out takes the queue one or two messages at a time
+      under steady load, and each order then runs alone: every one of its Redis commands is a round trip of
+      its own. Orders fetched together start together and stay in step (each stage's replies come back in
+      one pipeline), so their commands share round trips; a few milliseconds of waiting buys that.
+    * **Idle, it waits for work**: dramatiq's consumer fetches every `timeout` (100 ms here) while its queue is
+      empty, ten scripts a second per queue for nothing. After a fetch that found nothing, this one blocks
+      until the queue has a message: `BLMOVE` of the queue's head onto its own head, a rotation that changes
+      nothing and returns as soon as anything (a script, dramatiq, a requeue) pushes to it. It blocks at most
+      IDLE_WAIT_S, so the consumer thread still turns (a stop, a heartbeat), and no longer than until the
+      earliest retry its thread holds falls due.
     """
 
     def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]  # unannotated upstream
         self.linger_s: float = getattr(broker, "fetch_linger_s", 0.0)
         self._fetched_at = 0.0
+        self._idle = False
+        self._queue_key = f"{broker.namespace}:{queue_name}"
 
     def __next__(self) -> MessageProxy | None:
         fetching = not self.message_cache
-        if fetching and self.linger_s:
+        if fetching and self._idle:
+            self._wait_for_work()
+        elif fetching and self.linger_s:
             wait = self._fetched_at + self.linger_s - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
         message: MessageProxy | None = super().__next__()  # type: ignore[no-untyped-call]  # unannotated upstream
-        if fetching and message is not None:
-            self._fetched_at = time.monotonic()
+        if fetching:
+            self._idle = message is None
+            if message is not None:
+                self._fetched_at = time.monotonic()
         return message
+
+    def _wait_for_work(self) -> None:
+        wait_s = IDLE_WAIT_S
+        if (eta_ms := next_delayed_eta_ms(threading.current_thread())) is not None:
+            wait_s = min(wait_s, (eta_ms - current_millis()) / 1000)
+        if wait_s >= MIN_BLOCK_S:
+            try:
+                self.broker.client.blmove(self._queue_key, self._queue_key, wait_s, "LEFT", "LEFT")
+            except redis.ConnectionError as exc:  # as dramatiq's own fetch reports a lost connection
+                raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 class EngineBroker(RedisBroker):

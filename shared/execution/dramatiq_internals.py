@@ -16,6 +16,11 @@ What we rely on, why, and what upstream says about it:
   them so `async_worker.LoopAcks` can ack from an asyncio Redis client with dramatiq's own script. The half-stack
   unpack size is dramatiq's answer to its issue 433 (Lua stack overflow). No upstream issue known for an
   asyncio ack path.
+- `_RedisConsumer.__next__` fetching at once when its cache is empty, and sleeping (up to its `timeout`) only
+  after a fetch found nothing: `broker.LingeringConsumer` waits for its queue to be non-empty before the fetch
+  of an idle consumer instead. It runs on the consumer's own `ConsumerThread`, whose `delay_queue` (a
+  `PriorityQueue` of `_WorkQueueItem`, `priority` = eta in ms) bounds that wait: `next_delayed_eta_ms`. No
+  upstream issue known (dramatiq's Redis consumer polls by design).
 - `_RedisConsumer.queued_message_ids`: an ack made on the loop discards the id from it, as `_RedisConsumer.ack`
   does. No upstream issue known.
 - `dramatiq.Worker._add_worker`: `ThreadFactoryWorker` overrides it so `AsyncWorker` can start its own
@@ -107,3 +112,13 @@ def hand_enqueue(
     """Queue an encoded message the way dispatch.lua's `enqueue` command does, on a (transaction) pipeline."""
     pipe.hset(messages_key, redis_message_id, data)
     pipe.rpush(queue_key, redis_message_id)
+
+
+def next_delayed_eta_ms(thread: object) -> int | None:
+    """The eta (ms since the epoch) of the earliest delayed message `thread` (a dramatiq `ConsumerThread`)
+    holds, if it is one and holds any."""
+    delayed = getattr(thread, "delay_queue", None)
+    if not isinstance(delayed, PriorityQueue):
+        return None
+    with delayed.mutex:  # a PriorityQueue's `queue` is a heap: its first item is the earliest
+        return int(delayed.queue[0].priority) if delayed.queue else None

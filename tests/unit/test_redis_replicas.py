@@ -86,8 +86,9 @@ def test_a_shortfall_is_a_connection_error_every_retry_loop_already_handles():
     count.check(1, 1)
     with pytest.raises(NotReplicated):
         count.check(0, 1)
-    with pytest.raises(RuntimeError):
-        count.check(RuntimeError("WAIT failed"), 1)
+    with pytest.raises(NotReplicated) as refused:
+        count.check(RuntimeError("WAIT cannot be used with replica instances"), 1)
+    assert isinstance(refused.value.__cause__, RuntimeError)
 
 
 def test_the_blocking_count_uses_a_plain_counter():
