@@ -226,6 +226,10 @@ def print_report(report: dict[str, Any]) -> None:
         f" {report['failed_errors'] or ''}  lost {report['lost']}  http errors {report['http_errors'] or 0}"
         f"  retried {report['retried']}"
     )
+    if report.get("ws_errors"):
+        # Orders whose socket failed show as lost: often the API's per-client socket cap (WS_MAX_PER_CLIENT,
+        # 256) with one socket per order from one address; the engine may well have confirmed them.
+        print(f"websocket errors {report['ws_errors']} (refused or dropped sockets; see WS_MAX_PER_CLIENT)")
     print(
         f"completed {report['completed_rate']:.1f} orders/s (submitting took {report['submit_window_s']:.1f} s,"
         f" all terminal after {report['completion_window_s']:.1f} s)"
