@@ -15,6 +15,7 @@ from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.middleware import AgeLimit, Retries
 from loguru import logger
 
+from shared import redis_keys
 from shared.execution.dramatiq_internals import RedisConsumer, next_delayed_eta_ms
 from shared.execution.kept_delays import KeepDelayedMessagesOnReconnect
 from shared.redis_client import REDIS_UNAVAILABLE, replica_count, sync_redis_client
@@ -101,7 +102,7 @@ class LingeringConsumer(RedisConsumer):
         self.linger_s: float = getattr(broker, "fetch_linger_s", 0.0)
         self._fetched_at = 0.0
         self._idle = False
-        self._queue_key = f"{broker.namespace}:{queue_name}"
+        self._queue_key = redis_keys.dramatiq_queue(queue_name)
 
     def __next__(self) -> MessageProxy | None:
         fetching = not self.message_cache

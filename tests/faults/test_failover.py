@@ -126,20 +126,14 @@ def _repl_offset(node) -> int:
 def kill_with_replicas_behind(cluster: SentinelCluster) -> Fault:
     old = cluster.master()
     wall = _now()
-    replicas = [node for node in cluster.data if node is not old and node.process is not None]
-    assert len(replicas) == 2, replicas
     offset_frozen = _repl_offset(old)
     frozen_at = time.monotonic()
-    for node in replicas:
-        node.pause()
-    try:
+    with cluster.replicas_frozen() as replicas:
+        assert len(replicas) == 2, replicas
         time.sleep(REPLICAS_FROZEN_S)
         offset_killed = _repl_offset(old)
         old.kill()
         killed_at = time.monotonic()
-    finally:
-        for node in replicas:
-            node.resume()
     new_port = cluster.promoted_other_than(old.port)
     promoted_at = time.monotonic()
     cluster.elected()

@@ -9,12 +9,9 @@ that took after the fault is printed (`-s` shows it) as each client kind's windo
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import dramatiq
@@ -329,23 +326,6 @@ async def test_a_client_that_gets_readonly_reconnects_to_the_master(cluster, eng
     assert isinstance(refused.value, REDIS_UNAVAILABLE)  # what the loops, the CLI and the executor retry on
 
 
-@contextlib.contextmanager
-def _replicas_frozen(cluster: SentinelCluster) -> Iterator[None]:
-    """SIGSTOP every replica (for less than the sentinels' down-after): the master takes writes they do not
-    get, as when replication lags or a master dies with writes in hand."""
-    master = cluster.master()
-    replicas = [node for node in cluster.data if node is not master and node.process is not None]
-    for node in replicas:
-        assert node.process is not None
-        node.process.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for node in replicas:
-            assert node.process is not None
-            node.process.send_signal(signal.SIGCONT)
-
-
 def _until_the_sentinels_see_both_replicas_in_sync(cluster: SentinelCluster) -> None:
     """After an earlier test's manual failover, the sentinels see the demoted master as a replica only at their
     next look at it (some ten seconds): until then a write waits for the one replica they count."""
@@ -369,7 +349,7 @@ async def test_a_write_counts_as_done_only_once_every_replica_in_sync_holds_it(c
         assert client.replica_count is not None
         assert await client.replica_count.required() == 2
         await client.set("acks:plain", "1")
-        with _replicas_frozen(cluster):
+        with cluster.replicas_frozen():
             with pytest.raises(NotReplicated):
                 await client.set("acks:plain", "2")
             with pytest.raises(NotReplicated):
@@ -394,7 +374,7 @@ async def test_a_submission_rides_out_unacknowledged_writes_and_is_created_once(
         order = accept(OrderRequest.model_validate({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"}))
         first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
         message = execute_order_message(order.order_id)
-        with _replicas_frozen(cluster):
+        with cluster.replicas_frozen():
             submitted = asyncio.ensure_future(store.create(order, first, message=message, ride_out_s=10.0))
             await asyncio.sleep(0.5)
             assert not submitted.done()  # sent, and sent again, waiting for the replicas: not answered
@@ -423,7 +403,7 @@ def test_a_retry_counts_as_scheduled_only_once_the_replicas_hold_it(cluster, eng
             retries.after_process_message(broker, message, exception=RuntimeError("venue down"))
             scheduled.set()
 
-        with _replicas_frozen(cluster):
+        with cluster.replicas_frozen():
             worker = threading.Thread(target=fail_once)
             worker.start()
             assert not scheduled.wait(0.6)  # enqueued on the master, not yet on the replicas: not done

@@ -270,6 +270,21 @@ class SentinelCluster:
 
         wait_until(f"the sentinels to count {node.name} healthy", healthy)
 
+    @contextlib.contextmanager
+    def replicas_frozen(self) -> Iterator[list[Node]]:
+        """Every running replica paused (SIGSTOP) for the block, then resumed: the master takes writes they
+        do not get, as when replication lags or a master dies with writes in hand. Keep the block shorter than
+        DOWN_AFTER_MS, or the sentinels count them down."""
+        master = self.master()
+        replicas = [node for node in self.data if node is not master and node.process is not None]
+        for node in replicas:
+            node.pause()
+        try:
+            yield replicas
+        finally:
+            for node in replicas:
+                node.resume()
+
     def manual_failover(self) -> None:
         self.sentinel_client().sentinel_failover(MASTER_NAME)
 
