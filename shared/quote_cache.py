@@ -1,6 +1,6 @@
 """The quote cache: what the quote stream writes to `quotes:{pair}:{VENUE|BEST}` and the tick it publishes.
 
-Pure functions decide what to write; `QuoteCache.publish` writes one polling round in one round trip.
+Pure functions decide what to write; `QuoteCache.publish` writes one polling round in one script.
 A venue that fails keeps its last good quote in the cache, marked stale, so readers see its age grow
 instead of the price vanishing.
 """
@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from shared import redis_keys
 from shared.domain import tokens
 from shared.routing import choose_best
-from shared.venues.base import Dex, Quote, Venue, VenueUnavailable
+from shared.venues.base import Dex, Quote, QuoteRequest, Venue, VenueUnavailable
 
 VENUE_KEYS = {Dex.RAYDIUM: "RAYDIUM", Dex.METEORA: "METEORA"}
 
@@ -53,42 +53,66 @@ class PairRound:
     stale: list[Quote]
 
 
+#: One polling round in one script: a reply to parse instead of one per hash and tick (redis-py's per-reply
+#: cost was most of an idle round), and readers never see BEST from another round than the venues' hashes.
+_PUBLISH_ROUND = """
+local at = 2
+for i = 1, #KEYS - 1 do
+  local n = tonumber(ARGV[at])
+  redis.call('HSET', KEYS[i], unpack(ARGV, at + 1, at + n))
+  at = at + n + 1
+end
+while at <= #ARGV do
+  redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[1], '*',
+    'pair', ARGV[at], 'price', ARGV[at + 1], 'dex', ARGV[at + 2], 'ts', ARGV[at + 3])
+  at = at + 4
+end
+return #KEYS - 1
+"""
+
+
+def round_script_call(rounds: list[PairRound]) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of `_PUBLISH_ROUND` for one round: each pair's venue hashes (fresh, or stale with their
+    original `ts`), its BEST hash and its tick; BEST and the tick only for pairs some venue answered."""
+    keys: list[str] = []
+    argv: list[str | int] = [redis_keys.TICKS_MAXLEN]
+    ticks: list[str] = []
+
+    def hash_of(key: str, fields: dict[str, str]) -> None:
+        keys.append(key)
+        argv.append(2 * len(fields))
+        argv.extend(item for pair in fields.items() for item in pair)
+
+    for result in rounds:
+        for quote, stale in [*((q, False) for q in result.fresh), *((q, True) for q in result.stale)]:
+            hash_of(
+                redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex]),
+                quote_fields(quote, stale=stale),
+            )
+        if not result.fresh:
+            continue
+        best = choose_best(result.fresh).best  # BEST is what the router would pick
+        hash_of(redis_keys.quotes(result.token_in, result.token_out, "BEST"), quote_fields(best))
+        ticks.extend((f"{result.token_in}-{result.token_out}", str(best.price), best.dex.value, repr(best.ts)))
+    return [*keys, redis_keys.TICKS_STREAM], [*argv, *ticks]
+
+
 class QuoteCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._publish_round = redis.register_script(_PUBLISH_ROUND)
 
     async def publish(self, rounds: list[PairRound]) -> None:
-        # The hset ignores: redis-py types `mapping` as Mapping[FieldT, EncodableT], whose key type is
-        # invariant, so no dict[str, str] matches it although hset accepts one.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for result in rounds:
-                for quote in result.fresh:
-                    key = redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex])
-                    pipe.hset(key, mapping=quote_fields(quote))  # type: ignore[arg-type]
-                for quote in result.stale:
-                    key = redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex])
-                    pipe.hset(key, mapping=quote_fields(quote, stale=True))  # type: ignore[arg-type]
-                if not result.fresh:
-                    continue
-                best = choose_best(result.fresh).best  # BEST is what the router would pick
-                best_key = redis_keys.quotes(result.token_in, result.token_out, "BEST")
-                pipe.hset(best_key, mapping=quote_fields(best))  # type: ignore[arg-type]
-                pipe.xadd(
-                    redis_keys.TICKS_STREAM,
-                    {
-                        "pair": f"{result.token_in}-{result.token_out}",
-                        "price": str(best.price),
-                        "dex": best.dex.value,
-                        "ts": repr(best.ts),
-                    },
-                    maxlen=redis_keys.TICKS_MAXLEN,
-                    approximate=True,
-                )
-            await pipe.execute()
+        keys, argv = round_script_call(rounds)
+        await self._publish_round(keys=keys, args=argv)
 
 
 class QuotePoller:
-    """One polling round = every pair quoted by every venue at once, then one cache write."""
+    """One polling round = every pair quoted by every venue at once, then one cache write.
+
+    Each venue gets one request for all pairs per round: one simulated round trip instead of one per pair,
+    which is what a poller of real pools does (one RPC for many accounts) and what keeps an idle engine's
+    event loop from waking once per pair and venue."""
 
     def __init__(
         self, venues: list[Venue], cache: QuoteCache, pairs: list[tuple[str, str]], reference_usd: Decimal
@@ -99,25 +123,26 @@ class QuotePoller:
         self.reference_usd = reference_usd
         self.last_good: dict[tuple[str, str, Dex], Quote] = {}
 
-    async def _pair_round(self, token_in: str, token_out: str) -> PairRound:
-        amount = reference_amount(token_in, self.reference_usd)
-        results = await asyncio.gather(
-            *(venue.quote(token_in, token_out, amount) for venue in self.venues), return_exceptions=True
-        )
-        fresh, stale = [], []
-        for venue, result in zip(self.venues, results, strict=True):
-            if isinstance(result, Quote):
-                fresh.append(result)
-                self.last_good[(token_in, token_out, venue.dex)] = result
-            elif isinstance(result, VenueUnavailable):
-                previous = self.last_good.get((token_in, token_out, venue.dex))
-                if previous is not None:
-                    stale.append(previous)
-            else:
-                raise result
-        return PairRound(token_in, token_out, fresh, stale)
+    async def _ask(self, venue: Venue, requests: list[QuoteRequest]) -> list[Quote | VenueUnavailable]:
+        try:
+            return await venue.quote_many(requests)
+        except VenueUnavailable as exc:
+            return [exc] * len(requests)
 
     async def poll_once(self) -> list[PairRound]:
-        rounds = await asyncio.gather(*(self._pair_round(a, b) for a, b in self.pairs))
-        await self.cache.publish(list(rounds))
-        return list(rounds)
+        """One request per venue for every pair (not one per pair), all venues at once, then one write."""
+        requests = [QuoteRequest(a, b, reference_amount(a, self.reference_usd)) for a, b in self.pairs]
+        answers = await asyncio.gather(*(self._ask(venue, requests) for venue in self.venues))
+        rounds = []
+        for index, request in enumerate(requests):
+            fresh, stale = [], []
+            for venue, answer in zip(self.venues, (per_venue[index] for per_venue in answers), strict=True):
+                key = (request.token_in, request.token_out, venue.dex)
+                if isinstance(answer, Quote):
+                    fresh.append(answer)
+                    self.last_good[key] = answer
+                elif (previous := self.last_good.get(key)) is not None:
+                    stale.append(previous)
+            rounds.append(PairRound(request.token_in, request.token_out, fresh, stale))
+        await self.cache.publish(rounds)
+        return rounds

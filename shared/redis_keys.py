@@ -108,6 +108,9 @@ LIMIT_EXPIRIES = "limit:expiries"
 #: Orders taken out of their bucket by a tick and not yet handed to execution: member = rest member,
 #: score = when they were taken (ms). A limit worker that dies in between leaves them here for recovery.
 LIMIT_HANDOFF = "limit:handoff"
+#: List of at most one element, pushed when a placed order's deadline is the new earliest: wakes the limit
+#: workers' housekeeping, which sleeps until its next deadline (shared/store/doorbell.py).
+LIMIT_DOORBELL = "limit:doorbell"
 
 
 def limit_buckets(pair: str) -> str:
@@ -138,6 +141,8 @@ def sim_venue_event(event_id: str) -> str:
 
 SNIPER_EXPIRIES = "sniper:expiries"
 SNIPER_HANDOFF = "sniper:handoff"
+#: As LIMIT_DOORBELL, pushed on every sniper placement: its condition may already hold.
+SNIPER_DOORBELL = "sniper:doorbell"
 #: Sorted set of the trigger sets below that hold orders (so a sweep can visit each one).
 SNIPER_RESTING = "sniper:resting"
 #: The last venue-event stream id the sniper workers have acted on, to catch up after a restart.

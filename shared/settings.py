@@ -207,7 +207,7 @@ class Settings(BaseSettings):
         10.0, ge=0, le=300, description="on SIGTERM, how long orders in flight may finish before being handed back"
     )
     dbsync_batch_size: int = Field(500, ge=1)
-    dbsync_block_ms: int = Field(200, ge=1)
+    dbsync_block_ms: int = Field(1000, ge=1)
     dbsync_linger_ms: int = Field(
         100, ge=0, description="after a batch that was not full, gather this long before the next; 0 = none"
     )

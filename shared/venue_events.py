@@ -10,7 +10,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from shared import redis_keys
-from shared.venues.launches import LaunchParams, VenueEvent, events_between
+from shared.venues.launches import LaunchParams, VenueEvent, events_between, next_moment_after
 
 _PUBLISH_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', 604800) then
@@ -25,9 +25,16 @@ class VenueEventPublisher:
         self.redis = redis
         self.sim = sim
         self._publish = redis.register_script(_PUBLISH_ONCE)
+        # How far this publisher has seen the schedule published: until the schedule's next moment comes,
+        # a call has nothing to publish and asks Redis nothing.
+        self._seen_until: float | None = None
 
     async def publish_due(self, now: float) -> list[VenueEvent]:
         """Publish every event up to `now` not published yet; returns those this call published."""
+        if self._seen_until is not None:
+            upcoming = next_moment_after(self.sim, self._seen_until)
+            if upcoming is None or upcoming > now:
+                return []
         raw = await self.redis.get(redis_keys.SIM_EVENTS_PUBLISHED_UNTIL)
         since = float(raw) if raw else self.sim.epoch
         published = []
@@ -40,4 +47,5 @@ class VenueEventPublisher:
             if entry:
                 published.append(event)
         await self.redis.set(redis_keys.SIM_EVENTS_PUBLISHED_UNTIL, repr(now))
+        self._seen_until = now
         return published

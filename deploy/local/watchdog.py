@@ -10,14 +10,16 @@ by REDIS_URL / DATABASE_URL is someone else's to run). A paused (SIGSTOPped) ser
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping
 from contextlib import suppress
-from typing import Protocol
+from typing import Any, Protocol
 
 from deploy.local.supervisor import Backoff, Output
 
-#: How often a server's process is looked at: a waitpid or a read of /proc, nothing sent to the server.
+#: How often a server's process is looked at where its exit cannot be waited for (no pidfd): a waitpid or a
+#: read of /proc, nothing sent to the server.
 POLL_S = 0.2
 RESTART_MIN_S = 0.5
 RESTART_MAX_S = 30.0
@@ -41,13 +43,42 @@ async def _wait(stopping: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stopping.wait(), seconds)
 
 
+async def _until_it_may_have_died(server: Restartable, stopping: asyncio.Event) -> None:
+    """Return once the server's process may have ended, or on `stopping`. Where Linux gives a pidfd (5.3+),
+    its exit wakes this and nothing polls in between; elsewhere, after POLL_S."""
+    pid = server.pid
+    if pid is None or not hasattr(os, "pidfd_open"):
+        await _wait(stopping, POLL_S)
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:  # gone already (ESRCH), or pidfds refused here: look again after a poll's pause
+        await _wait(stopping, POLL_S)
+        return
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[Any] = loop.create_future()
+
+    def readable() -> None:
+        if not ended.done():
+            ended.set_result(None)
+
+    loop.add_reader(fd, readable)
+    stop: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait([ended, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
 async def keep_running(name: str, server: Restartable, stopping: asyncio.Event, out: Output) -> None:
     """Restart `server` whenever it dies, until `stopping` is set. A restart in progress is finished first
     (it runs in a thread), so the runner stops a server it knows about, never one half started."""
     backoff = Backoff(RESTART_MIN_S, RESTART_MAX_S, HEALTHY_AFTER_S)
     up_since = time.monotonic()
     while not stopping.is_set():
-        await _wait(stopping, POLL_S)
+        await _until_it_may_have_died(server, stopping)
         if stopping.is_set() or server.alive():
             continue
         died = time.monotonic()

@@ -43,7 +43,7 @@ def build_redis(settings: Settings) -> Redis:
 
 
 #: How often the event loop proves to /health that it runs and reaches Redis (one PING: nothing per order).
-WATCHDOG_PERIOD_S = 1.0
+WATCHDOG_PERIOD_S = 2.0
 
 
 async def watchdog(redis: Redis, alive: Heartbeat) -> None:

@@ -1,5 +1,8 @@
 """`python -m services.limit_worker`: triggers resting limit orders on BEST price ticks, and expires them.
 
+Housekeeping (expiries, hand-offs a dead worker left behind) sleeps until its next deadline, woken early by
+placements that bring one forward (shared/store/doorbell.py).
+
 Any number of replicas may run: taking crossed orders is one atomic script per tick, and every hand-over
 or expiry is a claim that only one of them can win.
 """
@@ -18,16 +21,17 @@ from shared.observability.probes import Heartbeat, ServiceProbes
 from shared.observability.redis_gauges import RedisGauges, resting_limit_orders
 from shared.outage_log import OutageLog
 from shared.redis_client import redis_client
-from shared.service import keep_running, run_service
+from shared.service import keep_running, run_service, unless_stopped
 from shared.settings import Settings
+from shared.store.doorbell import Doorbell
 from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
 from shared.store.order_store import OrderStore
 
-#: Expiry sweeps run this often, so an order expires within this long after its deadline.
-SWEEP_PERIOD_S = 0.2
 #: A hand-off older than this was left by a worker that died mid-way; recover it.
 STRANDED_AFTER_MS = 5_000
+#: How long a read waits for ticks (they come every QUOTE_INTERVAL_MS): the loop's heartbeat if they stop.
+TICKS_BLOCK_MS = 5_000
 
 
 StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
@@ -48,7 +52,8 @@ async def follow_ticks(
 
     async def take_crossed_orders() -> None:
         nonlocal last_id
-        batches = await redis.xread({redis_keys.TICKS_STREAM: last_id}, count=1000, block=500)
+        read = redis.xread({redis_keys.TICKS_STREAM: last_id}, count=1000, block=TICKS_BLOCK_MS)
+        batches = await unless_stopped(read, stop)
         assert isinstance(batches, list)  # RESP2 (how redis_client connects): [[stream, entries], ...]
         for _stream, entries in batches:
             last_id = entries[-1][0]
@@ -67,22 +72,24 @@ async def follow_ticks(
 
 
 async def housekeeping(
-    book: LimitBook, sweeper: ExpirySweeper, stop: asyncio.Event, outcomes: OrderOutcomes, alive: Heartbeat
+    book: LimitBook,
+    sweeper: ExpirySweeper,
+    doorbell: Doorbell,
+    stop: asyncio.Event,
+    outcomes: OrderOutcomes,
+    alive: Heartbeat,
 ) -> None:
-    rounds = 0
-
-    async def expire_and_recover() -> None:
-        nonlocal rounds
+    async def expire_recover_and_wait() -> None:
         expired = await sweeper.sweep(on_expired=outcomes.ended)
         if expired:
             logger.info("expired {} limit orders", expired)
-        rounds += 1
-        if rounds % 5 == 0 and (stranded := await book.stranded(STRANDED_AFTER_MS)):
+        if stranded := await book.stranded(STRANDED_AFTER_MS):
             logger.warning("recovering {} limit orders stranded between trigger and execution", len(stranded))
             outcomes.triggered("limit", await book.hand_over_at(stranded, None))
+        await doorbell.wait(await book.next_chore_ms(STRANDED_AFTER_MS), stop)
 
     outage = OutageLog("housekeeping lost Redis")
-    await keep_running(expire_and_recover, alive=alive, stop=stop, outage=outage, rest_s=SWEEP_PERIOD_S)
+    await keep_running(expire_recover_and_wait, alive=alive, stop=stop, outage=outage, back_off_s=0.5)
 
 
 async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
@@ -96,7 +103,8 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
     sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
     logger.info("watching {} for limit orders", redis_keys.TICKS_STREAM)
     await asyncio.gather(
-        follow_ticks(book, redis, stop, outcomes, ticks), housekeeping(book, sweeper, stop, outcomes, chores)
+        follow_ticks(book, redis, stop, outcomes, ticks),
+        housekeeping(book, sweeper, Doorbell(redis, redis_keys.LIMIT_DOORBELL), stop, outcomes, chores),
     )
     await redis.aclose()
     gauges.close()

@@ -1,7 +1,9 @@
 """`python -m services.sniper_worker`: fires resting sniper orders on venue events, and expires them.
 
-Events come from `stream:venue-events`; the worker resumes after the last event acted on, and a sweep
-every second fires orders whose condition already holds (placed after their event, or missed while down).
+Events come from `stream:venue-events`; the worker resumes after the last event acted on. A sweep fires
+orders whose condition already holds (placed after their event, or missed while down): at start-up, when an
+order is placed, and at the launch schedule's moments; housekeeping sleeps in between
+(shared/store/doorbell.py).
 Any number of replicas may run: every take is one atomic script, every hand-over a claim.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from math import ceil
 
 from loguru import logger
 from prometheus_client import Counter
@@ -20,16 +23,18 @@ from shared.observability.probes import Heartbeat, ServiceProbes
 from shared.observability.redis_gauges import RedisGauges, armed_sniper_orders
 from shared.outage_log import OutageLog
 from shared.redis_client import redis_client
-from shared.service import keep_running, run_service
+from shared.service import keep_running, run_service, unless_stopped
 from shared.settings import Settings
+from shared.store.doorbell import Doorbell, earliest
 from shared.store.expiries import ExpirySweeper
 from shared.store.order_store import OrderStore
 from shared.store.sniper_book import SniperBook
+from shared.venues.launches import next_moment_after
 from shared.venues.simulated import SimConfig, load_sim_config
 
-SWEEP_PERIOD_S = 0.2
-CONDITION_SWEEP_EVERY = 5  # sweeps, i.e. once a second
 STRANDED_AFTER_MS = 5_000
+#: How long a read waits for venue events (they come every few seconds at most): the loop's heartbeat.
+EVENTS_BLOCK_MS = 5_000
 
 
 class SniperMetrics:
@@ -59,7 +64,8 @@ async def follow_venue_events(
 
     async def fire_on_new_events() -> None:
         nonlocal cursor
-        batches = await redis.xread({redis_keys.VENUE_EVENTS_STREAM: cursor}, count=100, block=500)
+        read = redis.xread({redis_keys.VENUE_EVENTS_STREAM: cursor}, count=100, block=EVENTS_BLOCK_MS)
+        batches = await unless_stopped(read, stop)
         assert isinstance(batches, list)  # RESP2 (how redis_client connects): [[stream, entries], ...]
         for _stream, entries in batches:
             for entry_id, fields in entries:
@@ -75,29 +81,39 @@ async def follow_venue_events(
 async def housekeeping(
     book: SniperBook,
     sweeper: ExpirySweeper,
+    doorbell: Doorbell,
     sim: SimConfig,
     stop: asyncio.Event,
     metrics: SniperMetrics,
     alive: Heartbeat,
 ) -> None:
-    rounds = 0
     outcomes = metrics.outcomes
+    # Conditions are swept at start-up (orders placed while no worker ran), on a ring (an order was placed),
+    # at each of the launch schedule's moments, and after a round that failed before sweeping them.
+    conditions_due = True
+    swept_at = 0.0
 
-    async def expire_fire_and_recover() -> None:
-        nonlocal rounds
+    async def expire_fire_recover_and_wait() -> None:
+        nonlocal conditions_due, swept_at
         if expired := await sweeper.sweep(on_expired=outcomes.ended):
             logger.info("expired {} sniper orders", expired)
-        rounds += 1
-        if rounds % CONDITION_SWEEP_EVERY == 0:
-            if fired := await book.sweep(sim, time.time()):
+        now = time.time()
+        moment = next_moment_after(sim, swept_at)
+        if conditions_due or (moment is not None and moment <= now):
+            if fired := await book.sweep(sim, now):
                 outcomes.triggered("sniper", fired)
                 logger.info("fired {} sniper orders whose condition already held", fired)
-            if stranded := await book.stranded(STRANDED_AFTER_MS):
-                logger.warning("recovering {} sniper orders stranded before execution", len(stranded))
-                outcomes.triggered("sniper", await book.fire(stranded, {"kind": "recovered"}))
+            conditions_due, swept_at = False, now
+            moment = next_moment_after(sim, now)
+        if stranded := await book.stranded(STRANDED_AFTER_MS):
+            logger.warning("recovering {} sniper orders stranded before execution", len(stranded))
+            outcomes.triggered("sniper", await book.fire(stranded, {"kind": "recovered"}))
+        due = earliest(await book.next_chore_ms(STRANDED_AFTER_MS), None if moment is None else ceil(moment * 1000))
+        conditions_due = True  # a wait that fails may have taken a ring with it
+        conditions_due = await doorbell.wait(due, stop)
 
     outage = OutageLog("housekeeping lost Redis")
-    await keep_running(expire_fire_and_recover, alive=alive, stop=stop, outage=outage, rest_s=SWEEP_PERIOD_S)
+    await keep_running(expire_fire_recover_and_wait, alive=alive, stop=stop, outage=outage, back_off_s=0.5)
 
 
 async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
@@ -113,7 +129,7 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
     logger.info("watching {} for sniper orders", redis_keys.VENUE_EVENTS_STREAM)
     await asyncio.gather(
         follow_venue_events(book, redis, stop, metrics, events),
-        housekeeping(book, sweeper, sim, stop, metrics, chores),
+        housekeeping(book, sweeper, Doorbell(redis, redis_keys.SNIPER_DOORBELL), sim, stop, metrics, chores),
     )
     await redis.aclose()
     gauges.close()

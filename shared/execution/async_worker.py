@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.execution.dramatiq_internals import REDIS_MESSAGE_ID, ThreadFactoryWorker, WorkQueue, dispatch_args
+from shared.service import new_event_loop
 
 _Result = TypeVar("_Result")
 
@@ -40,21 +41,13 @@ current_message: contextvars.ContextVar[MessageProxy] = contextvars.ContextVar("
 
 #: How long a graceful stop waits for in-flight coroutines before handing their messages back.
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
+#: How long the dispatch thread waits for a fetched message before looking again (dramatiq's worker_timeout):
+#: each look is a wake-up of an idle worker, and a stop is noticed at the next one.
+DISPATCH_TIMEOUT_MS = 250
 
 #: What a coroutine's future holds once the loop has acked its message (nothing is left to do but count it),
 #: or when the loop could not reach Redis to ack it (the finisher acks it, waiting Redis out).
 _ACKED_ON_LOOP, _ACK_ON_FINISHER = object(), object()
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    # uvloop (installed with uvicorn[standard], as the API runs on it) does the loop's socket reads and writes
-    # and its callback scheduling in C: with about ten Redis round trips per order, the pure-Python selector
-    # loop's socket writes are a large share of the worker's event-loop thread under load.
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - a slimmer install still works, only slower
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 class LoopThread:
@@ -64,7 +57,7 @@ class LoopThread:
     STOP_JOIN_S = 5.0
 
     def __init__(self) -> None:
-        self.loop = _new_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="event-loop", daemon=True)
 
     def start(self) -> LoopThread:
@@ -149,7 +142,7 @@ class AsyncWorker(ThreadFactoryWorker):
         loop: asyncio.AbstractEventLoop,
         max_in_flight: int,
         queues: set[str] | None = None,
-        worker_timeout: int = 100,
+        worker_timeout: int = DISPATCH_TIMEOUT_MS,
         acks: LoopAcks | None = None,
     ) -> None:
         super().__init__(broker, queues=queues, worker_timeout=worker_timeout, worker_threads=1)

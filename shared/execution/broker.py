@@ -25,7 +25,7 @@ from shared.settings import Settings
 
 #: Longest an idle consumer blocks waiting for its queue to get a message (see `LingeringConsumer`): its
 #: thread notices a stop only between waits, so this bounds how long a stopping worker waits on it.
-IDLE_WAIT_S = 0.5
+IDLE_WAIT_S = 1.0
 #: Waits shorter than this are not worth a round trip: the consumer fetches at once instead.
 MIN_BLOCK_S = 0.01
 #: Back-off while Redis cannot take a retry's message.

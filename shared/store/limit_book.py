@@ -35,6 +35,8 @@ def resting_place(order: Order) -> RestingPlace:
         index_score=str(bucket_floor(bucket, tick)),
         expiries_key=redis_keys.LIMIT_EXPIRIES,
         expires_at_ms=None if order.expires_at is None else int(order.expires_at.timestamp() * 1000),
+        doorbell_key=redis_keys.LIMIT_DOORBELL,
+        ring="earlier",
     )
 
 

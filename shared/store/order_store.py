@@ -72,6 +72,9 @@ class RestingPlace:
     index_score: str = "0"
     expiries_key: str = ""
     expires_at_ms: int | None = None
+    #: Rung when the order is placed (shared/store/doorbell.py): its key, and when ('always', 'earlier').
+    doorbell_key: str = ""
+    ring: str = ""
 
     def to_fields(self) -> dict[str, str]:
         return {
@@ -277,6 +280,7 @@ class OrderStore:
             rest_zset=place.key,
             rest_index_zset=place.index_key or NO_KEY,
             expiries_zset=place.expiries_key or NO_KEY,
+            doorbell=place.doorbell_key or NO_KEY,
             use_idem=bool(scope),
             idem_value=f"{order.order_id} {body_hash}",
             idem_ttl_s=self.idempotency_ttl_s,
@@ -295,6 +299,7 @@ class OrderStore:
             expiry_score=place.expires_at_ms,
             rest_owner=rest_owner if resting is not None else "",
             max_resting=max_resting,
+            ring=place.ring if resting is not None else "",
             order_hash=_hash_fields({"spec": order.spec_json().decode(), **_result_fields(last_event), **place_fields}),
         )
 

@@ -20,6 +20,7 @@ from shared.domain.lifecycle import OrderStatus
 from shared.domain.limits import order_id_of
 from shared.execution.messages import execute_order_message
 from shared.logging import order_logger
+from shared.store.doorbell import earliest
 from shared.store.order_store import Change, OrderState, OrderStore, RestingPlace
 from shared.store.replies import members
 
@@ -42,6 +43,18 @@ class RestingBook:
         """Hand-off members left behind by a worker that died before handing them over."""
         before = int(time.time() * 1000) - older_than_ms
         return members(await self.redis.zrangebyscore(self.handoff_key, "-inf", before, start=0, num=limit))
+
+    async def next_chore_ms(self, stranded_after_ms: int) -> int | None:
+        """When housekeeping is next due (epoch ms): the earliest deadline, or the moment the oldest
+        hand-off counts as stranded; None when neither set holds anything."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(self.expiries_key, 0, 0, withscores=True)
+            pipe.zrange(self.handoff_key, 0, 0, withscores=True)
+            first_expiry, first_handoff = await pipe.execute()
+        return earliest(
+            int(first_expiry[0][1]) if first_expiry else None,
+            int(first_handoff[0][1]) + stranded_after_ms if first_handoff else None,
+        )
 
     async def hand_over(self, members: list[str], details: TriggerDetails) -> int:
         """Append `triggered` and enqueue execution for each member, in order; returns how many went."""

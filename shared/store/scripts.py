@@ -64,6 +64,7 @@ class CreateOrderArgs:
     rest_index_zset: str = NO_KEY
     expiries_zset: str = NO_KEY
     resting_count_per_owner: str = redis_keys.RESTING_PER_OWNER
+    doorbell: str = NO_KEY
     # ARGV
     use_idem: bool
     idem_value: str
@@ -83,6 +84,7 @@ class CreateOrderArgs:
     expiry_score: int | None = None  # epoch ms
     rest_owner: str = ""  # '' = not counted against anyone's resting cap
     max_resting: int = 0  # 0 = no cap
+    ring: str = ""  # '' = never, 'always', 'earlier' (shared/store/doorbell.py)
     order_hash: Mapping[str, str]
 
     def render(self) -> ScriptCall:
@@ -97,6 +99,7 @@ class CreateOrderArgs:
             self.rest_index_zset,
             self.expiries_zset,
             self.resting_count_per_owner,
+            self.doorbell,
         ]
         argv: list[ScriptArg] = [
             "1" if self.use_idem else "0",
@@ -117,6 +120,7 @@ class CreateOrderArgs:
             "" if self.expiry_score is None else self.expiry_score,
             self.rest_owner,
             self.max_resting,
+            self.ring,
             *_pairs(self.order_hash),
         ]
         return keys, argv

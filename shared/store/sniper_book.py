@@ -42,6 +42,8 @@ def resting_place(order: Order) -> RestingPlace:
         index_member=key,
         expiries_key=redis_keys.SNIPER_EXPIRIES,
         expires_at_ms=None if order.expires_at is None else int(order.expires_at.timestamp() * 1000),
+        doorbell_key=redis_keys.SNIPER_DOORBELL,
+        ring="always",
     )
 
 

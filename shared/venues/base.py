@@ -6,6 +6,7 @@ Adapters: `simulated.SimulatedVenue` (Raydium- and Meteora-like pools over a led
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -24,6 +25,13 @@ class VenueUnavailable(Exception):
 
 class NoPool(VenueUnavailable):
     """The venue has no pool for the pair (yet: a token that has not launched there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteRequest:
+    token_in: str
+    token_out: str
+    amount_in: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +128,11 @@ class Venue(Protocol):
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         """Price `amount_in` of token_in now. Raises VenueUnavailable on a transient failure."""
+
+    async def quote_many(self, requests: Sequence[QuoteRequest]) -> list[Quote | VenueUnavailable]:
+        """Price several pairs in one request, as a poller asks (one RPC for many accounts): one answer per
+        request, in order, each a Quote or the reason that pair has none (NoPool). Raises VenueUnavailable
+        when the request as a whole fails."""
 
     async def submit(self, tx: SwapTransaction) -> Submission:
         """Send a transaction; idempotent for the same tx_hash. Raises VenueUnavailable."""

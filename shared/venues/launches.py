@@ -168,6 +168,11 @@ def events_between(sim: LaunchParams, after: float, until: float) -> list[VenueE
     return sorted(events, key=lambda event: event.at)
 
 
+def next_moment_after(sim: LaunchParams, t: float) -> float | None:
+    """The schedule's first event strictly after t (a pool created, a liquidity step); None after the last."""
+    return min((at for launch in schedule(sim) for _step, at in launch.moments() if at > t), default=None)
+
+
 def reserve_of(token_out: str, token_in: str, t: float, sim: LaunchParams) -> Decimal | None:
     """The largest reserve of token_out any venue's pool for the pair holds at t (None: no pool)."""
     depths = [d for dex in Dex if (d := depth_usd(dex, token_in, token_out, t, sim)) is not None]

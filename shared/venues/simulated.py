@@ -12,7 +12,7 @@ import itertools
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import lru_cache
@@ -26,7 +26,17 @@ from shared import redis_keys
 from shared.domain.slippage import within_slippage
 from shared.redis_client import REDIS_UNAVAILABLE
 from shared.settings import Settings
-from shared.venues.base import Dex, Quote, Submission, SwapTransaction, TxOutcome, TxStatus, VenueUnavailable
+from shared.venues.base import (
+    Dex,
+    NoPool,
+    Quote,
+    QuoteRequest,
+    Submission,
+    SwapTransaction,
+    TxOutcome,
+    TxStatus,
+    VenueUnavailable,
+)
 from shared.venues.ledger import Ledger, TxRecord
 from shared.venues.market import quote_at
 from shared.venues.price_walk import seeded_uniform
@@ -152,6 +162,24 @@ class SimulatedVenue:
             raise VenueUnavailable(f"{self.dex.value} did not answer the quote request")
         quote = quote_at(self.dex, token_in, token_out, amount_in, self._clock(), self._sim)
         return replace(quote, latency_ms=latency_ms)
+
+    async def quote_many(self, requests: Sequence[QuoteRequest]) -> list[Quote | VenueUnavailable]:
+        # One latency and one failure draw for the whole request: a poller pays one round trip per venue.
+        call = next(self._calls)
+        latency_ms = self._latency_ms(QUOTE_LATENCY_MS, "quotes", call)
+        await self._pause(latency_ms)
+        if self._fails("quotes", call):
+            raise VenueUnavailable(f"{self.dex.value} did not answer the quote request")
+        now = self._clock()
+        answers: list[Quote | VenueUnavailable] = []
+        for request in requests:
+            try:
+                quote = quote_at(self.dex, request.token_in, request.token_out, request.amount_in, now, self._sim)
+            except NoPool as exc:  # this pair has no pool here (yet): the others still have their quotes
+                answers.append(exc)
+            else:
+                answers.append(replace(quote, latency_ms=latency_ms))
+        return answers
 
     async def submit(self, tx: SwapTransaction) -> Submission:
         if tx.dex != self.dex:

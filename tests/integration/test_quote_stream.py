@@ -20,6 +20,11 @@ class SwitchableVenue(SimulatedVenue):
             raise VenueUnavailable(f"{self.dex} is down")
         return await super().quote(*args)
 
+    async def quote_many(self, requests):
+        if self.down:
+            raise VenueUnavailable(f"{self.dex} is down")
+        return await super().quote_many(requests)
+
 
 async def hash_of(redis, pair, venue):
     raw = await redis.hgetall(redis_keys.quotes(*pair, venue))
