@@ -41,6 +41,13 @@ from shared.settings import Settings, redacted
 #: client turns it into a `ConnectionError` itself, a plain one does not.
 REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 
+#: How long a client waits for any reply before it gives up on the connection: redis-py's default (5 s),
+#: named here because a blocking read (XREAD BLOCK, BLPOP) must ask Redis for less, or the client gives up
+#: first and reports a timeout for a read that was only waiting for work.
+SOCKET_TIMEOUT_S = 5.0
+#: The longest a blocking read of the engine waits, well inside SOCKET_TIMEOUT_S.
+MAX_BLOCK_S = 2.0
+
 #: Commands that wait on the server (or hold a connection for themselves): batched, they would hold up
 #: every command queued behind them, so the auto-pipelining client sends them on their own connection.
 UNBATCHED_COMMANDS = frozenset(
@@ -163,6 +170,7 @@ def redis_client(
     (shared/redis_replicas.py) unless `acknowledged_writes` is False: for writes a failover may lose
     (prices, the next tick rewrites them)."""
     client_class: type[AcknowledgedRedis] = AutoPipelineRedis if auto_pipeline else AcknowledgedRedis
+    options.setdefault("socket_timeout", SOCKET_TIMEOUT_S)
     if isinstance(source, Settings) and source.redis_sentinels:
         pool: ConnectionPool = sentinel_master(
             source,

@@ -20,7 +20,7 @@ from shared.observability.orders import OrderOutcomes
 from shared.observability.probes import Heartbeat, ServiceProbes
 from shared.observability.redis_gauges import RedisGauges, resting_limit_orders
 from shared.outage_log import OutageLog
-from shared.redis_client import redis_client
+from shared.redis_client import MAX_BLOCK_S, redis_client
 from shared.service import keep_running, run_service, unless_stopped
 from shared.settings import Settings
 from shared.store.doorbell import Doorbell
@@ -31,7 +31,7 @@ from shared.store.order_store import OrderStore
 #: A hand-off older than this was left by a worker that died mid-way; recover it.
 STRANDED_AFTER_MS = 5_000
 #: How long a read waits for ticks (they come every QUOTE_INTERVAL_MS): the loop's heartbeat if they stop.
-TICKS_BLOCK_MS = 5_000
+TICKS_BLOCK_MS = int(MAX_BLOCK_S * 1000)
 
 
 StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]

@@ -22,7 +22,7 @@ from shared.observability.orders import OrderOutcomes
 from shared.observability.probes import Heartbeat, ServiceProbes
 from shared.observability.redis_gauges import RedisGauges, armed_sniper_orders
 from shared.outage_log import OutageLog
-from shared.redis_client import redis_client
+from shared.redis_client import MAX_BLOCK_S, redis_client
 from shared.service import keep_running, run_service, unless_stopped
 from shared.settings import Settings
 from shared.store.doorbell import Doorbell, earliest
@@ -33,8 +33,8 @@ from shared.venues.launches import next_moment_after
 from shared.venues.simulated import SimConfig, load_sim_config
 
 STRANDED_AFTER_MS = 5_000
-#: How long a read waits for venue events (they come every few seconds at most): the loop's heartbeat.
-EVENTS_BLOCK_MS = 5_000
+#: How long a read waits for venue events (rare): the loop's heartbeat while none come.
+EVENTS_BLOCK_MS = int(MAX_BLOCK_S * 1000)
 
 
 class SniperMetrics:

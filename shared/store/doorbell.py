@@ -19,11 +19,13 @@ import time
 
 from redis.asyncio import Redis
 
+from shared.redis_client import MAX_BLOCK_S
 from shared.service import Stopped, unless_stopped
 
-#: A wait never lasts longer than this: the loop's heartbeat beats once per wake-up, and a push lost with a
-#: failed master (or made by a client older than the doorbell) delays a chore by this much at most.
-MAX_WAIT_S = 2.0
+#: A wait never lasts longer than this: the loop's heartbeat beats once per wake-up, a push lost with a
+#: failed master (or made by a client older than the doorbell) delays a chore by this much at most, and
+#: the BLPOP stays inside the client's socket timeout.
+MAX_WAIT_S = MAX_BLOCK_S
 #: Deadlines closer than this are not worth a blocking round trip: the loop goes round at once.
 MIN_WAIT_S = 0.005
 

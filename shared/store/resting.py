@@ -8,18 +8,18 @@ between leaves the order in the hand-off set, and whoever recovers it hands it o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from uuid import UUID
 
+from loguru import logger
 from redis.asyncio import Redis
 
-from shared import redis_keys
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.limits import order_id_of
 from shared.execution.messages import execute_order_message
-from shared.logging import order_logger
 from shared.store.doorbell import earliest
 from shared.store.order_store import Change, OrderState, OrderStore, RestingPlace
 from shared.store.replies import members
@@ -27,6 +27,9 @@ from shared.store.replies import members
 #: For one order being handed over: extra fields for its `triggered` event, and fields to remember.
 TriggerFields = tuple[dict[str, object], Mapping[str, object]]
 TriggerDetails = Callable[[OrderState], TriggerFields]
+
+#: Orders handed over per load and per pipeline of scripts (see `RestingBook.hand_over`).
+HAND_OVER_CHUNK = 500
 
 
 class RestingBook:
@@ -57,10 +60,30 @@ class RestingBook:
         )
 
     async def hand_over(self, members: list[str], details: TriggerDetails) -> int:
-        """Append `triggered` and enqueue execution for each member, in order; returns how many went."""
-        if not members:
-            return 0
-        states = await self.load_all([order_id_of(m) for m in members])
+        """Append `triggered` and enqueue execution for each member, in order; returns how many went.
+
+        A large crossing goes in chunks of HAND_OVER_CHUNK, each loaded while Redis runs the previous one's
+        scripts: the process's work and Redis's overlap instead of taking turns."""
+        handed = 0
+        appending: asyncio.Task[int] | None = None
+        try:
+            for start in range(0, len(members), HAND_OVER_CHUNK):
+                chunk = members[start : start + HAND_OVER_CHUNK]
+                changes, done = self._triggered(chunk, await self.load_all([order_id_of(m) for m in chunk]), details)
+                if appending is not None:
+                    handed += await appending
+                appending = asyncio.ensure_future(self._append(changes, done))
+            if appending is not None:
+                handed += await appending
+        finally:
+            if appending is not None and not appending.done():
+                appending.cancel()
+        return handed
+
+    def _triggered(
+        self, members: list[str], states: list[OrderState | None], details: TriggerDetails
+    ) -> tuple[list[Change], list[str]]:
+        """The `triggered` step of each member still waiting, and the members with nothing left to do."""
         changes: list[Change] = []
         done: list[str] = []
         for member, state in zip(members, states, strict=True):
@@ -74,17 +97,16 @@ class RestingBook:
             )  # fmt: skip
             changes.append((state, event, remember, self.handoff_claim(member),
                             execute_order_message(state.order.order_id)))  # fmt: skip
+        return changes, done
+
+    async def _append(self, changes: list[Change], done: list[str]) -> int:
         if done:
             await self.redis.zrem(self.handoff_key, *done)
         outcomes = await self.store.append_many(changes) if changes else []
         handed = [change[0].order for change, outcome in zip(changes, outcomes, strict=True) if outcome is None]
         for order in handed:  # one line per order, so `jq select(.orderId==…)` shows who triggered it
-            order_logger(order.order_id).info("triggered {} order: handed to execution", order.type.value)
+            logger.info("triggered {} order: handed to execution", order.type.value, order_id=order.order_id)
         return len(handed)
 
     async def load_all(self, order_ids: list[UUID]) -> list[OrderState | None]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for order_id in order_ids:
-                pipe.hgetall(redis_keys.order(order_id))
-            raw = await pipe.execute()
-        return [self.store.state_from(fields) for fields in raw]
+        return await self.store.load_many(order_ids)

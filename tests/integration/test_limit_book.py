@@ -16,6 +16,7 @@ from shared.domain.limits import order_id_of
 from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
 from shared.store.order_store import ClaimLost, RestingPlace, StaleWrite
+from shared.store.resting import HAND_OVER_CHUNK
 from tests.support.orders import assert_gapless_and_legal, event_messages, make_store, place_limit_order
 
 PAIR = "SOL-USDC"
@@ -59,6 +60,18 @@ async def test_a_tick_crossing_40_of_100_triggers_exactly_those_in_price_then_ti
     assert (await store.load(crossed[0].order_id)).fields["referencePrice"] == "143.95"
     assert await redis.zcard(redis_keys.LIMIT_HANDOFF) == 0
     assert await book.take_crossed(PAIR, Decimal("139.9")) == []  # a tick below every limit takes nothing
+
+
+async def test_a_crossing_larger_than_a_chunk_is_handed_over_whole_in_order_and_once(redis, store, book):
+    orders = [await place_limit_order(store, f"{140 + i / 1000:.3f}") for i in range(HAND_OVER_CHUNK * 2 + 37)]
+    gone = orders[HAND_OVER_CHUNK + 3]  # cancelled-like: no longer waiting when its chunk is loaded
+    await redis.hset(redis_keys.order(gone.order_id), "status", "cancelled")
+    members = await book.take_crossed(PAIR, Decimal("150"))
+    assert len(members) == len(orders)
+    assert await book.hand_over_at(members, Decimal("150")) == len(orders) - 1
+    assert await queued_order_ids(redis) == [str(o.order_id) for o in orders if o is not gone]
+    assert await redis.zcard(redis_keys.LIMIT_HANDOFF) == 0
+    assert await book.hand_over_at(members, Decimal("150")) == 0  # a second hand-over of the same: nothing
 
 
 async def test_two_workers_racing_on_the_same_ticks_trigger_each_order_once(redis, store):
