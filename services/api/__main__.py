@@ -6,6 +6,7 @@ import uvicorn
 
 from services.api.app import create_app
 from services.api.connections import guarded_protocol
+from services.api.server import serve
 from shared.logging import setup_logging
 from shared.settings import Settings
 
@@ -13,7 +14,7 @@ from shared.settings import Settings
 def main() -> None:
     settings = Settings()
     setup_logging("api", settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
@@ -31,6 +32,7 @@ def main() -> None:
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
     )
+    serve(config)  # uvicorn.run's one-process path, on a server that wakes on signals (services/api/server.py)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import signal
 import tomllib
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from services.api import connections
+from services.api import server as server_api
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +121,44 @@ def test_the_attributes_read_are_set_where_they_were() -> None:
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+
+
+def test_the_server_loop_services_api_server_replaces_is_still_uvicorns() -> None:
+    """`EngineServer` overrides `main_loop` and `handle_exit` and relies on `on_tick(counter)` refreshing the
+    Date header on multiples of TICKS_PER_HEADER_REFRESH and answering whether to exit."""
+    problems = []
+    for name, parameters in (
+        ("main_loop", ["self"]),
+        ("on_tick", ["self", "counter"]),
+        ("handle_exit", ["self", "sig", "frame"]),
+    ):
+        theirs = getattr(uvicorn.Server, name, None)
+        if theirs is None:
+            problems.append(f"Server.{name}: gone")
+        elif list(inspect.signature(theirs).parameters) != parameters:
+            problems.append(f"Server.{name}: parameters are now {inspect.signature(theirs)}")
+    config = Config(app=lambda scope, receive, send: None)
+    config.load()
+    server = uvicorn.Server(config)
+    if asyncio.run(server.on_tick(server_api.TICKS_PER_HEADER_REFRESH)) is not False:
+        problems.append("Server.on_tick: no longer False while the server should run")
+    if not any(name == b"date" for name, _ in server.server_state.default_headers):
+        problems.append("Server.on_tick: no Date header after a tick on a multiple of TICKS_PER_HEADER_REFRESH")
+    _fail(problems)
+
+
+def test_the_engine_server_stops_at_a_signal_without_waiting_for_its_tick() -> None:
+    config = Config(app=lambda scope, receive, send: None)
+    config.load()
+    server = server_api.EngineServer(config)
+
+    async def stop_soon() -> float:
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(server.main_loop())
+        await asyncio.sleep(0.05)
+        started = loop.time()
+        server.handle_exit(signal.SIGTERM, None)
+        await asyncio.wait_for(task, server_api.TICK_S * 5)
+        return loop.time() - started
+
+    assert asyncio.run(stop_soon()) < server_api.TICK_S / 2
