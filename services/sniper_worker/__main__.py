@@ -33,6 +33,10 @@ from shared.venues.launches import next_moment_after
 from shared.venues.simulated import SimConfig, load_sim_config
 
 STRANDED_AFTER_MS = 5_000
+#: A moment of the launch schedule is swept this long after it comes: its venue event (the quote stream
+#: publishes it within a polling round) normally fires the orders first, with the event as their cause, and
+#: the sweep only catches what no event fired (the quote stream down, the event trimmed).
+MOMENT_GRACE_S = 2.0
 #: How long a read waits for venue events (rare): the loop's heartbeat while none come.
 EVENTS_BLOCK_MS = int(MAX_BLOCK_S * 1000)
 
@@ -89,7 +93,8 @@ async def housekeeping(
 ) -> None:
     outcomes = metrics.outcomes
     # Conditions are swept at start-up (orders placed while no worker ran), on a ring (an order was placed),
-    # at each of the launch schedule's moments, and after a round that failed before sweeping them.
+    # MOMENT_GRACE_S after each of the launch schedule's moments, and after a round that failed before
+    # sweeping them.
     conditions_due = True
     swept_at = 0.0
 
@@ -98,17 +103,18 @@ async def housekeeping(
         if expired := await sweeper.sweep(on_expired=outcomes.ended):
             logger.info("expired {} sniper orders", expired)
         now = time.time()
-        moment = next_moment_after(sim, swept_at)
-        if conditions_due or (moment is not None and moment <= now):
+        moment = next_moment_after(sim, swept_at - MOMENT_GRACE_S)
+        if conditions_due or (moment is not None and moment + MOMENT_GRACE_S <= now):
             if fired := await book.sweep(sim, now):
                 outcomes.triggered("sniper", fired)
                 logger.info("fired {} sniper orders whose condition already held", fired)
             conditions_due, swept_at = False, now
-            moment = next_moment_after(sim, now)
+            moment = next_moment_after(sim, now - MOMENT_GRACE_S)
         if stranded := await book.stranded(STRANDED_AFTER_MS):
             logger.warning("recovering {} sniper orders stranded before execution", len(stranded))
             outcomes.triggered("sniper", await book.fire(stranded, {"kind": "recovered"}))
-        due = earliest(await book.next_chore_ms(STRANDED_AFTER_MS), None if moment is None else ceil(moment * 1000))
+        sweep_at = None if moment is None else ceil((moment + MOMENT_GRACE_S) * 1000)
+        due = earliest(await book.next_chore_ms(STRANDED_AFTER_MS), sweep_at)
         conditions_due = True  # a wait that fails may have taken a ring with it
         conditions_due = await doorbell.wait(due, stop)
 

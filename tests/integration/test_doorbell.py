@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from services.limit_worker.__main__ import housekeeping as limit_housekeeping
-from services.sniper_worker.__main__ import SniperMetrics
+from services.sniper_worker.__main__ import MOMENT_GRACE_S, SniperMetrics
 from services.sniper_worker.__main__ import housekeeping as sniper_housekeeping
 from shared import redis_keys
 from shared.observability.orders import OrderOutcomes
@@ -22,7 +22,7 @@ from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
 from shared.store.sniper_book import SniperBook
 from shared.venues.simulated import SimConfig
-from tests.support.orders import make_store, place_limit_order, place_sniper_order
+from tests.support.orders import event_messages, make_store, place_limit_order, place_sniper_order
 
 NEVER_BY_ITSELF_S = 60.0
 
@@ -115,3 +115,22 @@ async def test_a_sniper_order_whose_condition_already_holds_fires_when_placed(re
     async with asleep(sniper_housekeeping(book, sweeper, bell, sim, stop, metrics, Heartbeat("chores", 10)), stop):
         order = await place_sniper_order(store, {"kind": "listing"})  # WIF listed an hour ago
         await until_status(store, order, "triggered")
+
+
+async def test_a_listing_no_event_announced_is_swept_a_grace_after_its_moment(redis, settings, probes):
+    """With no quote stream to publish the listing, housekeeping fires the order itself, MOMENT_GRACE_S after
+    the launch schedule says WIF listed: late enough for the venue event to have fired it first."""
+    store = make_store(redis)
+    book, sweeper = SniperBook(redis, store), ExpirySweeper(redis, store, redis_keys.SNIPER_EXPIRIES)
+    bell = Doorbell(redis, redis_keys.SNIPER_DOORBELL, max_wait_s=NEVER_BY_ITSELF_S)
+    listed_at = datetime.now(UTC).timestamp() + 1.0  # WIF is launch slot 0: listed launch_first_s after epoch
+    sim = SimConfig(seed="s", epoch=listed_at - 30, launch_first_s=30, launch_interval_s=3600, liquidity_step_s=3600)
+    order = await place_sniper_order(store, {"kind": "listing"})
+    await redis.delete(redis_keys.SNIPER_DOORBELL)  # placed before the loop started: the start-up sweep sees it
+    stop = asyncio.Event()
+    metrics = SniperMetrics(probes)
+    async with asleep(sniper_housekeeping(book, sweeper, bell, sim, stop, metrics, Heartbeat("chores", 10)), stop):
+        await until_status(store, order, "triggered")
+        fired_at = datetime.now(UTC).timestamp()
+    assert fired_at >= listed_at + MOMENT_GRACE_S
+    assert (await event_messages(store, order))[-1]["venueEvent"]["kind"] == "already_met"
