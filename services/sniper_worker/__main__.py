@@ -2,7 +2,7 @@
 
 Events come from `stream:venue-events`; the worker resumes after the last event acted on. A sweep fires
 orders whose condition already holds (placed after their event, or missed while down): at start-up, when an
-order is placed, and at the launch schedule's moments; housekeeping sleeps in between
+order is placed, and a grace after each of the launch schedule's moments; housekeeping sleeps in between
 (shared/store/doorbell.py).
 Any number of replicas may run: every take is one atomic script, every hand-over a claim.
 """
