@@ -14,9 +14,10 @@ import os
 import time
 from collections.abc import Mapping
 from contextlib import suppress
-from typing import Any, Protocol
+from typing import Protocol
 
 from deploy.local.supervisor import Backoff, Output
+from shared.service import Stopped, unless_stopped
 
 #: How often a server's process is looked at where its exit cannot be waited for (no pidfd): a waitpid or a
 #: read of /proc, nothing sent to the server.
@@ -56,18 +57,18 @@ async def _until_it_may_have_died(server: Restartable, stopping: asyncio.Event) 
         await _wait(stopping, POLL_S)
         return
     loop = asyncio.get_running_loop()
-    ended: asyncio.Future[Any] = loop.create_future()
+    ended: asyncio.Future[None] = loop.create_future()
 
     def readable() -> None:
         if not ended.done():
             ended.set_result(None)
 
     loop.add_reader(fd, readable)
-    stop: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
     try:
-        await asyncio.wait([ended, stop], return_when=asyncio.FIRST_COMPLETED)
+        await unless_stopped(ended, stopping)
+    except Stopped:
+        pass
     finally:
-        stop.cancel()
         loop.remove_reader(fd)
         os.close(fd)
 

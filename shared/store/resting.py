@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from uuid import UUID
 
 from loguru import logger
 from redis.asyncio import Redis
@@ -69,7 +68,8 @@ class RestingBook:
         try:
             for start in range(0, len(members), HAND_OVER_CHUNK):
                 chunk = members[start : start + HAND_OVER_CHUNK]
-                changes, done = self._triggered(chunk, await self.load_all([order_id_of(m) for m in chunk]), details)
+                states = await self.store.load_many([order_id_of(m) for m in chunk])
+                changes, done = self._triggered(chunk, states, details)
                 if appending is not None:
                     handed += await appending
                 appending = asyncio.ensure_future(self._append(changes, done))
@@ -107,6 +107,3 @@ class RestingBook:
         for order in handed:  # one line per order, so `jq select(.orderId==…)` shows who triggered it
             logger.info("triggered {} order: handed to execution", order.type.value, order_id=order.order_id)
         return len(handed)
-
-    async def load_all(self, order_ids: list[UUID]) -> list[OrderState | None]:
-        return await self.store.load_many(order_ids)

@@ -155,21 +155,13 @@ class SimulatedVenue:
         self._sent: OrderedDict[str, TxRecord] = OrderedDict()
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
-        call = next(self._calls)
-        latency_ms = self._latency_ms(QUOTE_LATENCY_MS, "quote", call)
-        await self._pause(latency_ms)
-        if self._fails("quote", call):
-            raise VenueUnavailable(f"{self.dex.value} did not answer the quote request")
+        latency_ms = await self._answer_quote_request("quote")
         quote = quote_at(self.dex, token_in, token_out, amount_in, self._clock(), self._sim)
         return replace(quote, latency_ms=latency_ms)
 
     async def quote_many(self, requests: Sequence[QuoteRequest]) -> list[Quote | VenueUnavailable]:
         # One latency and one failure draw for the whole request: a poller pays one round trip per venue.
-        call = next(self._calls)
-        latency_ms = self._latency_ms(QUOTE_LATENCY_MS, "quotes", call)
-        await self._pause(latency_ms)
-        if self._fails("quotes", call):
-            raise VenueUnavailable(f"{self.dex.value} did not answer the quote request")
+        latency_ms = await self._answer_quote_request("quotes")
         now = self._clock()
         answers: list[Quote | VenueUnavailable] = []
         for request in requests:
@@ -226,6 +218,15 @@ class SimulatedVenue:
         if wait_s > 0:
             await self._sleep(wait_s)
         return await self._ledger.settle(tx_hash, execute(record, self._sim), order_id=record.order_id)
+
+    async def _answer_quote_request(self, kind: str) -> int:
+        """Take a quote request's simulated time (its latency in ms), or fail it as the venue may."""
+        call = next(self._calls)
+        latency_ms = self._latency_ms(QUOTE_LATENCY_MS, kind, call)
+        await self._pause(latency_ms)
+        if self._fails(kind, call):
+            raise VenueUnavailable(f"{self.dex.value} did not answer the quote request")
+        return latency_ms
 
     def _latency_ms(self, bounds: tuple[int, int], *parts: object) -> int:
         low, high = bounds
