@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from redis.asyncio import Redis
 
+from loadtests.machine import calibration_ms
 from shared import redis_keys
 from shared.logging import setup_logging
 from shared.redis_client import redis_client
@@ -53,6 +54,7 @@ async def timed_tick(book: LimitBook, price: Decimal) -> tuple[float, int, float
 
 async def main(args: argparse.Namespace) -> None:
     setup_logging("limit-worker", Settings(log_json=True))
+    print(f"machine: calibration {calibration_ms():.0f} ms (lower = faster; compare runs only at similar values)")
     redis = redis_client(args.redis)
     await redis.flushdb()
     started = time.perf_counter()

@@ -418,7 +418,7 @@ class OrderStore:
             after = _advanced(after, event, changed)
             events.append(event.to_json())
             fields.update(changed)
-        order_id, place = state.order.order_id, claim or _NOWHERE
+        order_id, place = str(state.order.order_id), claim or _NOWHERE  # formatted once: UUID.__str__ is slow
         args = TransitionArgs(
             order=redis_keys.order(order_id),
             events=redis_keys.order_events(order_id),
@@ -427,7 +427,7 @@ class OrderStore:
             expiries_zset=place.expiries_key or NO_KEY,
             lease=redis_keys.order_lease(order_id),
             expected_seq=state.seq,
-            order_id=str(order_id),
+            order_id=order_id,
             user_id=state.order.stream_user,
             expire_s=self.retention_s if after.terminal else 0,
             rest_member=place.member,

@@ -104,6 +104,8 @@ class RestingBook:
             await self.redis.zrem(self.handoff_key, *done)
         outcomes = await self.store.append_many(changes) if changes else []
         handed = [change[0].order for change, outcome in zip(changes, outcomes, strict=True) if outcome is None]
-        for order in handed:  # one line per order, so `jq select(.orderId==…)` shows who triggered it
-            logger.info("triggered {} order: handed to execution", order.type.value, order_id=order.order_id)
+        for order_type in {order.type for order in handed}:
+            # One line per order (`order_ids`), so `jq select(.orderId==…)` shows who triggered it.
+            ids = [order.order_id for order in handed if order.type is order_type]
+            logger.info("triggered {} order: handed to execution", order_type.value, order_ids=ids)
         return len(handed)

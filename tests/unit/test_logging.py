@@ -155,3 +155,25 @@ def test_log_json_lines_are_batched_like_text_lines(capsys):
     assert capsys.readouterr().err == ""
     logger.warning("second")
     assert [line["msg"] for line in json_lines(capsys.readouterr().err)] == ["first", "second"]
+
+
+def test_one_call_with_order_ids_writes_a_text_line_per_order(capsys):
+    setup_logging("limit-worker", Settings(log_json=False, log_flush_ms=0))
+    ids = [uuid.UUID(int=n) for n in (1, 2, 3)]
+    logger.info("triggered {} order: handed to execution", "limit", order_ids=ids)
+    lines = capsys.readouterr().err.strip("\n").split("\n")
+    assert len(lines) == 3
+    for line, order_id in zip(lines, ids, strict=True):
+        assert "limit-worker" in line and f"orderId={order_id} " in line
+        assert line.endswith("triggered limit order: handed to execution")
+
+
+def test_one_call_with_order_ids_writes_a_json_line_per_order_shaped_as_a_bound_one(capsys):
+    setup_logging("limit-worker", Settings(log_json=True, log_flush_ms=0))
+    ids = [uuid.UUID(int=n) for n in (1, 2)]
+    logger.info("triggered", order_ids=ids, price="101.5")
+    order_logger(ids[0]).bind(price="101.5").info("triggered")
+    first, second, bound = json_lines(capsys.readouterr().err)
+    assert [first["orderId"], second["orderId"]] == [str(order_id) for order_id in ids]
+    assert list(first) == list(bound) == ["ts", "level", "service", "msg", "orderId", "price"]
+    assert {**first, "ts": None} == {**bound, "ts": None}
