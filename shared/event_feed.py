@@ -233,7 +233,8 @@ async def follow_order(store: OrderStore, hub: EventHub, order_id: UUID, after: 
             return True
         while True:
             try:
-                raw = await asyncio.wait_for(live.get(), QUIET_RECHECK_S)
+                async with asyncio.timeout(QUIET_RECHECK_S):  # not wait_for: that wraps each get in a task
+                    raw = await live.get()
                 seq = orjson.loads(raw)["seq"]
             except TimeoutError:
                 seq = None  # nothing heard: `raw` is read below only when `seq` is set
