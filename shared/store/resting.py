@@ -68,7 +68,7 @@ class RestingBook:
         try:
             for start in range(0, len(members), HAND_OVER_CHUNK):
                 chunk = members[start : start + HAND_OVER_CHUNK]
-                states = await self.store.load_many([order_id_of(m) for m in chunk])
+                states = await self.store.load_heads([order_id_of(m) for m in chunk])
                 changes, done = self._triggered(chunk, states, details)
                 if appending is not None:
                     handed += await appending

@@ -100,6 +100,45 @@ async def test_terminal_orders_expire_after_retention(store, redis):
     assert 0 < await redis.ttl(redis_keys.order_events(order.order_id)) <= 60
 
 
+async def test_a_terminal_step_among_many_expires_its_order_and_the_rest_keep_theirs(store, redis):
+    ended, going = new_order(), new_order()
+    for order in (ended, going):
+        await store.create(order, pending(order))
+    changes = [
+        (
+            await store.load(ended.order_id),
+            OrderEvent(ended.order_id, 2, OrderStatus.FAILED, "market"),
+            None,
+            None,
+            None,
+        ),
+        (
+            await store.load(going.order_id),
+            OrderEvent(going.order_id, 2, OrderStatus.ROUTING, "market"),
+            None,
+            None,
+            None,
+        ),
+    ]
+    assert await store.append_many(changes) == [None, None]
+    assert 0 < await redis.ttl(redis_keys.order(ended.order_id)) <= 60
+    assert await redis.ttl(redis_keys.order(going.order_id)) == -1
+    assert [state.status for state in await store.load_heads([ended.order_id, going.order_id])] == [
+        OrderStatus.FAILED,
+        OrderStatus.ROUTING,
+    ]
+
+
+async def test_heads_hold_the_spec_and_standing_of_each_order_and_none_for_a_missing_one(store):
+    order, missing = new_order(clientOrderId="c-1"), new_order()
+    await store.create(order, pending(order))
+    head, absent = await store.load_heads([order.order_id, missing.order_id])
+    full = await store.load(order.order_id)
+    assert absent is None and await store.load_heads([]) == []
+    assert (head.order, head.status, head.seq, head.attempt) == (full.order, full.status, full.seq, full.attempt)
+    assert set(head.fields) == {"spec", "status", "seq"}  # attempt is written once an attempt begins
+
+
 async def test_consecutive_steps_land_together_or_not_at_all(store, redis):
     order = new_order()
     await store.create(order, pending(order))

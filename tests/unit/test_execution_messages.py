@@ -37,3 +37,15 @@ def test_a_built_message_decodes_as_dramatiqs_for_its_order():
     )
     assert message.options == {REDIS_MESSAGE_ID: queued.redis_message_id}
     assert message.message_id != queued.redis_message_id
+
+
+def test_message_ids_are_distinct_version_4_uuids_in_canonical_text():
+    ids = []
+    for _ in range(2000):
+        message = execute_order_message(uuid.uuid4())
+        decoded = dramatiq.Message.decode(message.data)
+        ids += [message.redis_message_id, decoded.message_id]
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+    assert len(set(ids)) == len(ids)
