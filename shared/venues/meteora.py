@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 BIN_STEP_BPS = 10
 BASE_FEE = Decimal("0.0020")
@@ -89,6 +89,31 @@ class DlmmPool:
             return Decimal(0)
         # Clamped because inside the active bin the exact answer is 0 and rounding may dip below it.
         return max(Decimal(0), 1 - self.amount_out(amount_in) / net_in / self.mid_price)
+
+    @property
+    def best_rate(self) -> Decimal:
+        """tokenOut per tokenIn, fee paid, in the active bin: the best any unit of input gets."""
+        return self.mid_price * (1 - self.fee)
+
+    def input_above_rate(self, rate: Decimal) -> Decimal:
+        """How much tokenIn (fee included) the pool takes while each next unit still pays more than `rate`.
+
+        Bin k pays mid·γ / stepᵏ per unit (γ = 1 − fee) and takes (L₀ / mid)·(decay·step)ᵏ of net input, so
+        the bins paying more than `rate` are the first ⌈ln(mid·γ / rate) / ln step⌉, and their capacity is a
+        geometric sum: no walk over the bins."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        kept = 1 - self.fee
+        step = 1 + _bps(self.bin_step_bps)
+        if rate >= self.mid_price * kept:
+            return Decimal(0)
+        paying = min(
+            self.bin_count, int(((self.mid_price * kept / rate).ln() / step.ln()).to_integral_value(ROUND_CEILING))
+        )
+        ratio = self.decay * step
+        first = self.active_out / self.mid_price
+        net = first * paying if ratio == 1 else first * (ratio**paying - 1) / (ratio - 1)
+        return net / kept
 
     def reversed(self) -> DlmmPool:
         """The same pool traded the other way: the active bin's two sides swap roles."""

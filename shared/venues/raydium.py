@@ -67,6 +67,21 @@ class CpmmPool:
         net_in = amount_in * (1 - self.fee)
         return net_in / (self.reserve_in + net_in)
 
+    @property
+    def best_rate(self) -> Decimal:
+        """tokenOut per tokenIn, fee paid, of the first infinitesimal unit: the curve's steepest point."""
+        return self.mid_price * (1 - self.fee)
+
+    def input_above_rate(self, rate: Decimal) -> Decimal:
+        """How much tokenIn (fee included) the pool takes while each next unit still pays more than `rate`.
+
+        The marginal output R_out·R_in·γ / (R_in + γx)² (γ = 1 − fee) falls to `rate` at
+        x = (√(R_out·R_in·γ / rate) − R_in) / γ."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        kept = 1 - self.fee
+        return max(Decimal(0), ((self.reserve_out * self.reserve_in * kept / rate).sqrt() - self.reserve_in) / kept)
+
     def after_swap(self, amount_in: Decimal) -> CpmmPool:
         """The pool once `amount_in` has been sold into it (the whole input, fee included, stays)."""
         out = self.amount_out(amount_in)
