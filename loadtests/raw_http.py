@@ -37,10 +37,16 @@ class RawHttpPool:
             f"POST {path} HTTP/1.1\r\nHost: {self._host_header}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n"
         ).encode()
+        return await self._exchange(head + payload)
+
+    async def get_json(self, path: str) -> tuple[int, dict]:
+        return await self._exchange(f"GET {path} HTTP/1.1\r\nHost: {self._host_header}\r\n\r\n".encode())
+
+    async def _exchange(self, request: bytes) -> tuple[int, dict]:
         async with self._slots:
             reader, writer = await self._connection()
             try:
-                writer.write(head + payload)
+                writer.write(request)
                 status_line = await reader.readuntil(b"\r\n")
                 headers = await reader.readuntil(b"\r\n\r\n")
                 length = 0

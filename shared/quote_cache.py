@@ -8,6 +8,7 @@ instead of the price vanishing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
@@ -15,8 +16,10 @@ from redis.asyncio import Redis
 
 from shared import redis_keys
 from shared.domain import tokens
+from shared.route_quote import CachedPool
 from shared.routing import choose_best
 from shared.venues.base import Dex, Quote, QuoteRequest, Venue, VenueUnavailable
+from shared.venues.pool_state import pool_from_json, pool_to_json
 
 VENUE_KEYS = {Dex.RAYDIUM: "RAYDIUM", Dex.METEORA: "METEORA"}
 
@@ -28,7 +31,7 @@ def reference_amount(symbol: str, usd: Decimal) -> Decimal:
 
 
 def quote_fields(quote: Quote, *, stale: bool = False) -> dict[str, str]:
-    return {
+    fields = {
         "dex": quote.dex.value,
         "price": str(quote.price),
         "midPrice": str(quote.mid_price),
@@ -40,6 +43,9 @@ def quote_fields(quote: Quote, *, stale: bool = False) -> dict[str, str]:
         "ts": repr(quote.ts),
         "stale": "1" if stale else "0",
     }
+    if quote.pool is not None:
+        fields["pool"] = pool_to_json(quote.pool)
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +152,32 @@ class QuotePoller:
             rounds.append(PairRound(request.token_in, request.token_out, fresh, stale))
         await self.cache.publish(rounds)
         return rounds
+
+
+class NotStreamed(LookupError):
+    """Neither direction of the pair is streamed: no pool state of it is ever cached."""
+
+
+async def cached_pools(
+    redis: Redis, token_in: str, token_out: str, streamed: Collection[tuple[str, str]]
+) -> list[CachedPool]:
+    """Each venue's last fresh pool state for token_in → token_out, read in one round trip; a pair streamed
+    only the other way is read from that side and reversed (the same reserves, traded back)."""
+    if (token_in, token_out) in streamed:
+        side, flip = (token_in, token_out), False
+    elif (token_out, token_in) in streamed:
+        side, flip = (token_out, token_in), True
+    else:
+        raise NotStreamed(f"{token_in}-{token_out}")
+    async with redis.pipeline(transaction=False) as pipe:
+        for venue_key in VENUE_KEYS.values():
+            pipe.hgetall(redis_keys.quotes(*side, venue_key))
+        hashes = await pipe.execute()
+    pools = []
+    for dex, fields in zip(VENUE_KEYS, hashes, strict=True):
+        state = fields.get(b"pool")
+        if state is None or fields.get(b"stale") == b"1":
+            continue  # never priced here yet, or the venue missed its last round: quote without it
+        pool = pool_from_json(state)
+        pools.append(CachedPool(dex, pool.reversed() if flip else pool, float(fields[b"ts"])))
+    return pools

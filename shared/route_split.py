@@ -3,7 +3,7 @@
 Every venue's output is a concave function of its input (each next unit pays no more than the one before), so
 the best split gives every venue it uses the same marginal rate λ, and no venue it leaves out a better one. The
 router finds that λ by bisection: at rate λ each curve takes `input_above_rate(λ)`, and the λ at which those
-appetites add up to the amount is the split. A venue needs only the three members of `Curve`; the router
+appetites add up to the amount is the split. A venue needs only what the port's `Curve` asks; the router
 knows nothing of constant products or bins, so a venue added later changes nothing here.
 
 Splitting has a price outside this maths (an instruction per leg, a larger transaction), so `best_route` keeps
@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
+
+from shared.venues.base import Curve
 
 Venue = TypeVar("Venue", bound=Hashable)
 
@@ -27,21 +29,6 @@ RATE_STEPS = 48
 LOWEST_RATE_SHARE = Decimal("1e-12")
 #: The smallest leg worth its own instruction, as a share of the amount.
 MIN_LEG_SHARE = Decimal("0.01")
-
-
-class Curve(Protocol):
-    """A venue's output as a function of its input (concave: no unit pays more than the one before)."""
-
-    @property
-    def best_rate(self) -> Decimal:
-        """Output per unit of input, fees paid, of the first infinitesimal unit."""
-        ...
-
-    def input_above_rate(self, rate: Decimal) -> Decimal:
-        """How much input the curve takes while each next unit still pays more than `rate`."""
-        ...
-
-    def amount_out(self, amount_in: Decimal) -> Decimal: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +57,12 @@ def optimal_split(curves: Mapping[Venue, Curve], amount_in: Decimal) -> dict[Ven
         raise ValueError("amount_in must be positive")
     if not curves:
         raise ValueError("no venue to route to")
+
+    ranked = sorted(curves, key=lambda venue: curves[venue].best_rate, reverse=True)
+    first, others = ranked[0], ranked[1:]
+    if not others or curves[first].input_above_rate(curves[others[0]].best_rate) >= amount_in:
+        # The best venue takes it all before its rate falls to any other's first unit: nothing to split.
+        return {venue: amount_in if venue == first else Decimal(0) for venue in curves}
 
     def taken(rate: Decimal) -> dict[Venue, Decimal]:
         return {venue: curve.input_above_rate(rate) for venue, curve in curves.items()}

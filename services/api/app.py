@@ -17,7 +17,7 @@ from services.api.deps import ApiContext
 from services.api.guards import Guard
 from services.api.metrics import ApiMetrics
 from services.api.responses import JsonResponse
-from services.api.routes import admin, ops, orders
+from services.api.routes import admin, ops, orders, quote
 from services.api.routes.direct import direct_endpoint
 from shared.auth.api_keys import KeyRing, parse_configured
 from shared.event_feed import EventHub
@@ -114,6 +114,7 @@ def create_app(settings: Settings) -> EngineApi:
     errors.install(app)
     app.include_router(orders.router)
     app.include_router(ops.router)
+    app.include_router(quote.router)
     app.include_router(admin.router)
     openapi.install(app)
     dashboard.install(app, settings)

@@ -34,6 +34,25 @@ class QuoteRequest:
     amount_in: Decimal
 
 
+class Curve(Protocol):
+    """A pool's output as a function of its input, as the split router (shared/route_split.py) sees it.
+    Concave: no unit of input pays more than the one before it."""
+
+    @property
+    def fee(self) -> Decimal: ...
+
+    @property
+    def best_rate(self) -> Decimal:
+        """Output per unit of input, fee paid, of the first infinitesimal unit."""
+        ...
+
+    def input_above_rate(self, rate: Decimal) -> Decimal:
+        """How much input the pool takes while each next unit still pays more than `rate`."""
+        ...
+
+    def amount_out(self, amount_in: Decimal) -> Decimal: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Quote:
     dex: Dex
@@ -56,6 +75,8 @@ class Quote:
     ts: float
     #: Simulated time the venue took to answer, in ms.
     latency_ms: int = 0
+    #: The pool this quote was priced on (tokenIn → tokenOut), for routers that split across venues.
+    pool: Curve | None = None
 
     def as_dict(self) -> dict[str, str | int | float]:
         return {

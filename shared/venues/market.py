@@ -127,4 +127,5 @@ def quote_at(dex: Dex, token_in: str, token_out: str, amount_in: Decimal, t: flo
         price_impact=significant(pool.price_impact(amount_in), IMPACT_DIGITS),
         liquidity=pool.liquidity.quantize(units, rounding=ROUND_DOWN),
         ts=t,
+        pool=pool,
     )

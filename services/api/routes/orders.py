@@ -174,6 +174,12 @@ async def submit_order(
     return DirectResponse(serve_submit)
 
 
+def validated_order(body: dict[str, Any], ctx: ApiContext) -> Order:
+    """`body` as an accepted order would be (nothing is placed): a 400 with the submission's codes if not."""
+    lifetime_s = ctx.settings.resting_max_lifetime_s
+    return accept(_validated(body, lifetime_s), resting_max_lifetime_s=lifetime_s)
+
+
 def _validated(body: dict[str, Any], resting_max_lifetime_s: float) -> OrderRequest:
     try:
         return OrderRequest.model_validate(body, context={LIFETIME_CONTEXT_KEY: resting_max_lifetime_s})
