@@ -27,7 +27,7 @@ VENUE_KEYS = {Dex.RAYDIUM: "RAYDIUM", Dex.METEORA: "METEORA"}
 def reference_amount(symbol: str, usd: Decimal) -> Decimal:
     """How much of `symbol` is worth `usd` at its listed price: the size every streamed quote prices."""
     token = tokens.TOKENS[symbol]
-    return (usd / token.usd_price).quantize(Decimal(1).scaleb(-token.decimals), rounding=ROUND_DOWN)
+    return (usd / token.usd_price).quantize(token.unit, rounding=ROUND_DOWN)
 
 
 def quote_fields(quote: Quote, *, stale: bool = False) -> dict[str, str]:

@@ -34,20 +34,17 @@ class CachedPool:
     ts: float
 
 
-def token_unit(symbol: str) -> Decimal:
-    return Decimal(1).scaleb(-TOKENS[symbol].decimals)
-
-
 def quote_message(
     token_in: str, token_out: str, amount: Decimal, slippage_bps: int, pools: Sequence[CachedPool], epoch: float
 ) -> dict[str, object]:
     """The contract's quote for selling `amount` of token_in into token_out over `pools` (at least one)."""
     if not pools:
         raise ValueError("no pool to quote on")
-    out_unit = token_unit(token_out)
+    out_unit = TOKENS[token_out].unit
     curves = {cached.dex: cached.pool for cached in pools}
-    route = best_route(curves, amount, in_unit=token_unit(token_in), out_unit=out_unit)
-    quoted_at = min(cached.ts for cached in pools if cached.dex in {leg.venue for leg in route.legs})
+    route = best_route(curves, amount, in_unit=TOKENS[token_in].unit, out_unit=out_unit)
+    used = {leg.venue for leg in route.legs}
+    quoted_at = min(cached.ts for cached in pools if cached.dex in used)
     threshold = (route.amount_out * (1 - Decimal(slippage_bps) / 10_000)).quantize(out_unit, rounding=ROUND_DOWN)
     return {
         "tokenIn": token_in,

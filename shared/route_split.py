@@ -13,7 +13,7 @@ the best single venue.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Generic, TypeVar
@@ -130,18 +130,11 @@ def _split_in_legs_worth_sending(curves: Mapping[Venue, Curve], amount_in: Decim
 
 def _in_units(split: Mapping[Venue, Decimal], amount_in: Decimal, unit: Decimal) -> dict[Venue, Decimal]:
     """Each leg rounded down to whole units; the units left over go to the largest leg, so the legs add up."""
-    legs = {venue: amount.quantize(unit, rounding=ROUND_DOWN) for venue, amount in split.items()}
-    largest = max(legs, key=_by(legs))
-    legs[largest] += amount_in - sum(legs.values())
+    legs = _exactly({venue: amount.quantize(unit, rounding=ROUND_DOWN) for venue, amount in split.items()}, amount_in)
     return {venue: amount for venue, amount in legs.items() if amount > 0}
 
 
 def _exactly(split: dict[Venue, Decimal], amount_in: Decimal) -> dict[Venue, Decimal]:
-    """`split` with the rounding of its arithmetic settled on its largest leg: the legs add up to `amount_in`."""
-    largest = max(split, key=_by(split))
-    split[largest] += amount_in - sum(split.values())
+    """`split` with what it lacks of `amount_in` (rounding) settled on its largest leg."""
+    split[max(split, key=split.__getitem__)] += amount_in - sum(split.values())
     return split
-
-
-def _by(amounts: Mapping[Venue, Decimal]) -> Callable[[Venue], Decimal]:
-    return lambda venue: amounts[venue]

@@ -33,6 +33,11 @@ class Token:
     launch_slot: int | None = None
 
     @property
+    def unit(self) -> Decimal:
+        """The smallest amount of the token (10^-decimals): what amounts are rounded to."""
+        return Decimal(1).scaleb(-self.decimals)
+
+    @property
     def listed_at_genesis(self) -> bool:
         return self.launch_slot is None
 

@@ -140,8 +140,7 @@ def _reserves(launch: Launch, liquidity_usd: Decimal, t: float, sim: LaunchParam
     reserves = {}
     for symbol in (launch.token, launch.quote):
         price = reference_price(sim.seed, symbol, t, sim.epoch, sim.daily_vol)
-        units = Decimal(1).scaleb(-TOKENS[symbol].decimals)
-        reserves[symbol] = (liquidity_usd / price).quantize(units, rounding=ROUND_DOWN)
+        reserves[symbol] = (liquidity_usd / price).quantize(TOKENS[symbol].unit, rounding=ROUND_DOWN)
     return reserves
 
 

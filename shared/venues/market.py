@@ -103,17 +103,13 @@ def pool_at(dex: Dex, token_in: str, token_out: str, t: float, sim: MarketParams
     return pool if token_in == base else pool.reversed()
 
 
-def _token_units(symbol: str) -> Decimal:
-    return Decimal(1).scaleb(-TOKENS[symbol].decimals)
-
-
 def quote_at(dex: Dex, token_in: str, token_out: str, amount_in: Decimal, t: float, sim: MarketParams) -> Quote:
     """What `amount_in` of token_in buys on `dex` at time t; outputs round down to token_out's decimals."""
     if amount_in <= 0:
         raise ValueError("amount_in must be positive")
     dex = Dex(dex)
     pool = pool_at(dex, token_in, token_out, t, sim)
-    units = _token_units(token_out)
+    units = TOKENS[token_out].unit
     amount_out = pool.amount_out(amount_in).quantize(units, rounding=ROUND_DOWN)
     return Quote(
         dex=dex,

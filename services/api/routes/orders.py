@@ -140,10 +140,7 @@ async def _submit(ctx: ApiContext, scope: Scope, receive: Receive) -> tuple[byte
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     body_hash = _body_hash(body)
     try:
-        lifetime_s = ctx.settings.resting_max_lifetime_s
-        order = accept(
-            _validated(body, lifetime_s), idempotency_key=key, owner=caller.owner, resting_max_lifetime_s=lifetime_s
-        )
+        order = validated_order(body, ctx, idempotency_key=key, owner=caller.owner)
         result = await _create(ctx, order, body_hash, rest_owner=identity(scope, caller.owner))
     except ApiError as refusal:
         # A retry of an accepted order gets its id even when its body would no longer pass (an expiresAt now
@@ -174,10 +171,15 @@ async def submit_order(
     return DirectResponse(serve_submit)
 
 
-def validated_order(body: dict[str, Any], ctx: ApiContext) -> Order:
-    """`body` as an accepted order would be (nothing is placed): a 400 with the submission's codes if not."""
+def validated_order(
+    body: dict[str, Any], ctx: ApiContext, *, idempotency_key: str | None = None, owner: str | None = None
+) -> Order:
+    """`body` as the order it would be accepted as (nothing is placed yet); a 400 with the submission's codes
+    if it is not one."""
     lifetime_s = ctx.settings.resting_max_lifetime_s
-    return accept(_validated(body, lifetime_s), resting_max_lifetime_s=lifetime_s)
+    return accept(
+        _validated(body, lifetime_s), idempotency_key=idempotency_key, owner=owner, resting_max_lifetime_s=lifetime_s
+    )
 
 
 def _validated(body: dict[str, Any], resting_max_lifetime_s: float) -> OrderRequest:
