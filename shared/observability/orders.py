@@ -3,7 +3,8 @@
 Cost: prometheus_client's `labels()` takes a lock and validates its arguments; each labelled child is
 therefore looked up once and kept, so an order pays a dict lookup and a lock per sample, small against
 the rest of its engine CPU. Labels are low-cardinality by construction: order types,
-statuses, stage names and error codes are fixed sets in the code; no order id, user or pair.
+statuses, stage names, error codes, routes (single, split), venues and re-quote reasons are fixed sets in the
+code; no order id, user or pair.
 
 Latencies are measured between the timestamps of the order's own events (the ones every client sees), so a
 stage that spans two processes (pending in the API → routing in a worker) is measured like any other.
@@ -12,6 +13,7 @@ stage that spans two processes (pending in the API → routing in a worker) is m
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -22,6 +24,22 @@ from shared.domain.orders import Order
 
 #: From a few milliseconds (a stage with the simulated latencies off) to an hour (a limit order resting).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
+
+#: Percent, 0.001 % (a small order in a deep pool) to 10 % (one that drains a thin pool; beyond, +Inf): a
+#: 1-2.5-5 ladder, so p50/p95 stay readable at every order size.
+PRICE_IMPACT_PCT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+#: Seconds. Quotes are refreshed every 500 ms and a routing quote is valid for 2 s: dense up to 2 s so the p95
+#: shows how close sends come to expiry; the tail catches sends held up by retries or a slow venue.
+QUOTE_AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
+
+#: Basis points of the quoted output, symmetric around 0 (beating the quote is as telling as missing it): fine
+#: within the default 50 bps slippage, then wider tails for a leg that moved far (only the total is bounded).
+#: With a negative bucket prometheus_client exports no `_sum` (OpenMetrics), so the board reads quantiles only.
+_SHORTFALL_SIDE = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+SHORTFALL_BPS_BUCKETS = (*(-b for b in reversed(_SHORTFALL_SIDE)), 0, *_SHORTFALL_SIDE)
+
+_BPS = Decimal(10_000)
 
 
 def seconds_between(start: datetime, end: datetime) -> float:
@@ -97,7 +115,8 @@ class OrderOutcomes:
 
 
 class ExecutionMetrics:
-    """What the execution worker's `OrderExecutor` reports: stage latencies, retries, dead letters, outcomes."""
+    """What the execution worker's `OrderExecutor` reports: stage latencies, retries, dead letters, outcomes, and
+    the quality of each execution (split share, price impact, quote age at send, re-quotes, shortfall per leg)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.outcomes = OrderOutcomes(registry)
@@ -126,6 +145,59 @@ class ExecutionMetrics:
             "Execution messages whose last attempt failed (the order is failed, the message dead-lettered)",
             registry=registry,
         )
+        self._routes = _Children(
+            Counter(
+                "engine_routes_total",
+                "Orders routed, by route (single: the whole order on one venue; split: across both venues)",
+                ["route"],
+                registry=registry,
+            )
+        )
+        self._price_impact = _Children(
+            Histogram(
+                "engine_route_price_impact_pct",
+                "Price impact of the routed plan in percent (1.5 = 1.5 %), by route (single, split)",
+                ["route"],
+                buckets=PRICE_IMPACT_PCT_BUCKETS,
+                registry=registry,
+            )
+        )
+        self._quote_age = _Children(
+            Histogram(
+                "engine_quote_age_at_send_seconds",
+                "Age of the routing quote when its transaction was sent, by route (single, split)",
+                ["route"],
+                buckets=QUOTE_AGE_BUCKETS,
+                registry=registry,
+            )
+        )
+        self._requotes = _Children(
+            Counter(
+                "engine_requotes_total",
+                "Orders routed again, by reason (quote_expired: the quote outlived its validity before the send; "
+                "blockhash_expired: the sent transaction's blockhash expired before it landed)",
+                ["reason"],
+                registry=registry,
+            )
+        )
+        self._blockhash_expired = _Children(
+            Counter(
+                "engine_blockhash_expired_total",
+                "Sent transactions whose blockhash expired before they landed, by route (single, split)",
+                ["route"],
+                registry=registry,
+            )
+        )
+        self._shortfall = _Children(
+            Histogram(
+                "engine_execution_shortfall_bps",
+                "(quoted - executed) / quoted output of one leg, in basis points; negative when the execution beat "
+                "the quote. By dex (the leg's venue: raydium, meteora) and route (single, split)",
+                ["dex", "route"],
+                buckets=SHORTFALL_BPS_BUCKETS,
+                registry=registry,
+            )
+        )
 
     def stage(self, order_type: str, stage: str, start: datetime | None, end: datetime) -> None:
         """`start` is None when the stage's first event's time is unknown: nothing is observed."""
@@ -141,6 +213,26 @@ class ExecutionMetrics:
     def dead_lettered(self) -> None:
         self._dead_letters.inc()
 
+    def routed(self, route: str, price_impact_pct: Decimal) -> None:
+        """`route` is "single" or "split"; the counter alone gives the share of orders that split."""
+        self._routes(route).inc()
+        self._price_impact(route).observe(float(price_impact_pct))
+
+    def sent(self, route: str, quote_age_s: float) -> None:
+        self._quote_age(route).observe(max(0.0, quote_age_s))  # clock skew between processes: 0, not < 0
+
+    def requoted(self, reason: str) -> None:
+        self._requotes(reason).inc()
+
+    def blockhash_expired(self, route: str) -> None:
+        self._blockhash_expired(route).inc()
+
+    def leg_settled(self, dex: str, route: str, expected_out: Decimal, executed_out: Decimal) -> None:
+        """A leg with no quoted output has no shortfall to speak of (and would divide by zero): dropped."""
+        if expected_out > 0:
+            bps = (expected_out - executed_out) / expected_out * _BPS
+            self._shortfall(dex, route).observe(float(bps))
+
 
 class NoExecutionMetrics:
     """For executors built without a registry (tests, tools): every report is dropped."""
@@ -155,4 +247,19 @@ class NoExecutionMetrics:
         pass
 
     def dead_lettered(self) -> None:
+        pass
+
+    def routed(self, route: str, price_impact_pct: Decimal) -> None:
+        pass
+
+    def sent(self, route: str, quote_age_s: float) -> None:
+        pass
+
+    def requoted(self, reason: str) -> None:
+        pass
+
+    def blockhash_expired(self, route: str) -> None:
+        pass
+
+    def leg_settled(self, dex: str, route: str, expected_out: Decimal, executed_out: Decimal) -> None:
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import timedelta
 from decimal import Decimal
 from uuid import uuid4
@@ -12,7 +13,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.domain.events import OrderEvent, utc_now
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import Order, OrderType
-from shared.observability.orders import LATENCY_BUCKETS, ExecutionMetrics, NoExecutionMetrics, OrderOutcomes
+from shared.observability.orders import (
+    LATENCY_BUCKETS,
+    PRICE_IMPACT_PCT_BUCKETS,
+    QUOTE_AGE_BUCKETS,
+    SHORTFALL_BPS_BUCKETS,
+    ExecutionMetrics,
+    NoExecutionMetrics,
+    OrderOutcomes,
+)
 from shared.observability.quote_ages import QuoteAges
 from shared.quote_cache import PairRound
 from shared.venues.base import Dex, Quote
@@ -107,6 +116,85 @@ def test_buckets_span_a_fast_stage_to_an_hour_of_rest():
     assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
 
 
+def test_routes_count_by_route_and_observe_their_price_impact_in_percent():
+    registry = CollectorRegistry()
+    metrics = ExecutionMetrics(registry)
+    metrics.routed("single", Decimal("0.02"))
+    metrics.routed("split", Decimal("0.41"))
+    metrics.routed("split", Decimal("1.5"))
+    got = samples(registry)
+    assert got[("engine_routes_total", (("route", "single"),))] == 1
+    assert got[("engine_routes_total", (("route", "split"),))] == 2
+    split = (("route", "split"),)
+    assert got[("engine_route_price_impact_pct_count", split)] == 2
+    assert abs(got[("engine_route_price_impact_pct_sum", split)] - 1.91) < 1e-9
+    assert got[("engine_route_price_impact_pct_bucket", (("le", "0.5"), *split))] == 1
+    assert got[("engine_route_price_impact_pct_bucket", (("le", "2.5"), *split))] == 2
+    assert got[("engine_route_price_impact_pct_bucket", (("le", "0.025"), ("route", "single")))] == 1
+
+
+def test_quote_age_at_send_is_observed_by_route():
+    registry = CollectorRegistry()
+    metrics = ExecutionMetrics(registry)
+    metrics.sent("single", 0.3)
+    metrics.sent("split", 1.8)
+    metrics.sent("split", -0.01)  # clock skew between processes: 0, not < 0
+    got = samples(registry)
+    assert got[("engine_quote_age_at_send_seconds_count", (("route", "single"),))] == 1
+    assert abs(got[("engine_quote_age_at_send_seconds_sum", (("route", "single"),))] - 0.3) < 1e-9
+    split = (("route", "split"),)
+    assert got[("engine_quote_age_at_send_seconds_count", split)] == 2
+    assert abs(got[("engine_quote_age_at_send_seconds_sum", split)] - 1.8) < 1e-9
+    assert got[("engine_quote_age_at_send_seconds_bucket", (("le", "0.05"), *split))] == 1
+    assert got[("engine_quote_age_at_send_seconds_bucket", (("le", "1.5"), *split))] == 1
+    assert got[("engine_quote_age_at_send_seconds_bucket", (("le", "2.0"), *split))] == 2
+
+
+def test_requotes_count_by_reason_and_expired_blockhashes_by_route():
+    registry = CollectorRegistry()
+    metrics = ExecutionMetrics(registry)
+    metrics.requoted("quote_expired")
+    metrics.requoted("quote_expired")
+    metrics.requoted("blockhash_expired")
+    metrics.blockhash_expired("split")
+    got = samples(registry)
+    assert got[("engine_requotes_total", (("reason", "quote_expired"),))] == 2
+    assert got[("engine_requotes_total", (("reason", "blockhash_expired"),))] == 1
+    assert got[("engine_blockhash_expired_total", (("route", "split"),))] == 1
+    assert ("engine_blockhash_expired_total", (("route", "single"),)) not in got
+
+
+def test_a_legs_shortfall_is_in_bps_of_its_quote_and_negative_when_it_beat_the_quote():
+    registry = CollectorRegistry()
+    metrics = ExecutionMetrics(registry)
+    metrics.leg_settled("raydium", "split", Decimal("180000"), Decimal("179910"))  # 5 bps short
+    metrics.leg_settled("meteora", "split", Decimal("110000"), Decimal("110022"))  # beat it by 2 bps
+    metrics.leg_settled("meteora", "single", Decimal(0), Decimal("5"))  # no quoted output: dropped
+    got = samples(registry)
+    raydium = (("dex", "raydium"), ("route", "split"))
+    meteora = (("dex", "meteora"), ("route", "split"))
+
+    def bucket(dex: str, le: str) -> float:
+        return got[("engine_execution_shortfall_bps_bucket", (("dex", dex), ("le", le), ("route", "split")))]
+
+    assert got[("engine_execution_shortfall_bps_count", raydium)] == 1
+    assert (bucket("raydium", "2.0"), bucket("raydium", "5.0")) == (0, 1)  # exactly 5: in the le=5 bucket
+    assert got[("engine_execution_shortfall_bps_count", meteora)] == 1
+    assert (bucket("meteora", "-5.0"), bucket("meteora", "-2.0"), bucket("meteora", "0.0")) == (0, 1, 1)
+    # A histogram with negative buckets has no _sum (OpenMetrics; prometheus_client leaves it out): quantiles only.
+    assert ("engine_execution_shortfall_bps_sum", meteora) not in got
+    assert ("engine_execution_shortfall_bps_count", (("dex", "meteora"), ("route", "single"))) not in got
+
+
+def test_execution_quality_buckets_cover_their_ranges_in_order():
+    assert PRICE_IMPACT_PCT_BUCKETS[0] <= 0.001 and PRICE_IMPACT_PCT_BUCKETS[-1] >= 10
+    assert QUOTE_AGE_BUCKETS[0] <= 0.05 and 2 in QUOTE_AGE_BUCKETS  # a routing quote's validity is a boundary
+    assert list(SHORTFALL_BPS_BUCKETS) == [-b for b in reversed(SHORTFALL_BPS_BUCKETS)]  # symmetric around 0
+    assert 0 in SHORTFALL_BPS_BUCKETS and -100 in SHORTFALL_BPS_BUCKETS and SHORTFALL_BPS_BUCKETS[-1] > 100
+    for buckets in (PRICE_IMPACT_PCT_BUCKETS, QUOTE_AGE_BUCKETS, SHORTFALL_BPS_BUCKETS):
+        assert list(buckets) == sorted(set(buckets))
+
+
 def test_the_null_metrics_accept_every_report():
     metrics = NoExecutionMetrics()
     ended = order()
@@ -114,6 +202,22 @@ def test_the_null_metrics_accept_every_report():
     metrics.ended(ended, terminal(ended, OrderStatus.CONFIRMED))
     metrics.retried(True)
     metrics.dead_lettered()
+    metrics.routed("split", Decimal("0.41"))
+    metrics.sent("split", 0.3)
+    metrics.requoted("quote_expired")
+    metrics.blockhash_expired("single")
+    metrics.leg_settled("raydium", "split", Decimal(100), Decimal(99))
+
+
+def test_the_null_metrics_have_every_method_of_the_real_ones_with_the_same_signature():
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(member)
+            for name, member in vars(cls).items()
+            if callable(member) and not name.startswith("_")
+        }
+
+    assert public(NoExecutionMetrics) == public(ExecutionMetrics)
 
 
 def quote(dex: Dex, price: str, ts: float) -> Quote:
