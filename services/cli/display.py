@@ -61,6 +61,32 @@ def _quotes(quotes: dict[str, Any], chosen: str | None) -> str:
     return "quotes " + ", ".join(parts) + (f" → {chosen}" if chosen else "")
 
 
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list field (`routePlan`, `legs`); [] when it is absent (an event from before it)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _routing(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
+    quotes = event.get("quotes") or {}
+    plan = _dicts(event.get("routePlan"))
+    if not plan:
+        return [_quotes(quotes, event.get("dex"))]
+    legs = " / ".join(f"{leg.get('dex')} {leg.get('percent')}%" for leg in plan)
+    parts = ["re-quoted"] if event.get("requoted") else []
+    parts.append(f"split {legs}" if len(plan) > 1 else legs)
+    if event.get("priceImpactPct") is not None:
+        parts.append(f"impact {event['priceImpactPct']} %")
+    if event.get("otherAmountThreshold") is not None:
+        parts.append(f"min out {event['otherAmountThreshold']}")
+    # The route already says where the order goes (`dex` is only its largest leg): no "→ dex" after the quotes.
+    return [*parts, _quotes(quotes, None)] if quotes else parts
+
+
+def _submitted(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
+    tx = f"tx {event.get('txHash')}"
+    return [tx] if event.get("slot") is None else [tx, f"slot {event['slot']}"]
+
+
 def _trigger(trigger: dict[str, Any] | None, token_out: str | None) -> str:
     if not trigger:
         return "its trigger fires"
@@ -97,9 +123,20 @@ def _building(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _amount(amount: Any, token: str | None) -> str:
+    return f"{amount} {token}" if token else str(amount)
+
+
 def _confirmed(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
-    out = f"{event.get('amountOut')} {order['tokenOut']}" if order.get("tokenOut") else event.get("amountOut")
-    return [f"price {event.get('executedPrice')}, out {out} on {event.get('dex')}", f"tx {event.get('txHash')}"]
+    token_out = order.get("tokenOut")
+    out = _amount(event.get("amountOut"), token_out)
+    legs = _dicts(event.get("legs"))
+    if len(legs) < 2:
+        return [f"price {event.get('executedPrice')}, out {out} on {event.get('dex')}", f"tx {event.get('txHash')}"]
+    each = ", ".join(
+        f"{leg.get('dex')} {leg.get('inAmount')} → {_amount(leg.get('outAmount'), token_out)}" for leg in legs
+    )
+    return [f"price {event.get('executedPrice')}, out {out}", f"split {each}", f"tx {event.get('txHash')}"]
 
 
 #: What each status's event says: (event, order) → its parts, joined by ", ".
@@ -107,9 +144,9 @@ DESCRIPTIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[str]]] =
     S.PENDING: _pending,
     S.WAITING: _waiting,
     S.TRIGGERED: _triggered,
-    S.ROUTING: lambda event, order: [_quotes(event.get("quotes") or {}, event.get("dex"))],
+    S.ROUTING: _routing,
     S.BUILDING: _building,
-    S.SUBMITTED: lambda event, order: [f"tx {event.get('txHash')}"],
+    S.SUBMITTED: _submitted,
     S.CONFIRMED: _confirmed,
     S.FAILED: lambda event, order: [f"{event.get('error')}: {event.get('errorMessage') or '-'}"],
     S.EXPIRED: lambda event, order: ["expiresAt passed"],
@@ -139,9 +176,15 @@ def summary(order: dict[str, Any], outcome: Outcome) -> str:
     order_id, event = order.get("orderId"), outcome.event or order
     if outcome.status == S.CONFIRMED:
         sold = f"{order.get('amount')} {order.get('tokenIn')}"
+        legs = _dicts(event.get("legs"))
+        where = (
+            "split over " + " + ".join(f"{leg.get('dex')} {leg.get('inAmount')} {order.get('tokenIn')}" for leg in legs)
+            if len(legs) > 1
+            else f"on {event.get('dex')}"
+        )
         return (
             f"order {order_id} confirmed: {sold} → {event.get('amountOut')} {order.get('tokenOut')} "
-            f"at {event.get('executedPrice')} on {event.get('dex')} (tx {event.get('txHash')})"
+            f"at {event.get('executedPrice')} {where} (tx {event.get('txHash')})"
         )
     if outcome.status == S.FAILED:
         return f"order {order_id} failed ({event.get('error')}): {event.get('errorMessage') or 'no reason given'}"

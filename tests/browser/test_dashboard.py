@@ -67,14 +67,19 @@ def test_a_market_order_submitted_by_clicking_is_confirmed_on_its_timeline(open_
     tx_hash = order_card.locator(".summary .tx-hash .value").text_content()
     executed_price = order_card.locator(".summary .executed-price .value").text_content()
     routing = order_card.locator('li.event[data-status="routing"]')
-    expect(routing.locator(".quote")).to_have_count(2)  # both venues' quotes, the chosen one marked
-    expect(routing.locator(".quote.chosen")).to_have_count(1)
+    expect(routing.locator(".quote")).to_have_count(2)  # both venues' quotes, the chosen one(s) marked
     assert "null" not in order_card.text_content() and "undefined" not in order_card.text_content()
     shot(page, request, "confirmed")
 
     truth = api.get(f"/api/orders/{order_id}").json()
     confirmed = truth["events"][-1]
     assert (tx_hash, executed_price) == (confirmed["txHash"], confirmed["executedPrice"])
+    # The route as the routing event has it (an event from before routes has none, and shows none).
+    routed = next(e for e in truth["events"] if e["status"] == "routing")
+    plan, impact = routed.get("routePlan") or [], routed.get("priceImpactPct")
+    expect(routing.locator(".route .leg")).to_have_text([f"{leg['dex']} {leg['percent']}%" for leg in plan])
+    expect(routing.locator(".quote.chosen")).to_have_count(len(plan) or 1)
+    expect(routing.locator(".price-impact .value")).to_have_text([] if impact is None else [f"{impact} %"])
     assert tx_hash and executed_price
     assert watched.sockets_for(order_id), "the timeline follows the order over its WebSocket"
 

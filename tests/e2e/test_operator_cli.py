@@ -50,7 +50,8 @@ async def test_submit_follows_a_market_order_to_confirmed_as_text_and_as_ndjson(
     assert "accepted: market: sell 1.5 SOL for USDC, slippage 300 bps" in lines[0]
     assert status_column(text) == MARKET_PATH
     routing = next(line for line in lines if " routing " in line)
-    assert "attempt 1" in routing and "quotes raydium" in routing and "meteora" in routing and "→" in routing
+    assert "attempt 1" in routing and "quotes raydium" in routing and "meteora" in routing
+    assert "100%, impact " in routing
     assert " tx " in next(line for line in lines if " submitted " in line)
     assert " confirmed: 1.5 SOL → " in lines[-1] and " USDC at " in lines[-1] and "(tx " in lines[-1]
 

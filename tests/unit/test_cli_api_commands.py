@@ -151,6 +151,64 @@ def test_each_event_says_what_happened():
     assert line.split()[:5] == ["4", "12:00:00.250", "routing", "attempt", "2"]
 
 
+QUOTES = {"raydium": {"price": "150.1", "amountOut": "225", "fee": "0.0025"}}
+QUOTED = "quotes raydium 150.1 (out 225, fee 0.0025)"
+
+
+def leg(dex: str, percent: int) -> dict:
+    return {"dex": dex, "percent": percent, "inAmount": "1", "outAmount": "150", "fee": "0.0025"}
+
+
+def test_a_routing_to_one_venue_shows_it_its_impact_and_min_out_then_the_quotes():
+    route = {"routePlan": [leg("meteora", 100)], "priceImpactPct": "0.02", "otherAmountThreshold": "223.9"}
+    routed = event(2, "routing", attempt=1, dex="meteora", quotes=QUOTES, expiresAt="2030-01-01T12:00:02Z", **route)
+    assert describe(routed, ORDER) == f"meteora 100%, impact 0.02 %, min out 223.9, {QUOTED}"
+
+
+def test_a_split_routing_shows_each_venues_share():
+    plan = [leg("raydium", 62), leg("meteora", 38)]
+    route = {"routePlan": plan, "priceImpactPct": "0.41", "otherAmountThreshold": "1234.5"}
+    routed = event(2, "routing", attempt=1, dex="raydium", quotes=QUOTES, **route)
+    assert describe(routed, ORDER) == f"split raydium 62% / meteora 38%, impact 0.41 %, min out 1234.5, {QUOTED}"
+    again = {**routed, "requoted": True, "priceImpactPct": None, "otherAmountThreshold": None, "quotes": None}
+    assert describe(again, ORDER) == "re-quoted, split raydium 62% / meteora 38%"
+
+
+def test_a_confirmed_split_shows_each_leg_and_the_last_line_says_it_split():
+    legs = [{"dex": "raydium", "inAmount": "1240", "outAmount": "180000.1"},
+            {"dex": "meteora", "inAmount": "760", "outAmount": "110000.2"}]  # fmt: skip
+    confirmed = event(
+        5, "confirmed", dex="raydium", txHash="T", executedPrice="145.00015", amountOut="290000.3", legs=legs
+    )
+    order = {**ORDER, "amount": "2000"}
+    assert describe(confirmed, order) == (
+        "price 145.00015, out 290000.3 USDC, split raydium 1240 → 180000.1 USDC, meteora 760 → 110000.2 USDC, tx T"
+    )
+    assert summary(order, Outcome("confirmed", confirmed)) == (
+        "order o-1 confirmed: 2000 SOL → 290000.3 USDC at 145.00015 "
+        "split over raydium 1240 SOL + meteora 760 SOL (tx T)"
+    )
+    one = {**confirmed, "legs": legs[:1], "amountOut": "180000.1"}  # one leg: said as before, on its venue
+    assert describe(one, order) == "price 145.00015, out 180000.1 USDC on raydium, tx T"
+
+
+def test_an_event_from_before_routes_reads_as_it_always_did():
+    """Events stored before routePlan, legs and slot existed: the fields are absent, or null."""
+    for new in (
+        {},
+        {"routePlan": None, "priceImpactPct": None, "otherAmountThreshold": None, "legs": None, "slot": None},
+    ):
+        routed = describe(event(2, "routing", attempt=1, dex="raydium", quotes=QUOTES, **new), ORDER)
+        assert routed == f"{QUOTED} → raydium"
+        confirmed = event(5, "confirmed", dex="raydium", txHash="T", executedPrice="150", amountOut="225", **new)
+        assert describe(confirmed, ORDER) == "price 150, out 225 USDC on raydium, tx T"
+        assert summary(ORDER, Outcome("confirmed", confirmed)) == (
+            "order o-1 confirmed: 1.5 SOL → 225 USDC at 150 on raydium (tx T)"
+        )
+        assert describe(event(4, "submitted", attempt=1, txHash="T", **new)) == "tx T"
+    assert describe(event(4, "submitted", attempt=1, txHash="T", slot=3021)) == "tx T, slot 3021"
+
+
 def test_a_terminal_status_decides_the_exit_code_and_the_last_line():
     codes = {status: Outcome(status, None).exit_code for status in ("confirmed", "failed", "cancelled", "expired")}
     assert codes == {"confirmed": 0, "failed": 6, "cancelled": 7, "expired": 8}

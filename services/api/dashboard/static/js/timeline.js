@@ -99,10 +99,11 @@ class OrderFeed {
   }
 }
 
-function quoteSummary(quotes, dex) {
+// Every venue the order's route uses is marked chosen: the one venue, or both when the order was split.
+function quoteSummary(quotes, chosen) {
   if (!quotes || typeof quotes !== "object") return null;
   return Object.entries(quotes).map(([venue, q]) =>
-    el("span", { class: `quote${venue === dex ? " chosen" : ""}`, "data-venue": venue },
+    el("span", { class: `quote${chosen.includes(venue) ? " chosen" : ""}`, "data-venue": venue },
       `${venue} ${q.price} (out ${q.amountOut}, fee ${q.fee})`));
 }
 
@@ -111,26 +112,70 @@ function detail(name, value, className) {
   return el("span", { class: `detail ${className || ""}` }, el("b", { text: `${name} ` }), el("span", { class: "value", text: String(value) }));
 }
 
-function eventRow(m) {
+// The objects of a list field (routePlan, legs); [] for an event from before it existed (absent or null).
+function objects(value) {
+  return Array.isArray(value) ? value.filter((item) => item && typeof item === "object") : [];
+}
+
+// One node per leg, so each venue's share can be read (and tested) on its own.
+function legList(legs, separator, label) {
+  const nodes = legs.flatMap((leg, i) => [
+    i ? separator : null,
+    el("span", { class: "leg", "data-venue": leg.dex, text: label(leg) }),
+  ]);
+  return el("span", { class: "value" }, nodes);
+}
+
+function routePlan(plan) {
+  if (!plan.length) return null;
+  return el("span", { class: "detail route", "data-legs": plan.length },
+    el("b", { text: plan.length > 1 ? "split " : "route " }),
+    legList(plan, " / ", (leg) => `${leg.dex} ${leg.percent}%`));
+}
+
+function withUnit(amount, unit) {
+  return amount === undefined || amount === null ? null : `${amount}${unit ? ` ${unit}` : ""}`;
+}
+
+// A confirmed order's legs, shown only when it was split: a single leg says nothing `amount out` does not.
+function legsDetail(legs, tokenOut) {
+  if (legs.length < 2) return null;
+  return el("span", { class: "detail legs", "data-legs": legs.length },
+    el("b", { text: "legs " }),
+    legList(legs, ", ", (leg) => `${leg.dex} ${leg.inAmount} → ${withUnit(leg.outAmount, tokenOut)}`));
+}
+
+function eventRow(m, meta) {
   const error = m.error ? `${m.error}${m.errorMessage ? `: ${m.errorMessage}` : ""}` : null;
+  const plan = objects(m.routePlan);
+  const legs = objects(m.legs);
+  const chosen = plan.length ? plan.map((leg) => leg.dex) : [m.dex];
   return el("li", { class: `event status-${m.status}`, "data-seq": m.seq, "data-status": m.status },
     el("span", { class: "seq", text: `#${m.seq}` }),
     el("span", { class: "badge", text: m.status }),
     el("time", { datetime: m.timestamp, text: clock(m.timestamp) }),
     detail("attempt", m.attempt && m.attempt > 1 ? m.attempt : null, "attempt"),
-    detail("venue", m.dex, "dex"),
-    quoteSummary(m.quotes, m.dex),
+    m.requoted === true ? el("span", { class: "detail requoted muted", text: "re-quoted" }) : null,
+    // The route or the legs name the venues; `dex` alone would name only a split's largest leg.
+    plan.length || legs.length > 1 ? null : detail("venue", m.dex, "dex"),
+    routePlan(plan),
+    detail("impact", withUnit(m.priceImpactPct, "%"), "price-impact"),
+    detail("min out", withUnit(m.otherAmountThreshold, meta.tokenOut), "min-out"),
+    quoteSummary(m.quotes, chosen),
     detail("limit", m.limitPrice, "limit"),
     detail("trigger price", m.triggerPrice, "trigger-price"),
     detail("txHash", m.txHash, "tx-hash"),
+    detail("slot", m.slot, "slot"),
     detail("executed price", m.executedPrice, "executed-price"),
     detail("amount out", m.amountOut, "amount-out"),
+    legsDetail(legs, meta.tokenOut),
     detail("error", error, "error"));
 }
 
 class OrderCard {
   constructor(orderId, meta) {
     this.orderId = orderId;
+    this.meta = meta;
     this.attempts = 0;
     this.status = null; // what its events say; until the first arrives, the badge shows what history said
     this.list = el("ol", { class: "events" });
@@ -156,7 +201,7 @@ class OrderCard {
     this.badge.textContent = m.status;
     this.badge.className = `badge big status-${m.status}`;
     this.attempts = Math.max(this.attempts, m.attempt || 0);
-    this.list.append(eventRow(m));
+    this.list.append(eventRow(m, this.meta));
     this.last = { ...(this.last || {}), ...Object.fromEntries(Object.entries(m).filter(([, v]) => v !== null)) };
     this.renderSummary(feed);
   }
@@ -164,8 +209,9 @@ class OrderCard {
   renderSummary(feed) {
     const l = this.last || {};
     const retries = this.attempts > 1 ? this.attempts - 1 : 0;
+    const plan = objects(l.routePlan);
     const parts = [
-      detail("venue", l.dex, "dex"),
+      plan.length > 1 ? routePlan(plan) : detail("venue", l.dex, "dex"), // `dex` is only a split's largest leg
       detail("txHash", l.txHash, "tx-hash"),
       detail("executed price", l.executedPrice, "executed-price"),
       detail("amount out", l.amountOut, "amount-out"),
