@@ -93,6 +93,11 @@ def venue_nonce(order_id: UUID | str) -> str:
     return f"sim:nonce:{order_id}"
 
 
+def venue_pool_shift(dex: str, base: str, quote: str) -> str:
+    """String: how far executed swaps have pushed one venue's pool off its arbitraged price, and since when."""
+    return f"sim:pool-shift:{dex}:{base}-{quote}"
+
+
 def venue_order_transactions(order_id: UUID | str) -> str:
     """Set: every tx_hash the simulated chain recorded for an order (to count its executions)."""
     return f"sim:order-txs:{order_id}"

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     sim_launch_first_s: float = Field(30.0, ge=0, description="first simulated token launch, after the epoch")
     sim_launch_interval_s: float = Field(90.0, gt=0, description="time between simulated token launches")
     sim_liquidity_step_s: float = Field(10.0, gt=0, description="a launched pool's liquidity doubles this often")
+    sim_arbitrage_half_life_s: float = Field(
+        15.0, ge=0, description="arbitrage halves a swap's push on a pool's price this often; 0 = pools never move"
+    )
 
     # --- orders --------------------------------------------------------------------------------------
     max_attempts: int = Field(3, ge=1, le=10, description="execution attempts before an order fails")

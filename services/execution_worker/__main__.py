@@ -31,7 +31,7 @@ from shared.settings import Settings
 from shared.store.leases import OrderLeases
 from shared.store.order_store import OrderStore
 from shared.venues.base import Dex
-from shared.venues.ledger import RedisLedger
+from shared.venues.ledger import RedisLedger, shift_ttl_s
 from shared.venues.ledger import retention_s as ledger_retention_s
 from shared.venues.simulated import SimulatedVenue, build_swap_transaction, load_sim_config
 
@@ -59,7 +59,9 @@ async def watchdog(redis: Redis, alive: Heartbeat) -> None:
 
 async def build_executor(settings: Settings, redis: Redis, metrics: ExecutionMetrics | None = None) -> OrderExecutor:
     sim = await load_sim_config(redis, settings)
-    ledger = RedisLedger(redis, ledger_retention_s(settings.order_retention_s))
+    ledger = RedisLedger(
+        redis, ledger_retention_s(settings.order_retention_s), shift_ttl_s(settings.sim_arbitrage_half_life_s)
+    )
     logger.info("simulation seed {}, latency x{}, failure rate {}", sim.seed, sim.latency_scale, sim.failure_rate)
     return OrderExecutor(
         OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s),

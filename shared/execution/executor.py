@@ -18,23 +18,35 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 from uuid import UUID
 
+import orjson
+
 from shared.domain import tokens
-from shared.domain.events import OrderEvent
+from shared.domain.events import OrderEvent, iso_utc
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.slippage import min_amount_out
 from shared.logging import order_logger
 from shared.observability.orders import ExecutionMetrics, NoExecutionMetrics
 from shared.redis_client import REDIS_UNAVAILABLE
-from shared.routing import choose_best
+from shared.route_quote import QUOTE_VALID_S
+from shared.routing import choose_route
 from shared.store.leases import Lease, LeaseKeeper, OrderLeases
 from shared.store.order_store import LeaseLost, OrderState, OrderStore, StaleWrite
-from shared.venues.base import Dex, Quote, SwapTransaction, TxStatus, Venue, VenueUnavailable
+from shared.venues.base import (
+    Dex,
+    LegResult,
+    Quote,
+    SwapLeg,
+    SwapTransaction,
+    TxStatus,
+    Venue,
+    VenueUnavailable,
+)
 
 if TYPE_CHECKING:  # annotations only: typing has Unpack from 3.12
     from typing_extensions import Unpack
@@ -62,10 +74,9 @@ class TransactionBuilder(Protocol):
         *,
         order_id: UUID,
         attempt: int,
-        dex: Dex,
+        legs: tuple[SwapLeg, ...],
         token_in: str,
         token_out: str,
-        amount_in: Decimal,
         min_amount_out: Decimal,
         native_sol_in: bool,
         native_sol_out: bool,
@@ -111,6 +122,7 @@ class OrderExecutor:
         *,
         max_attempts: int,
         metrics: ExecutionMetrics | NoExecutionMetrics | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.leases = leases
@@ -118,6 +130,7 @@ class OrderExecutor:
         self.build_transaction = build_transaction
         self.max_attempts = max_attempts
         self.metrics = metrics or NoExecutionMetrics()
+        self.clock = clock
         self.keeper = LeaseKeeper(leases, on_lost=self._lost_lease)
 
     async def execute(self, order_id: UUID, attempt: int) -> None:
@@ -218,6 +231,12 @@ class OrderExecutor:
             stage_began = routing[0].timestamp
         elif state.status is S.ROUTING:
             state = await self.store.append_steps(state, [self._build(state)], fence=lease)
+        if state.status is S.BUILDING and self._quote_expired(state) and not await self._was_sent(state):
+            # Resumed long after routing (a crash, a Redis outage ridden out): the pools have moved since.
+            routing = await self._route(state, state.attempt, requoted=True)
+            steps = [routing, self._build(self.store.advanced(state, *routing))]
+            state = await self.store.append_steps(state, steps, fence=lease)
+            stage_began = routing[0].timestamp
         if state.status is S.BUILDING:
             state, submitted = await self._submit(state, lease)
             self.metrics.stage(order_type, "routing_to_submitted", stage_began, submitted.timestamp)
@@ -227,7 +246,9 @@ class OrderExecutor:
             return True
         return False
 
-    async def _route(self, state: OrderState, attempt: int) -> tuple[OrderEvent, dict[str, Decimal]]:
+    async def _route(
+        self, state: OrderState, attempt: int, *, requoted: bool = False
+    ) -> tuple[OrderEvent, dict[str, object]]:
         order = state.order
         results = await asyncio.gather(
             *(venue.quote(order.token_in, order.token_out, order.amount) for venue in self.venues.values()),
@@ -237,52 +258,86 @@ class OrderExecutor:
         for failure in (r for r in results if isinstance(r, BaseException)):
             if not isinstance(failure, VenueUnavailable):
                 raise failure
-        decision = choose_best(quotes)
-        best = decision.best
+        routed = choose_route(quotes, order.token_in, order.token_out, order.amount)
+        minimum_out = self._minimum_out(state, routed.quoted_out)
+        impact = routed.price_impact_pct()
         order_logger(order.order_id).info(
-            "routing attempt {}: {} → chose {}",
+            "routing attempt {}: {} → {} ({}, impact {} %)",
             attempt,
             " | ".join(f"{q.dex.value} out={q.amount_out} fee={q.fee}" for q in quotes),
-            best.dex.value,
+            " + ".join(f"{leg.dex.value} {leg.amount_in}" for leg in routed.legs),
+            routed.shape,
+            impact,
         )
+        self.metrics.routed(routed.shape, impact)
+        if requoted:
+            self.metrics.requoted("quote_expired")
+        extra: dict[str, Any] = {
+            "venueLatencyMs": max(q.latency_ms for q in quotes),
+            "routePlan": routed.plan(),
+            "priceImpactPct": str(impact),
+            "otherAmountThreshold": str(minimum_out),
+            "expiresAt": iso_utc(datetime.fromtimestamp(routed.quoted_at + QUOTE_VALID_S, UTC)),
+        }
+        if requoted:
+            extra["requoted"] = True
         event = next_event(
             state,
             S.ROUTING,
             attempt=attempt,
-            dex=best.dex.value,
-            quotes=decision.quotes_message(),
-            extra={"venueLatencyMs": max(q.latency_ms for q in quotes)},
+            dex=routed.dex.value,
+            quotes=routed.decision.quotes_message(),
+            extra=extra,
         )
-        return event, {"quotedOut": best.amount_out}
+        remember: dict[str, object] = {
+            "quotedOut": routed.quoted_out,
+            "minOut": minimum_out,
+            "route": [[leg.venue.value, str(leg.amount_in), str(leg.amount_out)] for leg in routed.ranked_legs],
+            "quotedAt": repr(routed.quoted_at),
+        }
+        return event, remember
 
-    def _transaction(self, state: OrderState, minimum_out: Decimal) -> SwapTransaction:
+    @staticmethod
+    def _minimum_out(state: OrderState, quoted_out: Decimal) -> Decimal:
+        """The least total output the order's transaction accepts: a triggered order measures slippage from the
+        price at trigger time, a market order from its routing quote."""
+        reference = state.fields.get("referencePrice")
+        basis = state.order.amount * Decimal(reference) if reference else quoted_out
+        decimals = tokens.TOKENS[state.order.token_out].decimals
+        return min_amount_out(basis, state.order.slippage_bps, decimals)
+
+    def _transaction(self, state: OrderState) -> SwapTransaction:
         order = state.order
         return self.build_transaction(
             order_id=order.order_id,
             attempt=state.attempt,
-            dex=Dex(state.fields["dex"]),
+            legs=_route_legs(state),
             token_in=order.token_in,
             token_out=order.token_out,
-            amount_in=order.amount,
-            min_amount_out=minimum_out,
+            min_amount_out=Decimal(state.fields["minOut"]),
             native_sol_in=order.native_sol_in,
             native_sol_out=order.native_sol_out,
         )
 
-    def _build(self, state: OrderState) -> tuple[OrderEvent, dict[str, Decimal]]:
-        # A triggered order measures slippage from the price at trigger time, a market order from its quote.
-        reference = state.fields.get("referencePrice")
-        basis = state.order.amount * Decimal(reference) if reference else Decimal(state.fields["quotedOut"])
-        decimals = tokens.TOKENS[state.order.token_out].decimals
-        minimum_out = min_amount_out(basis, state.order.slippage_bps, decimals)
-        tx = self._transaction(state, minimum_out)
+    def _build(self, state: OrderState) -> tuple[OrderEvent, None]:
+        tx = self._transaction(state)
         event = next_event(
             state, S.BUILDING, attempt=state.attempt, dex=tx.dex.value, extra={"transaction": tx.as_dict()}
         )
-        return event, {"minOut": minimum_out}
+        return event, None
+
+    def _quote_expired(self, state: OrderState) -> bool:
+        quoted_at = state.fields.get("quotedAt")
+        return quoted_at is not None and self.clock() > float(quoted_at) + QUOTE_VALID_S
+
+    async def _was_sent(self, state: OrderState) -> bool:
+        """Whether the built transaction already reached the chain (sent, then the worker stopped before it
+        persisted `submitted`): then it stands, however old its quote, since a second one must not follow."""
+        tx = self._transaction(state)
+        return await self.venues[tx.dex].was_sent(tx.tx_hash)
 
     async def _submit(self, state: OrderState, lease: Lease) -> tuple[OrderState, OrderEvent]:
-        tx = self._transaction(state, Decimal(state.fields["minOut"]))
+        tx = self._transaction(state)
         sent = await self.venues[tx.dex].submit(tx)
         event = next_event(
             state,
@@ -292,6 +347,8 @@ class OrderExecutor:
             tx_hash=sent.tx_hash,
             extra={"venueLatencyMs": sent.latency_ms},
         )
+        if "quotedAt" in state.fields:
+            self.metrics.sent(_shape(state), max(0.0, self.clock() - float(state.fields["quotedAt"])))
         return await self.store.append(state, event, fence=lease), event
 
     async def _confirm(self, state: OrderState, lease: Lease, *, submitted_at: datetime | None) -> None:
@@ -307,6 +364,7 @@ class OrderExecutor:
             status = S.CONFIRMED
             fields["executed_price"] = outcome.executed_price
             fields["amount_out"] = outcome.amount_out
+            fields["extra"] = {"venueLatencyMs": outcome.latency_ms, "legs": [leg.as_dict() for leg in outcome.legs]}
         else:
             status = S.FAILED
             fields["error"] = outcome.error
@@ -315,9 +373,22 @@ class OrderExecutor:
         await self.store.append(state, event, release=lease, fence=lease)
         self.metrics.stage(state.order.type.value, f"submitted_to_{event.status.value}", submitted_at, event.timestamp)
         self.metrics.ended(state.order, event)
+        if outcome.status is TxStatus.CONFIRMED:
+            self._report_legs(state, outcome.legs)
         order_logger(state.order.order_id).info(
-            "{} on {}: {}", event.status.value, dex.value, outcome.amount_out or outcome.error
+            "{} on {}: {}",
+            event.status.value,
+            " + ".join(f"{leg.dex.value} {leg.amount_out}" for leg in outcome.legs) or dex.value,
+            outcome.amount_out or outcome.error,
         )
+
+    def _report_legs(self, state: OrderState, legs: tuple[LegResult, ...]) -> None:
+        """Each leg's output against what routing quoted for it."""
+        quoted = {Dex(dex): Decimal(out) for dex, _, out in _remembered_route(state)}
+        shape = _shape(state)
+        for leg in legs:
+            if leg.dex in quoted:
+                self.metrics.leg_settled(leg.dex.value, shape, quoted[leg.dex], leg.amount_out)
 
     async def _after_failure(self, order_id: UUID, attempt: int, exc: Exception) -> None:
         """Let dramatiq retry; on the last attempt, persist `failed` first so no order is left hanging."""
@@ -355,6 +426,24 @@ class OrderExecutor:
                 log.warning("cannot persist failed yet ({!r}); trying again in {} s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MARK_FAILED_MAX_S)
+
+
+def _remembered_route(state: OrderState) -> list[list[str]]:
+    """The legs routing chose, largest first, as [dex, amountIn, quoted amountOut]; an order routed before
+    routes were remembered went whole to its `dex`."""
+    raw = state.fields.get("route")
+    if raw is None:
+        return [[state.fields["dex"], str(state.order.amount), state.fields.get("quotedOut") or "0"]]
+    route: list[list[str]] = orjson.loads(raw)
+    return route
+
+
+def _route_legs(state: OrderState) -> tuple[SwapLeg, ...]:
+    return tuple(SwapLeg(Dex(dex), Decimal(amount)) for dex, amount, _ in _remembered_route(state))
+
+
+def _shape(state: OrderState) -> str:
+    return "split" if len(_remembered_route(state)) > 1 else "single"
 
 
 def _updated_at(state: OrderState) -> datetime | None:

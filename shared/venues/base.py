@@ -94,19 +94,49 @@ class Quote:
 
 
 @dataclass(frozen=True, slots=True)
+class SwapLeg:
+    """One venue's part of a swap: how much of tokenIn is sold into its pool."""
+
+    dex: Dex
+    amount_in: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LegResult:
+    """What one leg of a landed swap paid."""
+
+    dex: Dex
+    amount_in: Decimal
+    amount_out: Decimal
+
+    def as_dict(self) -> dict[str, str]:
+        return {"dex": self.dex.value, "inAmount": str(self.amount_in), "outAmount": str(self.amount_out)}
+
+
+@dataclass(frozen=True, slots=True)
 class SwapTransaction:
-    """A built, signed swap. `tx_hash` is derived from (order, attempt) so rebuilding gives the same one."""
+    """A built, signed swap of one or more legs, which land together or not at all. `tx_hash` is derived from
+    the order, the attempt and the legs, so rebuilding the same transaction gives the same hash."""
 
     order_id: UUID
     attempt: int
-    dex: Dex
+    #: Largest first: its venue is the one the transaction is said to go to (`dex`).
+    legs: tuple[SwapLeg, ...]
     token_in: str
     token_out: str
-    amount_in: Decimal
+    #: The least total output across the legs the transaction accepts; below it nothing executes.
     min_amount_out: Decimal
     tx_hash: str
-    #: Human-readable instruction list, e.g. ["wrapSol", "swap", "unwrapSol"].
+    #: Human-readable instruction list, e.g. ["wrapSol", "swap:raydium", "swap:meteora", "unwrapSol"].
     instructions: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def dex(self) -> Dex:
+        return self.legs[0].dex
+
+    @property
+    def amount_in(self) -> Decimal:
+        return sum((leg.amount_in for leg in self.legs), Decimal(0))
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -114,6 +144,7 @@ class SwapTransaction:
             "txHash": self.tx_hash,
             "amountIn": str(self.amount_in),
             "minAmountOut": str(self.min_amount_out),
+            "legs": [{"dex": leg.dex.value, "inAmount": str(leg.amount_in)} for leg in self.legs],
             "instructions": list(self.instructions),
         }
 
@@ -142,6 +173,8 @@ class TxOutcome:
     message: str | None = None
     #: Simulated time between submission and landing, in ms.
     latency_ms: int = 0
+    #: Each leg's part of `amount_out`, when confirmed.
+    legs: tuple[LegResult, ...] = ()
 
 
 class Venue(Protocol):
@@ -157,6 +190,9 @@ class Venue(Protocol):
 
     async def submit(self, tx: SwapTransaction) -> Submission:
         """Send a transaction; idempotent for the same tx_hash. Raises VenueUnavailable."""
+
+    async def was_sent(self, tx_hash: str) -> bool:
+        """Whether a transaction with this hash ever reached the chain."""
 
     async def confirm(self, tx_hash: str) -> TxOutcome:
         """Wait until the transaction has landed and return what happened; idempotent."""

@@ -85,8 +85,11 @@ def meteora_fee(base: str, quote: str, t: float, sim: MarketParams) -> Decimal:
     return dlmm_fee(crossed, BIN_STEP_BPS)
 
 
-def pool_at(dex: Dex, token_in: str, token_out: str, t: float, sim: MarketParams) -> Pool:
-    """The venue's pool for selling token_in into token_out at time t."""
+def pool_at(
+    dex: Dex, token_in: str, token_out: str, t: float, sim: MarketParams, log_shift: Decimal = Decimal(0)
+) -> Pool:
+    """The venue's pool for selling token_in into token_out at time t, its mid moved by `log_shift` (the
+    canonical direction's ln(mid / undisturbed mid): what swaps left of their push, pool_shift.py)."""
     dex = Dex(dex)
     base, quote = canonical_pair(token_in, token_out)
     depth = depth_usd(dex, base, quote, t, sim)
@@ -94,6 +97,8 @@ def pool_at(dex: Dex, token_in: str, token_out: str, t: float, sim: MarketParams
         raise NoPool(f"{dex.value} has no {base}-{quote} pool")
     prices = _usd_prices(base, quote, t, sim)
     mid = _venue_mid(dex, base, quote, prices, t, sim)
+    if log_shift:
+        mid = significant(mid * log_shift.exp())
     pool: Pool
     if dex is Dex.RAYDIUM:
         pool = cpmm_pool(mid, depth, out_usd_price=prices[1])
@@ -103,12 +108,20 @@ def pool_at(dex: Dex, token_in: str, token_out: str, t: float, sim: MarketParams
     return pool if token_in == base else pool.reversed()
 
 
-def quote_at(dex: Dex, token_in: str, token_out: str, amount_in: Decimal, t: float, sim: MarketParams) -> Quote:
+def quote_at(
+    dex: Dex,
+    token_in: str,
+    token_out: str,
+    amount_in: Decimal,
+    t: float,
+    sim: MarketParams,
+    log_shift: Decimal = Decimal(0),
+) -> Quote:
     """What `amount_in` of token_in buys on `dex` at time t; outputs round down to token_out's decimals."""
     if amount_in <= 0:
         raise ValueError("amount_in must be positive")
     dex = Dex(dex)
-    pool = pool_at(dex, token_in, token_out, t, sim)
+    pool = pool_at(dex, token_in, token_out, t, sim, log_shift)
     units = TOKENS[token_out].unit
     amount_out = pool.amount_out(amount_in).quantize(units, rounding=ROUND_DOWN)
     return Quote(

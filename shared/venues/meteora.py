@@ -115,6 +115,17 @@ class DlmmPool:
         net = first * paying if ratio == 1 else first * (ratio**paying - 1) / (ratio - 1)
         return net / kept
 
+    def mid_after(self, amount_in: Decimal) -> Decimal:
+        """The price of the bin a sell of `amount_in` stops in: the pool's active bin afterwards."""
+        remaining = amount_in * (1 - self.fee)
+        price = self.mid_price
+        for price, liquidity in self.bins():
+            capacity = liquidity / price
+            if remaining < capacity:
+                return price
+            remaining -= capacity
+        return price  # every bin emptied: the price sits at the last one
+
     def reversed(self) -> DlmmPool:
         """The same pool traded the other way: the active bin's two sides swap roles."""
         return DlmmPool(

@@ -87,6 +87,10 @@ class CpmmPool:
         out = self.amount_out(amount_in)
         return CpmmPool(self.reserve_in + amount_in, self.reserve_out - out, self.fee)
 
+    def mid_after(self, amount_in: Decimal) -> Decimal:
+        """The mid price once `amount_in` has been sold into the pool."""
+        return self.after_swap(amount_in).mid_price
+
     def reversed(self) -> CpmmPool:
         """The same pool traded the other way."""
         return CpmmPool(self.reserve_out, self.reserve_in, self.fee)

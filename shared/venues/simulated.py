@@ -12,9 +12,9 @@ import itertools
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from functools import lru_cache
 from uuid import UUID
 
@@ -24,22 +24,26 @@ from redis.asyncio import Redis
 
 from shared import redis_keys
 from shared.domain.slippage import within_slippage
+from shared.domain.tokens import TOKENS
 from shared.redis_client import REDIS_UNAVAILABLE
 from shared.settings import Settings
 from shared.venues.base import (
     Dex,
+    LegResult,
     NoPool,
     Quote,
     QuoteRequest,
     Submission,
+    SwapLeg,
     SwapTransaction,
     TxOutcome,
     TxStatus,
     VenueUnavailable,
 )
-from shared.venues.ledger import Ledger, TxRecord
-from shared.venues.market import quote_at
-from shared.venues.price_walk import seeded_uniform
+from shared.venues.ledger import Ledger, PoolId, PoolMove, PoolMoved, TxRecord
+from shared.venues.market import pool_at, quote_at
+from shared.venues.pool_shift import UNMOVED, PoolShift
+from shared.venues.price_walk import seeded_uniform, significant
 
 #: Unscaled latency ranges in ms. Quote + send + landing add up to the 2–3 s a Solana swap takes end to end.
 QUOTE_LATENCY_MS = (150, 250)
@@ -48,6 +52,9 @@ LANDING_LATENCY_MS = (1_700, 2_600)
 #: Transactions this venue sent and has not confirmed yet, remembered so that confirming one needs no read
 #: of the ledger (a round trip per order). More in flight than this just read the ledger as before.
 RECENT_SUBMISSIONS = 10_000
+#: Settles of one transaction refused because another swap moved its pools first, before giving up (a retry
+#: of the whole attempt follows); each refusal means another swap settled, so this is never reached by load.
+SETTLE_TRIES = 50
 #: Back-off while Redis cannot be read at start-up.
 SIM_CONFIG_RETRY_MIN_S, SIM_CONFIG_RETRY_MAX_S = 0.2, 2.0
 
@@ -64,6 +71,8 @@ class SimConfig:
     launch_first_s: float = 30.0
     launch_interval_s: float = 90.0
     liquidity_step_s: float = 10.0
+    #: How fast arbitrage undoes what swaps did to a pool's price: half the displacement is gone after this.
+    arbitrage_half_life_s: float = 15.0
 
 
 async def load_sim_config(redis: Redis, settings: Settings, clock: Callable[[], float] = time.time) -> SimConfig:
@@ -91,6 +100,7 @@ async def load_sim_config(redis: Redis, settings: Settings, clock: Callable[[], 
         launch_first_s=settings.sim_launch_first_s,
         launch_interval_s=settings.sim_launch_interval_s,
         liquidity_step_s=settings.sim_liquidity_step_s,
+        arbitrage_half_life_s=settings.sim_arbitrage_half_life_s,
     )
 
 
@@ -104,30 +114,30 @@ async def _shared_value(redis: Redis, key: str, proposal: str) -> str:
 def build_swap_transaction(
     order_id: UUID,
     attempt: int,
-    dex: Dex,
+    legs: tuple[SwapLeg, ...],
     token_in: str,
     token_out: str,
-    amount_in: Decimal,
     min_amount_out: Decimal,
     native_sol_in: bool,
     native_sol_out: bool,
 ) -> SwapTransaction:
     """The signed swap for one attempt; rebuilding it yields the same tx_hash, so resending is harmless."""
-    dex = Dex(dex)
-    digest = hashlib.blake2b(f"{order_id}:{attempt}:{dex.value}".encode(), digest_size=64).digest()
+    if not legs:
+        raise ValueError("a swap needs at least one leg")
+    route = ",".join(f"{leg.dex.value}={leg.amount_in}" for leg in legs)
+    digest = hashlib.blake2b(f"{order_id}:{attempt}:{route}:{min_amount_out}".encode(), digest_size=64).digest()
     # Native SOL cannot enter a pool: it is wrapped to wSOL first and unwrapped after the swap.
     instructions = (
         *(("wrapSol",) if native_sol_in else ()),
-        f"swap:{dex.value}",
+        *(f"swap:{leg.dex.value}" for leg in legs),
         *(("unwrapSol",) if native_sol_out else ()),
     )
     return SwapTransaction(
         order_id=order_id,
         attempt=attempt,
-        dex=dex,
+        legs=legs,
         token_in=token_in,
         token_out=token_out,
-        amount_in=amount_in,
         min_amount_out=min_amount_out,
         tx_hash=base58.b58encode(digest).decode(),
         instructions=instructions,
@@ -156,17 +166,24 @@ class SimulatedVenue:
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         latency_ms = await self._answer_quote_request("quote")
-        quote = quote_at(self.dex, token_in, token_out, amount_in, self._clock(), self._sim)
+        now = self._clock()
+        (shift,) = await self._ledger.pool_shifts([PoolId.of(self.dex, token_in, token_out)])
+        log_shift = shift.at_time(now, self._sim.arbitrage_half_life_s)
+        quote = quote_at(self.dex, token_in, token_out, amount_in, now, self._sim, log_shift)
         return replace(quote, latency_ms=latency_ms)
 
     async def quote_many(self, requests: Sequence[QuoteRequest]) -> list[Quote | VenueUnavailable]:
         # One latency and one failure draw for the whole request: a poller pays one round trip per venue.
         latency_ms = await self._answer_quote_request("quotes")
         now = self._clock()
+        shifts = await self._ledger.pool_shifts([PoolId.of(self.dex, r.token_in, r.token_out) for r in requests])
         answers: list[Quote | VenueUnavailable] = []
-        for request in requests:
+        for request, shift in zip(requests, shifts, strict=True):
+            log_shift = shift.at_time(now, self._sim.arbitrage_half_life_s)
             try:
-                quote = quote_at(self.dex, request.token_in, request.token_out, request.amount_in, now, self._sim)
+                quote = quote_at(
+                    self.dex, request.token_in, request.token_out, request.amount_in, now, self._sim, log_shift
+                )
             except NoPool as exc:  # this pair has no pool here (yet): the others still have their quotes
                 answers.append(exc)
             else:
@@ -174,8 +191,8 @@ class SimulatedVenue:
         return answers
 
     async def submit(self, tx: SwapTransaction) -> Submission:
-        if tx.dex != self.dex:
-            raise ValueError(f"a {tx.dex} transaction cannot be sent to {self.dex.value}")
+        if all(leg.dex != self.dex for leg in tx.legs):
+            raise ValueError(f"a transaction with no {self.dex.value} leg cannot be sent to {self.dex.value}")
         call = next(self._calls)
         send_ms = self._latency_ms(SEND_LATENCY_MS, "send", tx.tx_hash, call)
         await self._pause(send_ms)
@@ -188,10 +205,9 @@ class SimulatedVenue:
             tx_hash=tx.tx_hash,
             order_id=str(tx.order_id),
             attempt=tx.attempt,
-            dex=tx.dex,
+            legs=tx.legs,
             token_in=tx.token_in,
             token_out=tx.token_out,
-            amount_in=tx.amount_in,
             min_amount_out=tx.min_amount_out,
             submitted_at=submitted_at,
             lands_at=submitted_at + landing_ms / 1000,
@@ -201,6 +217,9 @@ class SimulatedVenue:
         if len(self._sent) > RECENT_SUBMISSIONS:
             self._sent.popitem(last=False)
         return Submission(stored.tx_hash, send_ms)
+
+    async def was_sent(self, tx_hash: str) -> bool:
+        return tx_hash in self._sent or await self._ledger.get(tx_hash) is not None
 
     async def confirm(self, tx_hash: str) -> TxOutcome:
         # A record never changes once written but for its outcome, which `settle` reads afresh anyway.
@@ -217,7 +236,15 @@ class SimulatedVenue:
         wait_s = record.lands_at - self._clock()
         if wait_s > 0:
             await self._sleep(wait_s)
-        return await self._ledger.settle(tx_hash, execute(record, self._sim), order_id=record.order_id)
+        pools = [PoolId.of(leg.dex, record.token_in, record.token_out) for leg in record.legs]
+        for _ in range(SETTLE_TRIES):
+            shifts = await self._ledger.pool_shifts(pools)
+            outcome, moves = execute(record, self._sim, dict(zip(pools, shifts, strict=True)))
+            try:
+                return await self._ledger.settle(tx_hash, outcome, order_id=record.order_id, moves=moves)
+            except PoolMoved:
+                continue  # another swap moved a pool this one crosses: price it on the new state
+        raise VenueUnavailable(f"transaction {tx_hash}: its pools kept moving under {SETTLE_TRIES} settles")
 
     async def _answer_quote_request(self, kind: str) -> int:
         """Take a quote request's simulated time (its latency in ms), or fail it as the venue may."""
@@ -242,25 +269,44 @@ class SimulatedVenue:
             await self._sleep(latency_ms / 1000)
 
 
-def execute(record: TxRecord, sim: SimConfig) -> TxOutcome:
-    """What the transaction does when it lands: the pool's output at lands_at, or a slippage failure."""
+def execute(
+    record: TxRecord, sim: SimConfig, shifts: Mapping[PoolId, PoolShift] | None = None
+) -> tuple[TxOutcome, list[PoolMove]]:
+    """What the transaction does when it lands: every leg at its pool's price at lands_at (moved by what earlier
+    swaps left, `shifts`), and how it moves those pools; or, when the legs' total falls short of the minimum, a
+    slippage failure in which no leg executes and no pool moves."""
     latency_ms = round((record.lands_at - record.submitted_at) * 1000)
-    quote = quote_at(record.dex, record.token_in, record.token_out, record.amount_in, record.lands_at, sim)
-    if not within_slippage(quote.amount_out, record.min_amount_out):
-        return TxOutcome(
+    half_life_s, t = sim.arbitrage_half_life_s, record.lands_at
+    legs: list[LegResult] = []
+    moves: list[PoolMove] = []
+    for leg in record.legs:
+        pool_id = PoolId.of(leg.dex, record.token_in, record.token_out)
+        before = (shifts or {}).get(pool_id, UNMOVED)
+        pool = pool_at(leg.dex, record.token_in, record.token_out, t, sim, before.at_time(t, half_life_s))
+        out = pool.amount_out(leg.amount_in).quantize(TOKENS[record.token_out].unit, rounding=ROUND_DOWN)
+        legs.append(LegResult(leg.dex, leg.amount_in, out))
+        after = before.moved(
+            t, half_life_s, pool.mid_price, pool.mid_after(leg.amount_in), selling_base=record.token_in == pool_id.base
+        )
+        moves.append((pool_id, before, after))
+    amount_out = sum((leg.amount_out for leg in legs), Decimal(0))
+    if not within_slippage(amount_out, record.min_amount_out):
+        failed = TxOutcome(
             tx_hash=record.tx_hash,
             status=TxStatus.FAILED,
             error="slippage_exceeded",
             message=(
-                f"the swap would pay {quote.amount_out} {record.token_out}, "
-                f"below the minimum of {record.min_amount_out}"
+                f"the swap would pay {amount_out} {record.token_out}, below the minimum of {record.min_amount_out}"
             ),
             latency_ms=latency_ms,
         )
-    return TxOutcome(
+        return failed, []
+    confirmed = TxOutcome(
         tx_hash=record.tx_hash,
         status=TxStatus.CONFIRMED,
-        amount_out=quote.amount_out,
-        executed_price=quote.price,
+        amount_out=amount_out,
+        executed_price=significant(amount_out / record.amount_in),
         latency_ms=latency_ms,
+        legs=tuple(legs),
     )
+    return confirmed, moves

@@ -38,7 +38,7 @@ from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
 from shared.store.order_store import CreateOutcome, RestingPlace, StaleWrite
 from shared.store.placement import placement
-from shared.venues.base import Dex, TxOutcome, TxStatus
+from shared.venues.base import Dex, SwapLeg, TxOutcome, TxStatus
 from shared.venues.ledger import RedisLedger, TxRecord
 from tests.support.api_process import api_only, scrape, server_errors
 from tests.support.dead_letters import dead_letter, fail
@@ -260,8 +260,8 @@ async def test_every_key_an_ended_order_leaves_behind_expires(redis, settings, w
 async def test_the_simulated_chain_forgets_after_its_retention(redis):
     ledger = RedisLedger(redis, retention_s=1234)
     record = TxRecord(
-        tx_hash="tx-1", order_id="order-1", attempt=1, dex=Dex.RAYDIUM, token_in="SOL", token_out="USDC",
-        amount_in=Decimal(1), min_amount_out=Decimal(1), submitted_at=0.0, lands_at=0.0,
+        tx_hash="tx-1", order_id="order-1", attempt=1, legs=(SwapLeg(Dex.RAYDIUM, Decimal(1)),), token_in="SOL",
+        token_out="USDC", min_amount_out=Decimal(1), submitted_at=0.0, lands_at=0.0,
     )  # fmt: skip
     await ledger.record_submission(record)
     outcome = TxOutcome(tx_hash="tx-1", status=TxStatus.CONFIRMED, amount_out=Decimal(150), executed_price=Decimal(150))

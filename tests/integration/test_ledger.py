@@ -11,8 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from shared import redis_keys
-from shared.venues.base import Dex, TxOutcome, TxStatus
-from shared.venues.ledger import InMemoryLedger, RedisLedger, TxRecord, order_transactions_key
+from shared.venues.base import Dex, LegResult, SwapLeg, TxOutcome, TxStatus
+from shared.venues.ledger import InMemoryLedger, PoolId, PoolMoved, RedisLedger, TxRecord, order_transactions_key
+from shared.venues.pool_shift import UNMOVED, PoolShift
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
 #: Every tx_hash this run creates starts with it, so teardown deletes exactly our keys.
@@ -33,6 +34,8 @@ async def ledger(request):
 
 
 async def _delete_our_keys(redis: Redis) -> None:
+    async for key in redis.scan_iter(match=f"sim:pool-shift:*{PREFIX}*"):
+        await redis.delete(key)
     async for key in redis.scan_iter(match=redis_keys.venue_transaction(f"{PREFIX}*")):
         order_id = (await redis.hget(key, "order_id")).decode()
         await redis.delete(key, redis_keys.venue_nonce(order_id), order_transactions_key(order_id))
@@ -43,10 +46,9 @@ def record(order_id: str | None = None, attempt: int = 1, lands_at: float = 1_70
         tx_hash=PREFIX + secrets.token_hex(8),
         order_id=order_id or str(uuid4()),
         attempt=attempt,
-        dex=Dex.METEORA,
+        legs=(SwapLeg(Dex.METEORA, Decimal("1.500000001")),),
         token_in="SOL",
         token_out="USDC",
-        amount_in=Decimal("1.500000001"),
         min_amount_out=Decimal("220.123456"),
         submitted_at=1_700_000_001.25,
         lands_at=lands_at,
@@ -72,6 +74,20 @@ async def test_a_record_round_trips_exactly(ledger):
     assert await ledger.record_submission(tx) == tx
     assert await ledger.get(tx.tx_hash) == tx
     assert await ledger.get(PREFIX + "missing") is None
+
+
+async def test_a_split_and_its_legs_outcome_round_trip_exactly(ledger):
+    legs = (SwapLeg(Dex.RAYDIUM, Decimal("1200.5")), SwapLeg(Dex.METEORA, Decimal("799.5")))
+    tx = replace(record(), legs=legs)
+    assert await ledger.record_submission(tx) == tx
+    assert (await ledger.get(tx.tx_hash)).legs == legs and tx.amount_in == Decimal(2000)
+    results = (
+        LegResult(Dex.RAYDIUM, Decimal("1200.5"), Decimal("179000.123456")),
+        LegResult(Dex.METEORA, Decimal("799.5"), Decimal("119000.000001")),
+    )
+    outcome = replace(confirmed(tx.tx_hash), amount_out=Decimal("298000.123457"), legs=results)
+    assert await ledger.settle(tx.tx_hash, outcome) == outcome
+    assert (await ledger.get(tx.tx_hash)).outcome == outcome
 
 
 async def test_recording_is_idempotent_on_the_hash(ledger):
@@ -131,3 +147,47 @@ async def test_concurrent_settles_of_one_order_confirm_exactly_once(ledger):
         pair = outcomes[2 * i : 2 * i + 2]
         assert sorted(o.status for o in pair) == [TxStatus.CONFIRMED, TxStatus.FAILED]
         assert len(await ledger.executions_for(first.order_id)) == 1
+
+
+def pool_move(before: PoolShift, log_mid: str, dex: Dex = Dex.METEORA) -> tuple[PoolId, PoolShift, PoolShift]:
+    return PoolId(dex, f"{PREFIX}SOL", "USDC"), before, PoolShift(Decimal(log_mid), 1_700_000_002.5)
+
+
+async def test_a_confirmed_swap_moves_its_pools_in_the_same_step(ledger):
+    tx = record()
+    await ledger.record_submission(tx)
+    move = pool_move(UNMOVED, "-0.0125")
+    await ledger.settle(tx.tx_hash, confirmed(tx.tx_hash), moves=[move])
+    assert await ledger.pool_shifts([move[0], PoolId(Dex.RAYDIUM, f"{PREFIX}SOL", "USDC")]) == [move[2], UNMOVED]
+
+
+async def test_a_swap_priced_on_a_pool_that_moved_since_is_refused_and_writes_nothing(ledger):
+    first, second = record(), record()
+    for tx in (first, second):
+        await ledger.record_submission(tx)
+    move = pool_move(UNMOVED, "-0.0125")
+    await ledger.settle(first.tx_hash, confirmed(first.tx_hash), moves=[move])
+    with pytest.raises(PoolMoved):  # priced on the unmoved pool, which the first swap has moved
+        await ledger.settle(second.tx_hash, confirmed(second.tx_hash), moves=[pool_move(UNMOVED, "-0.02")])
+    assert (await ledger.get(second.tx_hash)).outcome is None
+    assert await ledger.executions_for(second.order_id) == []
+    assert await ledger.pool_shifts([move[0]]) == [move[2]]
+    # Priced again on the moved pool, it settles.
+    again = pool_move(move[2], "-0.025")
+    assert (await ledger.settle(second.tx_hash, confirmed(second.tx_hash), moves=[again])).status is TxStatus.CONFIRMED
+    assert await ledger.pool_shifts([move[0]]) == [again[2]]
+
+
+async def test_a_failed_or_nonce_used_swap_moves_no_pool(ledger):
+    slipped_tx, first = record(), record()
+    duplicate = record(order_id=first.order_id, attempt=2)
+    for tx in (slipped_tx, first, duplicate):
+        await ledger.record_submission(tx)
+    pool = pool_move(UNMOVED, "-0.01")[0]
+    await ledger.settle(slipped_tx.tx_hash, slipped(slipped_tx.tx_hash), moves=[pool_move(UNMOVED, "-0.01")])
+    assert await ledger.pool_shifts([pool]) == [UNMOVED]
+    moved = pool_move(UNMOVED, "-0.01")
+    await ledger.settle(first.tx_hash, confirmed(first.tx_hash), moves=[moved])
+    outcome = await ledger.settle(duplicate.tx_hash, confirmed(duplicate.tx_hash), moves=[pool_move(moved[2], "-0.05")])
+    assert outcome.error == "nonce_used"
+    assert await ledger.pool_shifts([pool]) == [moved[2]]

@@ -6,7 +6,7 @@ import pytest
 
 from shared import redis_keys
 from shared.settings import Settings
-from shared.venues.base import Dex, TxStatus, VenueUnavailable
+from shared.venues.base import Dex, SwapLeg, TxStatus, VenueUnavailable
 from shared.venues.ledger import InMemoryLedger
 from shared.venues.market import quote_at
 from shared.venues.simulated import SimConfig, SimulatedVenue, build_swap_transaction, load_sim_config
@@ -51,10 +51,9 @@ def swap(dex: Dex = Dex.RAYDIUM, order_id=None, attempt: int = 1, min_out: Decim
     return build_swap_transaction(
         order_id or uuid4(),
         attempt,
-        dex,
+        (SwapLeg(dex, D(2)),),
         "SOL",
         "USDC",
-        D(2),
         min_out,
         native_sol_in=True,
         native_sol_out=False,
@@ -170,6 +169,45 @@ async def test_a_second_attempt_of_an_executed_order_hits_the_nonce():
     assert len(await ledger.executions_for(str(order_id))) == 1
 
 
+def split_swap(min_out: Decimal, order_id=None):
+    legs = (SwapLeg(Dex.RAYDIUM, D(1200)), SwapLeg(Dex.METEORA, D(800)))
+    return build_swap_transaction(order_id or uuid4(), 1, legs, "SOL", "USDC", min_out, True, False)
+
+
+async def test_a_split_transaction_lands_every_leg_at_its_own_pool_and_pays_their_total():
+    ledger = InMemoryLedger()
+    sim_venue = venue(ledger=ledger)
+    tx = split_swap(min_out=ZERO)
+    assert tx.instructions == ("wrapSol", "swap:raydium", "swap:meteora") and tx.amount_in == D(2000)
+    outcome = await sim_venue.confirm(await submitted_hash(sim_venue, tx))
+    record = await ledger.get(tx.tx_hash)
+    expected = {
+        dex: quote_at(dex, "SOL", "USDC", amount, record.lands_at, config()).amount_out
+        for dex, amount in ((Dex.RAYDIUM, D(1200)), (Dex.METEORA, D(800)))
+    }
+    assert outcome.status is TxStatus.CONFIRMED
+    assert [(leg.dex, leg.amount_in, leg.amount_out) for leg in outcome.legs] == [
+        (Dex.RAYDIUM, D(1200), expected[Dex.RAYDIUM]),
+        (Dex.METEORA, D(800), expected[Dex.METEORA]),
+    ]
+    assert outcome.amount_out == sum(expected.values())
+    assert [leg.dex for leg in record.legs] == [Dex.RAYDIUM, Dex.METEORA]
+
+
+async def test_a_split_whose_total_falls_short_executes_no_leg():
+    ledger = InMemoryLedger()
+    sim_venue = venue(ledger=ledger)
+    achievable = (await sim_venue.confirm(await submitted_hash(sim_venue, split_swap(ZERO)))).amount_out
+    tx = split_swap(min_out=achievable + D("0.000001"))  # one unit above what both legs pay together
+    outcome = await sim_venue.confirm(await submitted_hash(sim_venue, tx))
+    assert (outcome.status, outcome.error, outcome.legs) == (TxStatus.FAILED, "slippage_exceeded", ())
+    assert await ledger.executions_for(str(tx.order_id)) == []
+
+
+async def test_a_venue_relays_a_split_that_has_a_leg_on_it():
+    assert (await venue(Dex.METEORA).submit(split_swap(ZERO))).tx_hash
+
+
 async def test_unknown_transaction_is_reported_not_raised():
     outcome = await venue().confirm("nope")
     assert (outcome.status, outcome.error) == (TxStatus.FAILED, "tx_not_found")
@@ -184,7 +222,8 @@ def test_native_sol_is_wrapped_in_and_unwrapped_out():
     order_id = uuid4()
 
     def instructions(native_in: bool, native_out: bool, dex: Dex = Dex.RAYDIUM) -> tuple[str, ...]:
-        return build_swap_transaction(order_id, 1, dex, "SOL", "USDC", D(1), D(0), native_in, native_out).instructions
+        legs = (SwapLeg(dex, D(1)),)
+        return build_swap_transaction(order_id, 1, legs, "SOL", "USDC", D(0), native_in, native_out).instructions
 
     assert instructions(True, False) == ("wrapSol", "swap:raydium")
     assert instructions(False, True, Dex.METEORA) == ("swap:meteora", "unwrapSol")
@@ -193,12 +232,12 @@ def test_native_sol_is_wrapped_in_and_unwrapped_out():
 
 def test_transaction_hash_looks_like_a_solana_signature_and_is_stable():
     order_id = uuid4()
-    tx = build_swap_transaction(order_id, 1, Dex.RAYDIUM, "SOL", "USDC", D(1), D(140), True, False)
+    tx = build_swap_transaction(order_id, 1, (SwapLeg(Dex.RAYDIUM, D(1)),), "SOL", "USDC", D(140), True, False)
     assert 87 <= len(tx.tx_hash) <= 88 and len(base58.b58decode(tx.tx_hash)) == 64
-    again = build_swap_transaction(order_id, 1, Dex.RAYDIUM, "SOL", "USDC", D(1), D(140), True, False)
+    again = build_swap_transaction(order_id, 1, (SwapLeg(Dex.RAYDIUM, D(1)),), "SOL", "USDC", D(140), True, False)
     assert again == tx
     others = {
-        build_swap_transaction(order_id, a, d, "SOL", "USDC", D(1), D(140), True, False).tx_hash
+        build_swap_transaction(order_id, a, (SwapLeg(d, D(1)),), "SOL", "USDC", D(140), True, False).tx_hash
         for a in (1, 2)
         for d in Dex
     }

@@ -3,8 +3,10 @@ from decimal import Decimal
 import pytest
 
 from shared.domain.slippage import min_amount_out, within_slippage
-from shared.routing import NoQuotes, choose_best
-from shared.venues.base import Dex, Quote
+from shared.routing import NoQuotes, choose_best, choose_route
+from shared.venues.base import Dex, Quote, SwapLeg
+from shared.venues.market import quote_at
+from shared.venues.simulated import SimConfig
 
 
 @pytest.mark.parametrize(
@@ -49,3 +51,43 @@ def test_one_venue_is_enough_and_none_is_an_error():
     assert choose_best([quote(Dex.METEORA, "1")]).best.dex is Dex.METEORA
     with pytest.raises(NoQuotes):
         choose_best([])
+
+
+SIM = SimConfig(seed="routing-tests", epoch=1_700_000_000.0)
+AT = SIM.epoch + 3_600.0
+
+
+def market_quotes(amount: str, *, meteora_later_by: float = 0.0) -> list[Quote]:
+    return [
+        quote_at(Dex.RAYDIUM, "SOL", "USDC", Decimal(amount), AT, SIM),
+        quote_at(Dex.METEORA, "SOL", "USDC", Decimal(amount), AT + meteora_later_by, SIM),
+    ]
+
+
+def test_a_small_order_routes_whole_to_the_best_venue():
+    quotes = market_quotes("1")
+    routed = choose_route(quotes, "SOL", "USDC", Decimal(1))
+    best = choose_best(quotes).best
+    assert routed.shape == "single" and routed.legs == (SwapLeg(best.dex, Decimal(1)),)
+    assert routed.quoted_out == best.amount_out and routed.dex is best.dex
+    (leg,) = routed.plan()
+    assert leg == {"dex": best.dex.value, "percent": 100, "inAmount": "1", "outAmount": str(best.amount_out)} | {
+        "fee": str(best.fee)
+    }
+
+
+def test_a_large_order_splits_largest_leg_first_and_pays_more_than_either_venue():
+    quotes = market_quotes("2000", meteora_later_by=0.5)
+    routed = choose_route(quotes, "SOL", "USDC", Decimal(2000))
+    assert routed.shape == "split" and {leg.dex for leg in routed.legs} == set(Dex)
+    amounts = [leg.amount_in for leg in routed.legs]
+    assert amounts == sorted(amounts, reverse=True) and sum(amounts) == Decimal(2000)
+    assert routed.dex is routed.legs[0].dex
+    assert routed.quoted_out > max(q.amount_out for q in quotes)
+    assert routed.quoted_at == AT  # the oldest quote the route leans on
+    assert Decimal(0) < routed.price_impact_pct() < Decimal(5)
+
+
+def test_a_quote_without_its_pool_cannot_be_routed():
+    with pytest.raises(ValueError, match="pool"):
+        choose_route([quote(Dex.RAYDIUM, "150")], "SOL", "USDC", Decimal(1))
