@@ -7,8 +7,8 @@ appetites add up to the amount is the split. A venue needs only what the port's 
 knows nothing of constant products or bins, so a venue added later changes nothing here.
 
 Splitting has a price outside this maths (an instruction per leg, a larger transaction), so `best_route` keeps
-no leg under MIN_LEG_SHARE of the amount and splits only when the split, in whole token units, pays more than
-the best single venue.
+no leg under MIN_LEG_SHARE of the amount and splits only when the split, in whole token units, pays at least
+MIN_SPLIT_GAIN more than the best single venue.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ RATE_STEPS = 48
 LOWEST_RATE_SHARE = Decimal("1e-12")
 #: The smallest leg worth its own instruction, as a share of the amount.
 MIN_LEG_SHARE = Decimal("0.01")
+#: What a split must pay over the best single venue, as a share of that venue's output (one basis point):
+#: another leg costs compute and a larger transaction, which a gain of a few millionths does not repay.
+MIN_SPLIT_GAIN = Decimal("0.0001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,18 +102,20 @@ def best_route(
     out_unit: Decimal,
 ) -> Route[Venue]:
     """The most output for `amount_in`, in whole units of each token (`in_unit`, `out_unit`: their smallest
-    units): the best split across `curves`, or one venue when splitting does not pay. Ties go to fewer legs,
-    then to the venue listed first."""
+    units): the best split across `curves`, or one venue when splitting does not pay MIN_SPLIT_GAIN more. Ties
+    between venues go to the one listed first."""
 
     def out(venue: Venue, amount: Decimal) -> Decimal:
         return curves[venue].amount_out(amount).quantize(out_unit, rounding=ROUND_DOWN)
 
-    routes = [Route((Leg(venue, amount_in, out(venue, amount_in)),)) for venue in curves]
+    single = max((Route((Leg(venue, amount_in, out(venue, amount_in)),)) for venue in curves), key=_route_rank)
     split = _split_in_legs_worth_sending(curves, amount_in)
     if len(split) > 1:
         legs = _in_units(split, amount_in, in_unit)
-        routes.append(Route(tuple(Leg(venue, amount, out(venue, amount)) for venue, amount in legs.items())))
-    return max(routes, key=_route_rank)
+        route = Route(tuple(Leg(venue, amount, out(venue, amount)) for venue, amount in legs.items()))
+        if route.amount_out > single.amount_out * (1 + MIN_SPLIT_GAIN):
+            return route
+    return single
 
 
 def _route_rank(route: Route[Venue]) -> tuple[Decimal, int]:

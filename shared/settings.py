@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     sim_launch_first_s: float = Field(30.0, ge=0, description="first simulated token launch, after the epoch")
     sim_launch_interval_s: float = Field(90.0, gt=0, description="time between simulated token launches")
     sim_liquidity_step_s: float = Field(10.0, gt=0, description="a launched pool's liquidity doubles this often")
+    sim_drop_rate: Decimal = Field(
+        Decimal("0.01"), ge=0, le=1, description="chance a sent transaction never lands (it expires and is re-sent)"
+    )
+    sim_blockhash_valid_slots: int = Field(
+        150, ge=1, description="slots (400 ms) a transaction's blockhash stays valid; a dropped one waits this out"
+    )
     sim_arbitrage_half_life_s: float = Field(
         15.0, ge=0, description="arbitrage halves a swap's push on a pool's price this often; 0 = pools never move"
     )

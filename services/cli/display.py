@@ -117,7 +117,8 @@ def _triggered(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
 
 def _building(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
     tx = event.get("transaction") or {}
-    parts = [f"transaction on {event.get('dex')}"]
+    venues = [leg.get("dex") for leg in _dicts(tx.get("legs"))] or [event.get("dex")]
+    parts = [f"transaction on {' + '.join(str(venue) for venue in venues)}"]
     if tx.get("minAmountOut"):
         parts.append(f"min out {tx['minAmountOut']}")
     return parts

@@ -28,14 +28,15 @@ TERMINAL: frozenset[OrderStatus] = frozenset({S.CONFIRMED, S.FAILED, S.CANCELLED
 
 #: A retry repeats routing with a higher attempt from wherever the failed attempt stopped (quotes
 #: fetched, or transaction built but not accepted): hence the edges back to ROUTING. Once submitted, the
-#: order's fate is its transaction's: no edge leads from SUBMITTED back to ROUTING.
+#: order's fate is its transaction's, until that transaction certainly cannot land (its blockhash expired
+#: unlanded): only then does SUBMITTED lead back to ROUTING, for a new transaction on a fresh blockhash.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING: frozenset({S.ROUTING, S.WAITING, S.FAILED}),
     S.WAITING: frozenset({S.TRIGGERED, S.CANCELLED, S.EXPIRED, S.FAILED}),
     S.TRIGGERED: frozenset({S.ROUTING, S.FAILED}),
     S.ROUTING: frozenset({S.BUILDING, S.ROUTING, S.FAILED}),
     S.BUILDING: frozenset({S.SUBMITTED, S.ROUTING, S.FAILED}),
-    S.SUBMITTED: frozenset({S.CONFIRMED, S.FAILED}),
+    S.SUBMITTED: frozenset({S.CONFIRMED, S.FAILED, S.ROUTING}),
     S.CONFIRMED: frozenset(),
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),

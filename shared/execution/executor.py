@@ -38,15 +38,18 @@ from shared.routing import choose_route
 from shared.store.leases import Lease, LeaseKeeper, OrderLeases
 from shared.store.order_store import LeaseLost, OrderState, OrderStore, StaleWrite
 from shared.venues.base import (
+    BLOCKHASH_EXPIRED,
     Dex,
     LegResult,
     Quote,
     SwapLeg,
     SwapTransaction,
+    TxOutcome,
     TxStatus,
     Venue,
     VenueUnavailable,
 )
+from shared.venues.slots import RecentBlockhash
 
 if TYPE_CHECKING:  # annotations only: typing has Unpack from 3.12
     from typing_extensions import Unpack
@@ -55,6 +58,9 @@ S = OrderStatus
 
 #: How often a worker waiting for another's lease on the same order looks again.
 LEASE_POLL_S = 0.25
+#: Transactions of one attempt that may expire unlanded before the order fails with "blockhash_expired": each
+#: one took a blockhash's whole validity (about a minute) to be known dead.
+MAX_RESENDS = 3
 #: Back-off while Redis cannot take the `failed` of an order's last attempt.
 MARK_FAILED_MIN_S, MARK_FAILED_MAX_S = 0.5, 5.0
 #: How long an execution that lost Redis mid-way (a connection error, or READONLY from a demoted master)
@@ -80,6 +86,7 @@ class TransactionBuilder(Protocol):
         min_amount_out: Decimal,
         native_sol_in: bool,
         native_sol_out: bool,
+        recent: RecentBlockhash,
     ) -> SwapTransaction: ...
 
 
@@ -217,37 +224,53 @@ class OrderExecutor:
         Each stage's latency is reported from the events' own timestamps; a stage this execution resumed
         (after a crash or a retry) starts at the timestamp of the last event persisted before it."""
         stale_attempt = state.attempt < attempt
+        if stale_attempt and state.status is S.BUILDING and await self._was_sent(state):
+            # The failed attempt's transaction reached the chain: it decides the order, not a second one.
+            stale_attempt = False
         order_type = state.order.type.value
         # When the stage in hand began: the last persisted event (building follows routing within µs).
         stage_began = _updated_at(state)
         if state.status in (S.PENDING, S.TRIGGERED) or (stale_attempt and state.status in (S.ROUTING, S.BUILDING)):
             waited_in = state.status if state.status in (S.PENDING, S.TRIGGERED) else None
-            routing = await self._route(state, attempt)
-            # Building is pure (nothing leaves the process before `submitted`), so both land in one write.
-            steps = [routing, self._build(self.store.advanced(state, *routing))]
-            state = await self.store.append_steps(state, steps, fence=lease)
+            state, routed_at = await self._route_and_build(state, lease, attempt)
             if waited_in is not None:
-                self.metrics.stage(order_type, f"{waited_in.value}_to_routing", stage_began, routing[0].timestamp)
-            stage_began = routing[0].timestamp
+                self.metrics.stage(order_type, f"{waited_in.value}_to_routing", stage_began, routed_at)
+            stage_began = routed_at
         elif state.status is S.ROUTING:
             state = await self.store.append_steps(state, [self._build(state)], fence=lease)
         if state.status is S.BUILDING and self._quote_expired(state) and not await self._was_sent(state):
             # Resumed long after routing (a crash, a Redis outage ridden out): the pools have moved since.
-            routing = await self._route(state, state.attempt, requoted=True)
-            steps = [routing, self._build(self.store.advanced(state, *routing))]
-            state = await self.store.append_steps(state, steps, fence=lease)
-            stage_began = routing[0].timestamp
-        if state.status is S.BUILDING:
-            state, submitted = await self._submit(state, lease)
-            self.metrics.stage(order_type, "routing_to_submitted", stage_began, submitted.timestamp)
-            stage_began = submitted.timestamp
-        if state.status is S.SUBMITTED:
-            await self._confirm(state, lease, submitted_at=stage_began)
-            return True
+            state, stage_began = await self._route_and_build(state, lease, state.attempt, requote="quote_expired")
+        while state.status in (S.BUILDING, S.SUBMITTED):
+            if state.status is S.BUILDING:
+                state, submitted = await self._submit(state, lease)
+                self.metrics.stage(order_type, "routing_to_submitted", stage_began, submitted.timestamp)
+                stage_began = submitted.timestamp
+            expired = await self._confirm(state, lease, submitted_at=stage_began)
+            if expired is None:
+                return True
+            # Its blockhash is past its last valid slot, so it can never land: only now is a new one safe.
+            state, stage_began = await self._route_and_build(
+                state, lease, state.attempt, requote="blockhash_expired", expired=expired
+            )
         return False
 
+    async def _route_and_build(
+        self,
+        state: OrderState,
+        lease: Lease,
+        attempt: int,
+        *,
+        requote: str | None = None,
+        expired: TxOutcome | None = None,
+    ) -> tuple[OrderState, datetime]:
+        """Route and build in one write (building is pure: nothing leaves the process before `submitted`)."""
+        routing = await self._route(state, attempt, requote=requote, expired=expired)
+        steps = [routing, self._build(self.store.advanced(state, *routing))]
+        return await self.store.append_steps(state, steps, fence=lease), routing[0].timestamp
+
     async def _route(
-        self, state: OrderState, attempt: int, *, requoted: bool = False
+        self, state: OrderState, attempt: int, *, requote: str | None = None, expired: TxOutcome | None = None
     ) -> tuple[OrderEvent, dict[str, object]]:
         order = state.order
         results = await asyncio.gather(
@@ -270,8 +293,8 @@ class OrderExecutor:
             impact,
         )
         self.metrics.routed(routed.shape, impact)
-        if requoted:
-            self.metrics.requoted("quote_expired")
+        if requote:
+            self.metrics.requoted(requote)
         extra: dict[str, Any] = {
             "venueLatencyMs": max(q.latency_ms for q in quotes),
             "routePlan": routed.plan(),
@@ -279,8 +302,10 @@ class OrderExecutor:
             "otherAmountThreshold": str(minimum_out),
             "expiresAt": iso_utc(datetime.fromtimestamp(routed.quoted_at + QUOTE_VALID_S, UTC)),
         }
-        if requoted:
-            extra["requoted"] = True
+        if requote:
+            extra |= {"requoted": True, "requoteReason": requote}
+        if expired is not None:
+            extra["expiredTxHash"] = expired.tx_hash
         event = next_event(
             state,
             S.ROUTING,
@@ -295,6 +320,8 @@ class OrderExecutor:
             "route": [[leg.venue.value, str(leg.amount_in), str(leg.amount_out)] for leg in routed.ranked_legs],
             "quotedAt": repr(routed.quoted_at),
         }
+        if expired is not None:
+            remember["resends"] = _resends(state) + 1
         return event, remember
 
     @staticmethod
@@ -306,8 +333,11 @@ class OrderExecutor:
         decimals = tokens.TOKENS[state.order.token_out].decimals
         return min_amount_out(basis, state.order.slippage_bps, decimals)
 
-    def _transaction(self, state: OrderState) -> SwapTransaction:
+    def _transaction(self, state: OrderState, recent: RecentBlockhash | None = None) -> SwapTransaction:
+        """The order's transaction as built: on `recent`, or on the blockhash `building` persisted."""
         order = state.order
+        if recent is None:
+            recent = RecentBlockhash(state.fields["blockhash"], int(state.fields["lastValidSlot"]))
         return self.build_transaction(
             order_id=order.order_id,
             attempt=state.attempt,
@@ -317,14 +347,17 @@ class OrderExecutor:
             min_amount_out=Decimal(state.fields["minOut"]),
             native_sol_in=order.native_sol_in,
             native_sol_out=order.native_sol_out,
+            recent=recent,
         )
 
-    def _build(self, state: OrderState) -> tuple[OrderEvent, None]:
-        tx = self._transaction(state)
+    def _build(self, state: OrderState) -> tuple[OrderEvent, dict[str, object]]:
+        legs = _route_legs(state)
+        recent = self.venues[legs[0].dex].recent_blockhash()
+        tx = self._transaction(state, recent)
         event = next_event(
             state, S.BUILDING, attempt=state.attempt, dex=tx.dex.value, extra={"transaction": tx.as_dict()}
         )
-        return event, None
+        return event, {"blockhash": recent.blockhash, "lastValidSlot": recent.last_valid_slot}
 
     def _quote_expired(self, state: OrderState) -> bool:
         quoted_at = state.fields.get("quotedAt")
@@ -345,15 +378,24 @@ class OrderExecutor:
             attempt=state.attempt,
             dex=tx.dex.value,
             tx_hash=sent.tx_hash,
-            extra={"venueLatencyMs": sent.latency_ms},
+            extra={"venueLatencyMs": sent.latency_ms, "slot": sent.slot},
         )
         if "quotedAt" in state.fields:
             self.metrics.sent(_shape(state), max(0.0, self.clock() - float(state.fields["quotedAt"])))
         return await self.store.append(state, event, fence=lease), event
 
-    async def _confirm(self, state: OrderState, lease: Lease, *, submitted_at: datetime | None) -> None:
+    async def _confirm(self, state: OrderState, lease: Lease, *, submitted_at: datetime | None) -> TxOutcome | None:
+        """Settle the order with its transaction's outcome; or, when the transaction expired unlanded and the
+        order may still be re-sent, return that outcome instead (nothing is written)."""
         dex = Dex(state.fields["dex"])
         outcome = await self.venues[dex].confirm(state.fields["txHash"])
+        if outcome.error == BLOCKHASH_EXPIRED:
+            self.metrics.blockhash_expired(_shape(state))
+            if _resends(state) < MAX_RESENDS:
+                order_logger(state.order.order_id).warning(
+                    "transaction {} expired without landing: re-sending on a fresh blockhash", outcome.tx_hash
+                )
+                return outcome
         fields: EventFields = {
             "attempt": state.attempt,
             "dex": dex.value,
@@ -381,6 +423,7 @@ class OrderExecutor:
             " + ".join(f"{leg.dex.value} {leg.amount_out}" for leg in outcome.legs) or dex.value,
             outcome.amount_out or outcome.error,
         )
+        return None
 
     def _report_legs(self, state: OrderState, legs: tuple[LegResult, ...]) -> None:
         """Each leg's output against what routing quoted for it."""
@@ -440,6 +483,10 @@ def _remembered_route(state: OrderState) -> list[list[str]]:
 
 def _route_legs(state: OrderState) -> tuple[SwapLeg, ...]:
     return tuple(SwapLeg(Dex(dex), Decimal(amount)) for dex, amount, _ in _remembered_route(state))
+
+
+def _resends(state: OrderState) -> int:
+    return int(state.fields.get("resends") or 0)
 
 
 def _shape(state: OrderState) -> str:

@@ -13,6 +13,8 @@ from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
+from shared.venues.slots import RecentBlockhash
+
 
 class Dex(StrEnum):
     RAYDIUM = "raydium"
@@ -21,6 +23,10 @@ class Dex(StrEnum):
 
 class VenueUnavailable(Exception):
     """A transient failure of one venue call (timeout, RPC error): worth retrying."""
+
+
+class BlockhashExpired(VenueUnavailable):
+    """The chain refused a transaction whose blockhash is too old: it must be built again on a recent one."""
 
 
 class NoPool(VenueUnavailable):
@@ -126,6 +132,9 @@ class SwapTransaction:
     token_out: str
     #: The least total output across the legs the transaction accepts; below it nothing executes.
     min_amount_out: Decimal
+    #: The recent blockhash it was built on, and the last slot in which it may land (shared/venues/slots.py).
+    blockhash: str
+    last_valid_slot: int
     tx_hash: str
     #: Human-readable instruction list, e.g. ["wrapSol", "swap:raydium", "swap:meteora", "unwrapSol"].
     instructions: tuple[str, ...] = field(default_factory=tuple)
@@ -145,6 +154,8 @@ class SwapTransaction:
             "amountIn": str(self.amount_in),
             "minAmountOut": str(self.min_amount_out),
             "legs": [{"dex": leg.dex.value, "inAmount": str(leg.amount_in)} for leg in self.legs],
+            "blockhash": self.blockhash,
+            "lastValidSlot": self.last_valid_slot,
             "instructions": list(self.instructions),
         }
 
@@ -155,6 +166,12 @@ class Submission:
 
     tx_hash: str
     latency_ms: int = 0
+    #: The chain's slot when it accepted the transaction.
+    slot: int = 0
+
+
+#: The error of a transaction that did not land while its blockhash was valid: it never will.
+BLOCKHASH_EXPIRED = "blockhash_expired"
 
 
 class TxStatus(StrEnum):
@@ -188,11 +205,16 @@ class Venue(Protocol):
         request, in order, each a Quote or the reason that pair has none (NoPool). Raises VenueUnavailable
         when the request as a whole fails."""
 
+    def recent_blockhash(self) -> RecentBlockhash:
+        """A blockhash to build a transaction on, and the last slot it lets the transaction land in."""
+
     async def submit(self, tx: SwapTransaction) -> Submission:
-        """Send a transaction; idempotent for the same tx_hash. Raises VenueUnavailable."""
+        """Send a transaction; idempotent for the same tx_hash. Raises VenueUnavailable (BlockhashExpired when
+        its blockhash is too old to be accepted)."""
 
     async def was_sent(self, tx_hash: str) -> bool:
         """Whether a transaction with this hash ever reached the chain."""
 
     async def confirm(self, tx_hash: str) -> TxOutcome:
-        """Wait until the transaction has landed and return what happened; idempotent."""
+        """Wait until the transaction has landed, or certainly never will (error "blockhash_expired": its
+        blockhash's last valid slot is past), and return what happened; idempotent."""

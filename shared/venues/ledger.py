@@ -26,6 +26,8 @@ from shared.venues.base import Dex, LegResult, SwapLeg, TxOutcome, TxStatus
 from shared.venues.pool_shift import UNMOVED, PoolShift
 
 NONCE_USED = "nonce_used"
+#: A transaction recorded before transactions carried blockhashes lands whenever it lands.
+NEVER_EXPIRES = 2**62
 #: How long the chain remembers what an order sent past the order's own retention in Redis: as long as
 #: dramatiq keeps a dead letter (7 days), since replaying one reads the order's transactions to tell whether it
 #: executed; and far longer than any order stays in flight, which the nonce must outlive. A real chain never
@@ -86,10 +88,14 @@ class TxRecord:
     token_in: str
     token_out: str
     min_amount_out: Decimal
-    #: UTC epoch seconds the chain accepted the transaction, and when it lands (executes).
+    #: UTC epoch seconds the chain accepted the transaction, and when it lands (executes) unless it is dropped
+    #: or its blockhash expires first.
     submitted_at: float
     lands_at: float
     outcome: TxOutcome | None = None
+    blockhash: str = ""
+    #: The last slot it may land in; recorded before blockhashes: never expires.
+    last_valid_slot: int = NEVER_EXPIRES
 
     @property
     def dex(self) -> Dex:
@@ -113,6 +119,8 @@ class TxRecord:
             "min_amount_out": str(self.min_amount_out),
             "submitted_at": repr(self.submitted_at),
             "lands_at": repr(self.lands_at),
+            "blockhash": self.blockhash,
+            "last_valid_slot": str(self.last_valid_slot),
         }
 
     @classmethod
@@ -129,6 +137,8 @@ class TxRecord:
             submitted_at=float(fields["submitted_at"]),
             lands_at=float(fields["lands_at"]),
             outcome=outcome_from_fields(fields) if fields.get("status") else None,
+            blockhash=fields.get("blockhash", ""),
+            last_valid_slot=int(fields.get("last_valid_slot") or NEVER_EXPIRES),
         )
 
 

@@ -28,6 +28,8 @@ from shared.domain.tokens import TOKENS
 from shared.redis_client import REDIS_UNAVAILABLE
 from shared.settings import Settings
 from shared.venues.base import (
+    BLOCKHASH_EXPIRED,
+    BlockhashExpired,
     Dex,
     LegResult,
     NoPool,
@@ -44,6 +46,13 @@ from shared.venues.ledger import Ledger, PoolId, PoolMove, PoolMoved, TxRecord
 from shared.venues.market import pool_at, quote_at
 from shared.venues.pool_shift import UNMOVED, PoolShift
 from shared.venues.price_walk import seeded_uniform, significant
+from shared.venues.slots import (
+    BLOCKHASH_VALID_SLOTS,
+    RecentBlockhash,
+    certainly_expired_at,
+    recent_blockhash,
+    slot_at,
+)
 
 #: Unscaled latency ranges in ms. Quote + send + landing add up to the 2–3 s a Solana swap takes end to end.
 QUOTE_LATENCY_MS = (150, 250)
@@ -73,6 +82,10 @@ class SimConfig:
     liquidity_step_s: float = 10.0
     #: How fast arbitrage undoes what swaps did to a pool's price: half the displacement is gone after this.
     arbitrage_half_life_s: float = 15.0
+    #: Chance that a sent transaction never lands (dropped by the leader): it expires with its blockhash. None
+    #: unless configured (SIM_DROP_RATE sets a deployment's), so a test's venue waits out no expiry by chance.
+    drop_rate: Decimal = Decimal(0)
+    blockhash_valid_slots: int = BLOCKHASH_VALID_SLOTS
 
 
 async def load_sim_config(redis: Redis, settings: Settings, clock: Callable[[], float] = time.time) -> SimConfig:
@@ -101,6 +114,8 @@ async def load_sim_config(redis: Redis, settings: Settings, clock: Callable[[], 
         launch_interval_s=settings.sim_launch_interval_s,
         liquidity_step_s=settings.sim_liquidity_step_s,
         arbitrage_half_life_s=settings.sim_arbitrage_half_life_s,
+        drop_rate=settings.sim_drop_rate,
+        blockhash_valid_slots=settings.sim_blockhash_valid_slots,
     )
 
 
@@ -120,12 +135,16 @@ def build_swap_transaction(
     min_amount_out: Decimal,
     native_sol_in: bool,
     native_sol_out: bool,
+    *,
+    recent: RecentBlockhash,
 ) -> SwapTransaction:
-    """The signed swap for one attempt; rebuilding it yields the same tx_hash, so resending is harmless."""
+    """The signed swap for one attempt on a recent blockhash; rebuilding it from the same parts yields the same
+    tx_hash, so resending it is harmless, and building it on a new blockhash makes a new transaction."""
     if not legs:
         raise ValueError("a swap needs at least one leg")
     route = ",".join(f"{leg.dex.value}={leg.amount_in}" for leg in legs)
-    digest = hashlib.blake2b(f"{order_id}:{attempt}:{route}:{min_amount_out}".encode(), digest_size=64).digest()
+    signed = f"{order_id}:{attempt}:{route}:{min_amount_out}:{recent.blockhash}"
+    digest = hashlib.blake2b(signed.encode(), digest_size=64).digest()
     # Native SOL cannot enter a pool: it is wrapped to wSOL first and unwrapped after the swap.
     instructions = (
         *(("wrapSol",) if native_sol_in else ()),
@@ -139,6 +158,8 @@ def build_swap_transaction(
         token_in=token_in,
         token_out=token_out,
         min_amount_out=min_amount_out,
+        blockhash=recent.blockhash,
+        last_valid_slot=recent.last_valid_slot,
         tx_hash=base58.b58encode(digest).decode(),
         instructions=instructions,
     )
@@ -190,6 +211,9 @@ class SimulatedVenue:
                 answers.append(replace(quote, latency_ms=latency_ms))
         return answers
 
+    def recent_blockhash(self) -> RecentBlockhash:
+        return recent_blockhash(self._sim.seed, self._clock(), self._sim.epoch, self._sim.blockhash_valid_slots)
+
     async def submit(self, tx: SwapTransaction) -> Submission:
         if all(leg.dex != self.dex for leg in tx.legs):
             raise ValueError(f"a transaction with no {self.dex.value} leg cannot be sent to {self.dex.value}")
@@ -199,6 +223,9 @@ class SimulatedVenue:
         if self._fails("send", tx.tx_hash, call):
             raise VenueUnavailable(f"{self.dex.value} RPC dropped transaction {tx.tx_hash}")
         submitted_at = self._clock()
+        slot = slot_at(submitted_at, self._sim.epoch)
+        if slot > tx.last_valid_slot:
+            raise BlockhashExpired(f"blockhash {tx.blockhash} expired after slot {tx.last_valid_slot}; now {slot}")
         # Drawn from the hash alone: a resend cannot change when the transaction lands.
         landing_ms = self._latency_ms(LANDING_LATENCY_MS, "land", tx.tx_hash)
         record = TxRecord(
@@ -211,12 +238,14 @@ class SimulatedVenue:
             min_amount_out=tx.min_amount_out,
             submitted_at=submitted_at,
             lands_at=submitted_at + landing_ms / 1000,
+            blockhash=tx.blockhash,
+            last_valid_slot=tx.last_valid_slot,
         )
         stored = await self._ledger.record_submission(record)
         self._sent[stored.tx_hash] = stored
         if len(self._sent) > RECENT_SUBMISSIONS:
             self._sent.popitem(last=False)
-        return Submission(stored.tx_hash, send_ms)
+        return Submission(stored.tx_hash, send_ms, slot_at(stored.submitted_at, self._sim.epoch))
 
     async def was_sent(self, tx_hash: str) -> bool:
         return tx_hash in self._sent or await self._ledger.get(tx_hash) is not None
@@ -233,9 +262,12 @@ class SimulatedVenue:
             )
         if record.outcome is not None:
             return record.outcome
-        wait_s = record.lands_at - self._clock()
-        if wait_s > 0:
-            await self._sleep(wait_s)
+        expires_at = certainly_expired_at(record.last_valid_slot, self._sim.epoch)
+        if self._dropped(tx_hash) or record.lands_at >= expires_at:
+            # It will never land, but nobody can know that before its blockhash expires: wait until then.
+            await self._sleep_until(expires_at)
+            return await self._ledger.settle(tx_hash, expired(record, expires_at), order_id=record.order_id)
+        await self._sleep_until(record.lands_at)
         pools = [PoolId.of(leg.dex, record.token_in, record.token_out) for leg in record.legs]
         for _ in range(SETTLE_TRIES):
             shifts = await self._ledger.pool_shifts(pools)
@@ -255,6 +287,15 @@ class SimulatedVenue:
             raise VenueUnavailable(f"{self.dex.value} did not answer the quote request")
         return latency_ms
 
+    async def _sleep_until(self, moment: float) -> None:
+        wait_s = moment - self._clock()
+        if wait_s > 0:
+            await self._sleep(wait_s)
+
+    def _dropped(self, tx_hash: str) -> bool:
+        """Drawn from the hash alone: whoever confirms the transaction agrees on its fate."""
+        return Decimal(seeded_uniform(self._sim.seed, "drop", tx_hash)) < self._sim.drop_rate
+
     def _latency_ms(self, bounds: tuple[int, int], *parts: object) -> int:
         low, high = bounds
         drawn = low + (high - low) * seeded_uniform(self._sim.seed, self.dex.value, *parts)
@@ -267,6 +308,17 @@ class SimulatedVenue:
     async def _pause(self, latency_ms: int) -> None:
         if latency_ms > 0:
             await self._sleep(latency_ms / 1000)
+
+
+def expired(record: TxRecord, expired_at: float) -> TxOutcome:
+    """A transaction that did not land while its blockhash was valid: it never will, and nothing executed."""
+    return TxOutcome(
+        tx_hash=record.tx_hash,
+        status=TxStatus.FAILED,
+        error=BLOCKHASH_EXPIRED,
+        message=f"the transaction did not land before its blockhash expired after slot {record.last_valid_slot}",
+        latency_ms=round((expired_at - record.submitted_at) * 1000),
+    )
 
 
 def execute(

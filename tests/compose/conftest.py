@@ -30,6 +30,7 @@ ENGINE_IMAGE = "order-engine:local"
 ENGINE_SETTINGS = {
     "LOG_JSON": "1",
     "SIM_LATENCY_SCALE": "0.25",  # a swap ~0.6 s: orders are in flight when the worker is killed
+    "SIM_DROP_RATE": "0",  # a dropped transaction would take a minute to be known dead and re-sent
     "SIM_LAUNCH_FIRST_S": "5",
     "SIM_LAUNCH_INTERVAL_S": "40",
     "SIM_LIQUIDITY_STEP_S": "3",

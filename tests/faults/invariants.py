@@ -6,7 +6,9 @@ histories. For each order:
 - lost: the client was answered 200 for it, or PostgreSQL has it, but Redis does not;
 - stuck: it is neither terminal nor legitimately resting (`waiting` in its resting place, not past its
   `expiresAt`);
-- duplicated: the simulated chain executed more than one transaction for it;
+- duplicated: the simulated chain executed more than one transaction for it, or a second transaction of it
+  reached landing while another could still land (the chain's nonce refused it: `nonce_used`), which the
+  engine's blockhash discipline must never let happen;
 - execution mismatch: confirmed without exactly one execution of the same txHash, or ended otherwise
   although the chain executed it;
 - gap: its events are not seq 1..n, a transition is illegal under `TRANSITIONS`, or its hash disagrees
@@ -31,7 +33,7 @@ from sqlalchemy.engine import Engine
 from shared import redis_keys
 from shared.domain.lifecycle import OrderStatus, can_transition, is_terminal
 from shared.persistence.models import events_table, orders_table
-from shared.venues.ledger import order_transactions_key
+from shared.venues.ledger import NONCE_USED, order_transactions_key
 
 #: An order this far past its expiresAt should have been expired by the sweepers (they run every 200 ms).
 EXPIRY_GRACE = timedelta(seconds=5)
@@ -67,6 +69,8 @@ class OrderHistory:
     executions: list[str] = field(default_factory=list)
     #: The client was answered 200 for it (else it was found in Redis or PostgreSQL only).
     acknowledged: bool = False
+    #: tx_hash of every transaction of this order the chain's nonce refused: sent while another could land.
+    refused: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,8 @@ def judge(history: OrderHistory, now: datetime) -> list[Violation]:
         violations.append(Violation("stuck", oid, f"{found.status} ({where}, expiresAt {found.expires_at})"))
     if len(history.executions) > 1:
         violations.append(Violation("duplicated", oid, f"executed by {len(history.executions)} transactions"))
+    if history.refused:
+        violations.append(Violation("duplicated", oid, f"a second transaction tried to land: {history.refused}"))
     if found.status == OrderStatus.CONFIRMED:
         if history.executions != [found.tx_hash]:
             violations.append(
@@ -199,15 +205,16 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def read_redis(client: redis.Redis, order_ids: list[str]) -> dict[str, tuple[RedisSide | None, list[str]]]:
-    """Per order: its Redis side (None if missing) and the chain's executions for it."""
+def read_redis(client: redis.Redis, order_ids: list[str]) -> dict[str, tuple[RedisSide | None, list[str], list[str]]]:
+    """Per order: its Redis side (None if missing), the chain's executions for it, and its transactions the
+    chain's nonce refused."""
     pipe = client.pipeline(transaction=False)
     for oid in order_ids:
         pipe.hgetall(redis_keys.order(oid))
         pipe.lrange(redis_keys.order_events(oid), 0, -1)
         pipe.smembers(order_transactions_key(oid))
     raw = pipe.execute()
-    result: dict[str, tuple[RedisSide | None, list[str]]] = {}
+    result: dict[str, tuple[RedisSide | None, list[str], list[str]]] = {}
     places = client.pipeline(transaction=False)
     waiting: list[tuple[str, RedisSide]] = []
     tx_pipe = client.pipeline(transaction=False)
@@ -216,10 +223,10 @@ def read_redis(client: redis.Redis, order_ids: list[str]) -> dict[str, tuple[Red
         fields = {_text(k): _text(v) for k, v in raw[3 * i].items()}
         events = [orjson.loads(e) for e in raw[3 * i + 1]]
         for tx_hash in sorted(_text(t) for t in raw[3 * i + 2]):
-            tx_pipe.hget(redis_keys.venue_transaction(tx_hash), "status")
+            tx_pipe.hmget(redis_keys.venue_transaction(tx_hash), "status", "error")
             tx_owner.append((oid, tx_hash))
         if not fields:
-            result[oid] = (None, [])
+            result[oid] = (None, [], [])
             continue
         spec = orjson.loads(fields["spec"])
         side = RedisSide(
@@ -233,12 +240,14 @@ def read_redis(client: redis.Redis, order_ids: list[str]) -> dict[str, tuple[Red
         if side.status == OrderStatus.WAITING and fields.get("restKey"):
             places.zscore(fields["restKey"], fields["restMember"])
             waiting.append((oid, side))
-        result[oid] = (side, [])
+        result[oid] = (side, [], [])
     for (_oid, side), score in zip(waiting, places.execute(), strict=True):
         side.in_resting_place = score is not None
-    for (oid, tx_hash), status in zip(tx_owner, tx_pipe.execute(), strict=True):
+    for (oid, tx_hash), (status, error) in zip(tx_owner, tx_pipe.execute(), strict=True):
         if status is not None and _text(status) == "confirmed":
             result[oid][1].append(tx_hash)
+        if error is not None and _text(error) == NONCE_USED:
+            result[oid][2].append(tx_hash)
     return result
 
 
@@ -272,8 +281,10 @@ def collect(client: redis.Redis, engine: Engine, acknowledged: set[str]) -> dict
     pg_sides = read_pg(engine, order_ids)
     histories = {}
     for oid in order_ids:
-        side, executions = redis_sides[oid]
-        histories[oid] = OrderHistory(oid, side, pg_sides.get(oid), executions, oid in acknowledged)
+        side, executions, refused = redis_sides[oid]
+        histories[oid] = OrderHistory(
+            oid, side, pg_sides.get(oid), executions, acknowledged=oid in acknowledged, refused=refused
+        )
     return histories
 
 

@@ -31,6 +31,10 @@ ENGINE_ENV = {
     "SIM_LAUNCH_FIRST_S": "5",
     "SIM_LAUNCH_INTERVAL_S": "40",  # WIF, POPCAT, MEW, PNUT launch during the run
     "SIM_LIQUIDITY_STEP_S": "3",
+    # One transaction in ten is dropped and known dead 4 s later (10 slots): resends happen while workers die,
+    # and the checker finds any second transaction that reached landing (`nonce_used`).
+    "SIM_DROP_RATE": "0.1",
+    "SIM_BLOCKHASH_VALID_SLOTS": "10",
     "QUOTE_INTERVAL_MS": "250",
     "RETRY_MIN_BACKOFF_MS": "300",
     "RETRY_MAX_BACKOFF_MS": "3000",

@@ -48,6 +48,12 @@ def test_two_executions_are_a_duplicate():
     assert "duplicated" in kinds(history(executions=(TX, "tx-2")))
 
 
+def test_a_second_transaction_the_nonce_refused_is_a_duplicate_too():
+    tried_twice = history()
+    tried_twice.refused = ["tx-2"]
+    assert kinds(tried_twice) == ["duplicated"]
+
+
 def test_confirmed_without_an_execution_or_failed_after_one_are_caught():
     assert kinds(history(executions=())) == ["execution_mismatch"]
     assert kinds(history(executions=("tx-other",))) == ["execution_mismatch"]
@@ -60,7 +66,7 @@ def test_confirmed_without_an_execution_or_failed_after_one_are_caught():
         [{"seq": 1, "status": "pending"}, {"seq": 3, "status": "routing"}],  # a gap
         [{"seq": 1, "status": "pending"}, {"seq": 1, "status": "routing"}],  # a repeated seq
         events("pending", "building"),  # skips routing: illegal
-        events("pending", "routing", "building", "submitted", "routing"),  # back from submitted: illegal
+        events("pending", "routing", "building", "submitted", "building"),  # rebuilt while submitted: illegal
         events("routing", "building"),  # does not begin as pending
     ],
 )

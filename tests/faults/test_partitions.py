@@ -47,6 +47,7 @@ ENGINE_ENV = {
     "SIM_SEED": "partitions",
     "SIM_LATENCY_SCALE": "2.5",  # an order takes ~6 s, most of it waiting for its transaction to land
     "SIM_FAILURE_RATE": "0",
+    "SIM_DROP_RATE": "0",
     "ORDER_LEASE_MS": str(LEASE_MS),
     "WORKER_HEARTBEAT_TIMEOUT_MS": "3000",  # the cut-off worker's messages are handed back after 3 s...
     "WORKER_MAINTENANCE_CHANCE": "1000000",  # ...at the other worker's next fetch (a sweep on every one)

@@ -1,9 +1,10 @@
-"""Split routes executed as one transaction, and routing quotes re-quoted once they expire, on a real Redis."""
+"""Split routes executed as one transaction, routing quotes re-quoted once they expire, and transactions re-sent
+only once their blockhash has certainly expired, on a real Redis."""
 
 import contextlib
 from decimal import Decimal
 
-from shared.execution.executor import OrderExecutor
+from shared.execution.executor import MAX_RESENDS, OrderExecutor
 from shared.route_quote import QUOTE_VALID_S
 from shared.store.leases import OrderLeases
 from shared.venues.base import Dex
@@ -23,17 +24,25 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
 
 class Crash(BaseException):
     """A worker stopping dead mid-execution: nothing the executor catches."""
 
 
 class CrashingVenue(SimulatedVenue):
-    """Stops the worker at `submit`, before or after the transaction reached the chain."""
+    """Stops the worker at `submit`, before or after the transaction reached the chain; drops the first
+    `drops` transactions it is asked to confirm (they never land)."""
 
-    def __init__(self, dex, ledger, clock, *, crash_before_send=0, crash_after_send=0):
-        super().__init__(dex, SIM, ledger, clock=clock)
+    def __init__(self, dex, ledger, clock, *, crash_before_send=0, crash_after_send=0, drops=None):
+        super().__init__(dex, SIM, ledger, clock=clock, sleep=clock.sleep)
         self.crash_before_send, self.crash_after_send = crash_before_send, crash_after_send
+        self.drops = drops if drops is not None else set()
+
+    def _dropped(self, tx_hash):
+        return tx_hash in self.drops
 
     async def submit(self, tx):
         if self.crash_before_send:
@@ -49,6 +58,7 @@ class CrashingVenue(SimulatedVenue):
 def setup(redis, **crashes):
     ledger, clock = InMemoryLedger(), Clock()
     venues = {dex: CrashingVenue(dex, ledger, clock, **crashes) for dex in Dex}
+    venues[Dex.METEORA].drops = venues[Dex.RAYDIUM].drops  # one chain: either venue confirms the same way
     run = OrderExecutor(
         make_store(redis), OrderLeases(redis, ttl_ms=5000), venues, build_swap_transaction, max_attempts=3, clock=clock
     )
@@ -135,3 +145,67 @@ async def test_a_transaction_already_sent_is_never_requoted(redis):
     assert messages[3]["txHash"] == messages[2]["transaction"]["txHash"]
     assert len(await ledger.transactions_for(str(order.order_id))) == 1
     assert len(await ledger.executions_for(str(order.order_id))) == 1
+
+
+class DroppedBy:
+    """Drops the first `count` transactions confirmed, whichever venue confirms them."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.dropped = count, []
+
+    def __contains__(self, tx_hash: str) -> bool:
+        if tx_hash in self.dropped:
+            return True
+        if len(self.dropped) < self.count:
+            self.dropped.append(tx_hash)
+            return True
+        return False
+
+
+async def test_a_dropped_transaction_is_re_sent_only_once_its_blockhash_has_expired(redis):
+    run, ledger, clock = setup(redis)
+    dropped = DroppedBy(1)
+    for venue in run.venues.values():
+        venue.drops = dropped
+    order = await place_market_order(run.store, amount="2000", slippageBps=100)
+    await run.execute(order.order_id, attempt=1)
+
+    messages = await event_messages(run.store, order)
+    assert [m["status"] for m in messages] == [
+        "pending", "routing", "building", "submitted", "routing", "building", "submitted", "confirmed",
+    ]  # fmt: skip
+    assert_gapless_and_legal(messages)
+    first, resend = messages[2]["transaction"], messages[5]["transaction"]
+    assert messages[4]["requoteReason"] == "blockhash_expired" and messages[4]["expiredTxHash"] == first["txHash"]
+    assert resend["blockhash"] != first["blockhash"] and resend["lastValidSlot"] > first["lastValidSlot"]
+    # Re-sent in a slot after the first transaction's last valid one, never while it could still land.
+    assert messages[6]["slot"] > first["lastValidSlot"] >= messages[3]["slot"]
+    outcomes = {r.tx_hash: r.outcome for r in await ledger.transactions_for(str(order.order_id))}
+    assert outcomes.keys() == {first["txHash"], resend["txHash"]}
+    assert outcomes[first["txHash"]].error == "blockhash_expired"
+    assert [r.tx_hash for r in await ledger.executions_for(str(order.order_id))] == [resend["txHash"]]
+
+
+async def test_an_order_whose_transactions_keep_expiring_fails_after_its_resends(redis):
+    run, ledger, _ = setup(redis)
+    for venue in run.venues.values():
+        venue.drops = DroppedBy(100)
+    order = await place_market_order(run.store)
+    await run.execute(order.order_id, attempt=1)
+    messages = await event_messages(run.store, order)
+    assert [m["status"] for m in messages].count("submitted") == MAX_RESENDS + 1
+    assert (messages[-1]["status"], messages[-1]["error"]) == ("failed", "blockhash_expired")
+    assert await ledger.executions_for(str(order.order_id)) == []
+
+
+async def test_a_retry_after_the_transaction_was_sent_settles_that_transaction(redis):
+    run, ledger, _ = setup(redis, crash_after_send=1)
+    order = await place_market_order(run.store)
+    with contextlib.suppress(Crash):
+        await run.execute(order.order_id, attempt=1)
+    await run.execute(order.order_id, attempt=2)  # dramatiq's retry, as after an error once it was sent
+    messages = await event_messages(run.store, order)
+    assert [(m["status"], m["attempt"]) for m in messages] == [
+        ("pending", None), ("routing", 1), ("building", 1), ("submitted", 1), ("confirmed", 1),
+    ]  # fmt: skip
+    assert len(await ledger.transactions_for(str(order.order_id))) == 1

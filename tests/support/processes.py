@@ -103,7 +103,9 @@ class Engine:
         log_path = self.log_dir / f"{name}-{index}.log"
         log_path.unlink(missing_ok=True)
         # Every replica its own probe port, so engines, replicas and `make run` never contend for one.
-        env = {**os.environ, **self.env, "METRICS_PORT": str(free_port()), **extra_env}
+        # A dropped transaction is known dead only after its blockhash's minute: a test engine drops none unless
+        # the test asks (SIM_DROP_RATE), so no test waits a minute by chance.
+        env = {**os.environ, "SIM_DROP_RATE": "0", **self.env, "METRICS_PORT": str(free_port()), **extra_env}
         service = ServiceProcess(name, _spawn(name, env, log_path), log_path, env)
         self.processes.setdefault(name, []).append(service)
         if name == "api":

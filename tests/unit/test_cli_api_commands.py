@@ -135,6 +135,9 @@ def test_each_event_says_what_happened():
     assert routed == "quotes raydium 150.1 (out 225, fee 0.0025), meteora 149.9 (out 224.8, fee 0.003) → raydium"
     built = describe(event(3, "building", attempt=1, dex="raydium", transaction={"minAmountOut": "223.9"}))
     assert built == "transaction on raydium, min out 223.9"
+    legs = [{"dex": "raydium", "inAmount": "1400"}, {"dex": "meteora", "inAmount": "600"}]
+    split = describe(event(3, "building", dex="raydium", transaction={"minAmountOut": "29000", "legs": legs}))
+    assert split == "transaction on raydium + meteora, min out 29000"
     confirmed = describe(event(5, "confirmed", dex="raydium", txHash="T", executedPrice="150", amountOut="225"), ORDER)
     assert confirmed == "price 150, out 225 USDC on raydium, tx T"
     failed = describe(event(9, "failed", attempt=3, error="venue_unavailable", errorMessage="gave up after 3 attempts"))

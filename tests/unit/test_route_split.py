@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.route_split import MIN_LEG_SHARE, best_route, optimal_split
+from shared.route_split import MIN_LEG_SHARE, MIN_SPLIT_GAIN, best_route, optimal_split
 from shared.venues.meteora import dlmm_pool
 from shared.venues.raydium import cpmm_pool
 
@@ -71,6 +71,8 @@ def test_the_route_pays_at_least_every_single_venue(price, r_bps, m_bps, depth, 
         assert route.amount_out >= curve.amount_out(amount).quantize(OUT_UNIT, rounding=ROUND_DOWN), venue
     assert all(leg.amount_in >= amount * MIN_LEG_SHARE for leg in route.legs) or len(route.legs) == 1
     assert all(leg.amount_in == leg.amount_in.quantize(IN_UNIT) for leg in route.legs)
+    best_single = max(curve.amount_out(amount).quantize(OUT_UNIT, rounding=ROUND_DOWN) for curve in curves.values())
+    assert len(route.legs) == 1 or route.amount_out > best_single * (1 + MIN_SPLIT_GAIN)
 
 
 @settings(max_examples=60, deadline=None)

@@ -6,14 +6,17 @@ import pytest
 
 from shared import redis_keys
 from shared.settings import Settings
-from shared.venues.base import Dex, SwapLeg, TxStatus, VenueUnavailable
+from shared.venues.base import BlockhashExpired, Dex, SwapLeg, TxStatus, VenueUnavailable
 from shared.venues.ledger import InMemoryLedger
 from shared.venues.market import quote_at
 from shared.venues.simulated import SimConfig, SimulatedVenue, build_swap_transaction, load_sim_config
+from shared.venues.slots import certainly_expired_at, recent_blockhash, slot_at
 
 D = Decimal
 EPOCH = 1_700_000_000.0
 ZERO = D(0)
+#: The blockhash of the FakeTime's first slot, valid for Solana's 150 slots.
+RECENT = recent_blockhash("venue-test", EPOCH + 60, EPOCH)
 
 
 class FakeTime:
@@ -57,6 +60,7 @@ def swap(dex: Dex = Dex.RAYDIUM, order_id=None, attempt: int = 1, min_out: Decim
         min_out,
         native_sol_in=True,
         native_sol_out=False,
+        recent=RECENT,
     )
 
 
@@ -171,7 +175,7 @@ async def test_a_second_attempt_of_an_executed_order_hits_the_nonce():
 
 def split_swap(min_out: Decimal, order_id=None):
     legs = (SwapLeg(Dex.RAYDIUM, D(1200)), SwapLeg(Dex.METEORA, D(800)))
-    return build_swap_transaction(order_id or uuid4(), 1, legs, "SOL", "USDC", min_out, True, False)
+    return build_swap_transaction(order_id or uuid4(), 1, legs, "SOL", "USDC", min_out, True, False, recent=RECENT)
 
 
 async def test_a_split_transaction_lands_every_leg_at_its_own_pool_and_pays_their_total():
@@ -223,7 +227,9 @@ def test_native_sol_is_wrapped_in_and_unwrapped_out():
 
     def instructions(native_in: bool, native_out: bool, dex: Dex = Dex.RAYDIUM) -> tuple[str, ...]:
         legs = (SwapLeg(dex, D(1)),)
-        return build_swap_transaction(order_id, 1, legs, "SOL", "USDC", D(0), native_in, native_out).instructions
+        return build_swap_transaction(
+            order_id, 1, legs, "SOL", "USDC", D(0), native_in, native_out, recent=RECENT
+        ).instructions
 
     assert instructions(True, False) == ("wrapSol", "swap:raydium")
     assert instructions(False, True, Dex.METEORA) == ("swap:meteora", "unwrapSol")
@@ -232,12 +238,18 @@ def test_native_sol_is_wrapped_in_and_unwrapped_out():
 
 def test_transaction_hash_looks_like_a_solana_signature_and_is_stable():
     order_id = uuid4()
-    tx = build_swap_transaction(order_id, 1, (SwapLeg(Dex.RAYDIUM, D(1)),), "SOL", "USDC", D(140), True, False)
+    tx = build_swap_transaction(
+        order_id, 1, (SwapLeg(Dex.RAYDIUM, D(1)),), "SOL", "USDC", D(140), True, False, recent=RECENT
+    )
     assert 87 <= len(tx.tx_hash) <= 88 and len(base58.b58decode(tx.tx_hash)) == 64
-    again = build_swap_transaction(order_id, 1, (SwapLeg(Dex.RAYDIUM, D(1)),), "SOL", "USDC", D(140), True, False)
+    again = build_swap_transaction(
+        order_id, 1, (SwapLeg(Dex.RAYDIUM, D(1)),), "SOL", "USDC", D(140), True, False, recent=RECENT
+    )
     assert again == tx
     others = {
-        build_swap_transaction(order_id, a, (SwapLeg(d, D(1)),), "SOL", "USDC", D(140), True, False).tx_hash
+        build_swap_transaction(
+            order_id, a, (SwapLeg(d, D(1)),), "SOL", "USDC", D(140), True, False, recent=RECENT
+        ).tx_hash
         for a in (1, 2)
         for d in Dex
     }
@@ -311,3 +323,33 @@ async def test_a_service_started_while_redis_is_away_waits_for_it_instead_of_exi
     redis = AwayThenBack()
     config = await load_sim_config(redis, Settings(sim_seed="fixed"), clock=lambda: EPOCH)
     assert redis.refusals == 0 and config.epoch == EPOCH
+
+
+async def test_a_dropped_transaction_is_known_dead_only_once_its_blockhash_expired():
+    time, ledger = FakeTime(), InMemoryLedger()
+    sim_venue = venue(ledger=ledger, time=time, drop_rate=D(1))
+    tx = swap()
+    sent = await sim_venue.submit(tx)
+    assert sent.slot == slot_at(time.now, EPOCH) <= tx.last_valid_slot
+    outcome = await sim_venue.confirm(tx.tx_hash)
+    assert (outcome.status, outcome.error) == (TxStatus.FAILED, "blockhash_expired")
+    assert time.now == certainly_expired_at(tx.last_valid_slot, EPOCH)  # waited it out, not a moment less
+    assert slot_at(time.now, EPOCH) == tx.last_valid_slot + 1
+    assert await ledger.executions_for(str(tx.order_id)) == []
+
+
+async def test_a_transaction_that_would_land_after_its_last_valid_slot_expires_instead():
+    time = FakeTime()
+    sim_venue = venue(time=time, latency_scale=D(1), blockhash_valid_slots=2)
+    tx = build_swap_transaction(
+        uuid4(), 1, (SwapLeg(Dex.RAYDIUM, D(1)),), "SOL", "USDC", ZERO, True, False,
+        recent=sim_venue.recent_blockhash(),
+    )  # fmt: skip
+    await sim_venue.submit(tx)  # accepted within 150 ms, but landing takes 1.7 s or more: past 2 slots
+    assert (await sim_venue.confirm(tx.tx_hash)).error == "blockhash_expired"
+
+
+async def test_the_chain_refuses_a_transaction_on_an_expired_blockhash():
+    time = FakeTime(now=certainly_expired_at(RECENT.last_valid_slot, EPOCH))
+    with pytest.raises(BlockhashExpired):
+        await venue(time=time).submit(swap())
