@@ -19,21 +19,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 from uuid import UUID
 
-import orjson
-
-from shared.domain import tokens
-from shared.domain.events import OrderEvent, iso_utc
+from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.slippage import min_amount_out
+from shared.execution.order_route import (
+    quote_expired,
+    quoted_outputs,
+    resends,
+    route_legs,
+    route_shape,
+    routing_fields,
+)
 from shared.logging import order_logger
 from shared.observability.orders import ExecutionMetrics, NoExecutionMetrics
 from shared.redis_client import REDIS_UNAVAILABLE
-from shared.route_quote import QUOTE_VALID_S
 from shared.routing import choose_route
 from shared.store.leases import Lease, LeaseKeeper, OrderLeases
 from shared.store.order_store import LeaseLost, OrderState, OrderStore, StaleWrite
@@ -282,56 +285,29 @@ class OrderExecutor:
             if not isinstance(failure, VenueUnavailable):
                 raise failure
         routed = choose_route(quotes, order.token_in, order.token_out, order.amount)
-        minimum_out = self._minimum_out(state, routed.quoted_out)
-        impact = routed.price_impact_pct()
+        extra, remember = routing_fields(
+            state, routed, requote=requote, expired_tx_hash=expired.tx_hash if expired else None
+        )
         order_logger(order.order_id).info(
             "routing attempt {}: {} → {} ({}, impact {} %)",
             attempt,
             " | ".join(f"{q.dex.value} out={q.amount_out} fee={q.fee}" for q in quotes),
             " + ".join(f"{leg.dex.value} {leg.amount_in}" for leg in routed.legs),
             routed.shape,
-            impact,
+            extra["priceImpactPct"],
         )
-        self.metrics.routed(routed.shape, impact)
+        self.metrics.routed(routed.shape, Decimal(extra["priceImpactPct"]))
         if requote:
             self.metrics.requoted(requote)
-        extra: dict[str, Any] = {
-            "venueLatencyMs": max(q.latency_ms for q in quotes),
-            "routePlan": routed.plan(),
-            "priceImpactPct": str(impact),
-            "otherAmountThreshold": str(minimum_out),
-            "expiresAt": iso_utc(datetime.fromtimestamp(routed.quoted_at + QUOTE_VALID_S, UTC)),
-        }
-        if requote:
-            extra |= {"requoted": True, "requoteReason": requote}
-        if expired is not None:
-            extra["expiredTxHash"] = expired.tx_hash
         event = next_event(
             state,
             S.ROUTING,
             attempt=attempt,
             dex=routed.dex.value,
             quotes=routed.decision.quotes_message(),
-            extra=extra,
+            extra={"venueLatencyMs": max(q.latency_ms for q in quotes), **extra},
         )
-        remember: dict[str, object] = {
-            "quotedOut": routed.quoted_out,
-            "minOut": minimum_out,
-            "route": [[leg.venue.value, str(leg.amount_in), str(leg.amount_out)] for leg in routed.ranked_legs],
-            "quotedAt": repr(routed.quoted_at),
-        }
-        if expired is not None:
-            remember["resends"] = _resends(state) + 1
         return event, remember
-
-    @staticmethod
-    def _minimum_out(state: OrderState, quoted_out: Decimal) -> Decimal:
-        """The least total output the order's transaction accepts: a triggered order measures slippage from the
-        price at trigger time, a market order from its routing quote."""
-        reference = state.fields.get("referencePrice")
-        basis = state.order.amount * Decimal(reference) if reference else quoted_out
-        decimals = tokens.TOKENS[state.order.token_out].decimals
-        return min_amount_out(basis, state.order.slippage_bps, decimals)
 
     def _transaction(self, state: OrderState, recent: RecentBlockhash | None = None) -> SwapTransaction:
         """The order's transaction as built: on `recent`, or on the blockhash `building` persisted."""
@@ -341,7 +317,7 @@ class OrderExecutor:
         return self.build_transaction(
             order_id=order.order_id,
             attempt=state.attempt,
-            legs=_route_legs(state),
+            legs=route_legs(state),
             token_in=order.token_in,
             token_out=order.token_out,
             min_amount_out=Decimal(state.fields["minOut"]),
@@ -351,7 +327,7 @@ class OrderExecutor:
         )
 
     def _build(self, state: OrderState) -> tuple[OrderEvent, dict[str, object]]:
-        legs = _route_legs(state)
+        legs = route_legs(state)
         recent = self.venues[legs[0].dex].recent_blockhash()
         tx = self._transaction(state, recent)
         event = next_event(
@@ -360,8 +336,7 @@ class OrderExecutor:
         return event, {"blockhash": recent.blockhash, "lastValidSlot": recent.last_valid_slot}
 
     def _quote_expired(self, state: OrderState) -> bool:
-        quoted_at = state.fields.get("quotedAt")
-        return quoted_at is not None and self.clock() > float(quoted_at) + QUOTE_VALID_S
+        return quote_expired(state, self.clock())
 
     async def _was_sent(self, state: OrderState) -> bool:
         """Whether the built transaction already reached the chain (sent, then the worker stopped before it
@@ -381,7 +356,7 @@ class OrderExecutor:
             extra={"venueLatencyMs": sent.latency_ms, "slot": sent.slot},
         )
         if "quotedAt" in state.fields:
-            self.metrics.sent(_shape(state), max(0.0, self.clock() - float(state.fields["quotedAt"])))
+            self.metrics.sent(route_shape(state), max(0.0, self.clock() - float(state.fields["quotedAt"])))
         return await self.store.append(state, event, fence=lease), event
 
     async def _confirm(self, state: OrderState, lease: Lease, *, submitted_at: datetime | None) -> TxOutcome | None:
@@ -390,8 +365,8 @@ class OrderExecutor:
         dex = Dex(state.fields["dex"])
         outcome = await self.venues[dex].confirm(state.fields["txHash"])
         if outcome.error == BLOCKHASH_EXPIRED:
-            self.metrics.blockhash_expired(_shape(state))
-            if _resends(state) < MAX_RESENDS:
+            self.metrics.blockhash_expired(route_shape(state))
+            if resends(state) < MAX_RESENDS:
                 order_logger(state.order.order_id).warning(
                     "transaction {} expired without landing: re-sending on a fresh blockhash", outcome.tx_hash
                 )
@@ -427,8 +402,8 @@ class OrderExecutor:
 
     def _report_legs(self, state: OrderState, legs: tuple[LegResult, ...]) -> None:
         """Each leg's output against what routing quoted for it."""
-        quoted = {Dex(dex): Decimal(out) for dex, _, out in _remembered_route(state)}
-        shape = _shape(state)
+        quoted = quoted_outputs(state)
+        shape = route_shape(state)
         for leg in legs:
             if leg.dex in quoted:
                 self.metrics.leg_settled(leg.dex.value, shape, quoted[leg.dex], leg.amount_out)
@@ -469,28 +444,6 @@ class OrderExecutor:
                 log.warning("cannot persist failed yet ({!r}); trying again in {} s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MARK_FAILED_MAX_S)
-
-
-def _remembered_route(state: OrderState) -> list[list[str]]:
-    """The legs routing chose, largest first, as [dex, amountIn, quoted amountOut]; an order routed before
-    routes were remembered went whole to its `dex`."""
-    raw = state.fields.get("route")
-    if raw is None:
-        return [[state.fields["dex"], str(state.order.amount), state.fields.get("quotedOut") or "0"]]
-    route: list[list[str]] = orjson.loads(raw)
-    return route
-
-
-def _route_legs(state: OrderState) -> tuple[SwapLeg, ...]:
-    return tuple(SwapLeg(Dex(dex), Decimal(amount)) for dex, amount, _ in _remembered_route(state))
-
-
-def _resends(state: OrderState) -> int:
-    return int(state.fields.get("resends") or 0)
-
-
-def _shape(state: OrderState) -> str:
-    return "split" if len(_remembered_route(state)) > 1 else "single"
 
 
 def _updated_at(state: OrderState) -> datetime | None:
