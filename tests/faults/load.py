@@ -31,6 +31,9 @@ MARKET_PAIRS = (
     ("USDC", "SOL", Decimal("5"), Decimal("200")),
     ("SOL", "USDT", Decimal("0.1"), Decimal("2")),
     ("JUP", "USDC", Decimal("5"), Decimal("100")),
+    # Large enough to split across both venues (one transaction, every leg or none) and to move the pools.
+    ("SOL", "USDC", Decimal("300"), Decimal("1000")),
+    ("USDC", "SOL", Decimal("45000"), Decimal("150000")),
 )
 #: Limit orders rest on these streamed pairs, priced around the last BEST quote.
 LIMIT_PAIRS = (("SOL", "USDC"), ("USDC", "SOL"))

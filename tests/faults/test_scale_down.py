@@ -47,6 +47,7 @@ from tests.support.processes import ALL_SERVICES, Engine, ServiceProcess, start_
 ENGINE_ENV = {
     **{k: v for k, v in FAULT_ENGINE_ENV.items() if k not in ("WORKER_HEARTBEAT_TIMEOUT_MS", "ORDER_LEASE_MS")},
     "SIM_LATENCY_SCALE": "1",  # a swap takes 2-3 s: a replica holds several, and 0.5 s cannot finish one
+    "SIM_DROP_RATE": "0",  # a dropped transaction waits out its blockhash: no swap would promise 2-3 s
     "WORKER_DRAIN_S": "10",
 }
 ORDER_LEASE_S = 15.0  # the default ORDER_LEASE_MS: what a hand-back that left its leases behind would cost
