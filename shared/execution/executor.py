@@ -395,7 +395,9 @@ class OrderExecutor:
         order_logger(state.order.order_id).info(
             "{} on {}: {}",
             event.status.value,
-            " + ".join(f"{leg.dex.value} {leg.amount_out}" for leg in outcome.legs) or dex.value,
+            " + ".join(f"{leg.dex.value} {leg.amount_out}" for leg in outcome.legs)
+            if len(outcome.legs) > 1
+            else dex.value,
             outcome.amount_out or outcome.error,
         )
         return None

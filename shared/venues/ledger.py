@@ -13,6 +13,7 @@ settle is refused (`PoolMoved`) and the swap is priced again.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -203,8 +204,9 @@ class Ledger(Protocol):
 
     async def get(self, tx_hash: str) -> TxRecord | None: ...
 
-    async def pool_shifts(self, pools: Sequence[PoolId]) -> list[PoolShift]:
-        """Each pool's displacement as its last swap left it (unmoved pools: `UNMOVED`)."""
+    async def pool_shifts(self, pools: Sequence[PoolId], max_age_s: float = 0.0) -> list[PoolShift]:
+        """Each pool's displacement as its last swap left it (unmoved pools: `UNMOVED`); an answer read up to
+        `max_age_s` ago may stand in, as an RPC node answers from the last slot it saw."""
 
     async def settle(
         self,
@@ -246,7 +248,7 @@ class InMemoryLedger:
     async def get(self, tx_hash: str) -> TxRecord | None:
         return self._records.get(tx_hash)
 
-    async def pool_shifts(self, pools: Sequence[PoolId]) -> list[PoolShift]:
+    async def pool_shifts(self, pools: Sequence[PoolId], max_age_s: float = 0.0) -> list[PoolShift]:
         return [self._shifts.get(pool, UNMOVED) for pool in pools]
 
     async def settle(
@@ -336,6 +338,8 @@ class RedisLedger:
         self._redis = redis
         self.retention_s = retention_s
         self.shift_ttl_s = shift_ttl_s
+        #: The last shift read of each pool, and when (monotonic): quotes may use one read within a slot.
+        self._read: dict[PoolId, tuple[PoolShift, float]] = {}
         self._record = redis.register_script(_RECORD)
         self._settle = redis.register_script(_SETTLE)
 
@@ -349,10 +353,14 @@ class RedisLedger:
         raw = await self._redis.hgetall(redis_keys.venue_transaction(tx_hash))
         return TxRecord.from_fields(raw) if raw else None
 
-    async def pool_shifts(self, pools: Sequence[PoolId]) -> list[PoolShift]:
-        if not pools:
-            return []
-        return [PoolShift.from_text(raw) for raw in await self._redis.mget([pool.key for pool in pools])]
+    async def pool_shifts(self, pools: Sequence[PoolId], max_age_s: float = 0.0) -> list[PoolShift]:
+        now = time.monotonic()
+        known = [self._read.get(pool) for pool in pools]
+        if all(entry is not None and now - entry[1] <= max_age_s for entry in known):
+            return [entry[0] for entry in known if entry is not None]
+        shifts = [PoolShift.from_text(raw) for raw in await self._redis.mget([pool.key for pool in pools])]
+        self._read.update({pool: (shift, now) for pool, shift in zip(pools, shifts, strict=True)})
+        return shifts
 
     async def settle(
         self,

@@ -98,7 +98,7 @@ def pool_at(
     prices = _usd_prices(base, quote, t, sim)
     mid = _venue_mid(dex, base, quote, prices, t, sim)
     if log_shift:
-        mid = significant(mid * log_shift.exp())
+        mid = significant(mid * (1 + Decimal(math.expm1(float(log_shift)))))  # 16 digits, for prices kept to 10
     pool: Pool
     if dex is Dex.RAYDIUM:
         pool = cpmm_pool(mid, depth, out_usd_price=prices[1])

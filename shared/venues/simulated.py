@@ -48,6 +48,7 @@ from shared.venues.pool_shift import UNMOVED, PoolShift
 from shared.venues.price_walk import seeded_uniform, significant
 from shared.venues.slots import (
     BLOCKHASH_VALID_SLOTS,
+    SLOT_S,
     RecentBlockhash,
     certainly_expired_at,
     recent_blockhash,
@@ -188,7 +189,7 @@ class SimulatedVenue:
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         latency_ms = await self._answer_quote_request("quote")
         now = self._clock()
-        (shift,) = await self._ledger.pool_shifts([PoolId.of(self.dex, token_in, token_out)])
+        (shift,) = await self._ledger.pool_shifts([PoolId.of(self.dex, token_in, token_out)], max_age_s=SLOT_S)
         log_shift = shift.at_time(now, self._sim.arbitrage_half_life_s)
         quote = quote_at(self.dex, token_in, token_out, amount_in, now, self._sim, log_shift)
         return replace(quote, latency_ms=latency_ms)
@@ -197,7 +198,8 @@ class SimulatedVenue:
         # One latency and one failure draw for the whole request: a poller pays one round trip per venue.
         latency_ms = await self._answer_quote_request("quotes")
         now = self._clock()
-        shifts = await self._ledger.pool_shifts([PoolId.of(self.dex, r.token_in, r.token_out) for r in requests])
+        pools = [PoolId.of(self.dex, r.token_in, r.token_out) for r in requests]
+        shifts = await self._ledger.pool_shifts(pools, max_age_s=SLOT_S)
         answers: list[Quote | VenueUnavailable] = []
         for request, shift in zip(requests, shifts, strict=True):
             log_shift = shift.at_time(now, self._sim.arbitrage_half_life_s)

@@ -191,3 +191,21 @@ async def test_a_failed_or_nonce_used_swap_moves_no_pool(ledger):
     outcome = await ledger.settle(duplicate.tx_hash, confirmed(duplicate.tx_hash), moves=[pool_move(moved[2], "-0.05")])
     assert outcome.error == "nonce_used"
     assert await ledger.pool_shifts([pool]) == [moved[2]]
+
+
+async def test_a_quote_may_read_a_pool_as_of_the_last_slot_a_settle_never_does():
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        reader, writer = RedisLedger(redis), RedisLedger(redis)
+        tx = record()
+        await writer.record_submission(tx)
+        pool = pool_move(UNMOVED, "0")[0]
+        assert await reader.pool_shifts([pool], max_age_s=60) == [UNMOVED]
+        moved = pool_move(UNMOVED, "-0.01")
+        await writer.settle(tx.tx_hash, confirmed(tx.tx_hash), moves=[moved])
+        assert await reader.pool_shifts([pool], max_age_s=60) == [UNMOVED]  # read within the window: kept
+        assert await reader.pool_shifts([pool]) == [moved[2]]  # a settle's read: always fresh
+        assert await reader.pool_shifts([pool], max_age_s=60) == [moved[2]]
+    finally:
+        await _delete_our_keys(redis)
+        await redis.aclose()
