@@ -119,8 +119,23 @@ class LegResult:
         return {"dex": self.dex.value, "inAmount": str(self.amount_in), "outAmount": str(self.amount_out)}
 
 
+class Legged:
+    """A swap made of legs, largest first: its venue is the largest leg's, its input their total."""
+
+    __slots__ = ()
+    legs: tuple[SwapLeg, ...]
+
+    @property
+    def dex(self) -> Dex:
+        return self.legs[0].dex
+
+    @property
+    def amount_in(self) -> Decimal:
+        return sum((leg.amount_in for leg in self.legs), Decimal(0))
+
+
 @dataclass(frozen=True, slots=True)
-class SwapTransaction:
+class SwapTransaction(Legged):
     """A built, signed swap of one or more legs, which land together or not at all. `tx_hash` is derived from
     the order, the attempt and the legs, so rebuilding the same transaction gives the same hash."""
 
@@ -138,14 +153,6 @@ class SwapTransaction:
     tx_hash: str
     #: Human-readable instruction list, e.g. ["wrapSol", "swap:raydium", "swap:meteora", "unwrapSol"].
     instructions: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def dex(self) -> Dex:
-        return self.legs[0].dex
-
-    @property
-    def amount_in(self) -> Decimal:
-        return sum((leg.amount_in for leg in self.legs), Decimal(0))
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -23,7 +23,7 @@ import orjson
 from redis.asyncio import Redis
 
 from shared import redis_keys
-from shared.venues.base import Dex, LegResult, SwapLeg, TxOutcome, TxStatus
+from shared.venues.base import Dex, Legged, LegResult, SwapLeg, TxOutcome, TxStatus
 from shared.venues.pool_shift import UNMOVED, PoolShift
 
 NONCE_USED = "nonce_used"
@@ -80,7 +80,7 @@ def retention_s(order_retention_s: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class TxRecord:
+class TxRecord(Legged):
     tx_hash: str
     order_id: str
     attempt: int
@@ -97,14 +97,6 @@ class TxRecord:
     blockhash: str = ""
     #: The last slot it may land in; recorded before blockhashes: never expires.
     last_valid_slot: int = NEVER_EXPIRES
-
-    @property
-    def dex(self) -> Dex:
-        return self.legs[0].dex
-
-    @property
-    def amount_in(self) -> Decimal:
-        return sum((leg.amount_in for leg in self.legs), Decimal(0))
 
     def to_fields(self) -> dict[str, str]:
         """The record as a Redis hash, without the outcome (settling adds those fields)."""
