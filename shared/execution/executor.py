@@ -227,8 +227,10 @@ class OrderExecutor:
         Each stage's latency is reported from the events' own timestamps; a stage this execution resumed
         (after a crash or a retry) starts at the timestamp of the last event persisted before it."""
         stale_attempt = state.attempt < attempt
-        if stale_attempt and state.status is S.BUILDING and await self._was_sent(state):
-            # The failed attempt's transaction reached the chain: it decides the order, not a second one.
+        # A transaction a failed attempt sent decides the order, not a second one; asked only of a retry, since a
+        # fresh execution's `building` is its own.
+        sent = stale_attempt and state.status is S.BUILDING and await self._was_sent(state)
+        if sent:
             stale_attempt = False
         order_type = state.order.type.value
         # When the stage in hand began: the last persisted event (building follows routing within µs).
@@ -241,7 +243,7 @@ class OrderExecutor:
             stage_began = routed_at
         elif state.status is S.ROUTING:
             state = await self.store.append_steps(state, [self._build(state)], fence=lease)
-        if state.status is S.BUILDING and self._quote_expired(state) and not await self._was_sent(state):
+        if state.status is S.BUILDING and not sent and self._quote_expired(state) and not await self._was_sent(state):
             # Resumed long after routing (a crash, a Redis outage ridden out): the pools have moved since.
             state, stage_began = await self._route_and_build(state, lease, state.attempt, requote="quote_expired")
         while state.status in (S.BUILDING, S.SUBMITTED):
@@ -356,7 +358,7 @@ class OrderExecutor:
             extra={"venueLatencyMs": sent.latency_ms, "slot": sent.slot},
         )
         if "quotedAt" in state.fields:
-            self.metrics.sent(route_shape(state), max(0.0, self.clock() - float(state.fields["quotedAt"])))
+            self.metrics.sent(route_shape(state), self.clock() - float(state.fields["quotedAt"]))
         return await self.store.append(state, event, fence=lease), event
 
     async def _confirm(self, state: OrderState, lease: Lease, *, submitted_at: datetime | None) -> TxOutcome | None:

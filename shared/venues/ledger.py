@@ -255,14 +255,14 @@ class InMemoryLedger:
             raise LookupError(f"unknown transaction {tx_hash}")
         if record.outcome is not None:
             return record.outcome
-        if any(self._shifts.get(pool, UNMOVED).to_text() != before.to_text() for pool, before, _ in moves):
+        if any(self._shifts.get(pool, UNMOVED) != before for pool, before, _ in moves):
             raise PoolMoved(tx_hash)
         if outcome.status is TxStatus.CONFIRMED:
             owner = self._nonces.setdefault(record.order_id, tx_hash)
-            if owner != tx_hash:
+            if owner == tx_hash:
+                self._shifts.update({pool: after for pool, _, after in moves})
+            else:
                 outcome = nonce_used(tx_hash, record.order_id, owner, outcome.latency_ms)
-        if outcome.status is TxStatus.CONFIRMED:
-            self._shifts.update({pool: after for pool, _, after in moves})
         self._records[tx_hash] = replace(record, outcome=outcome)
         return outcome
 

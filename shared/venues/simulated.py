@@ -83,7 +83,7 @@ class SimConfig:
     liquidity_step_s: float = 10.0
     #: How fast arbitrage undoes what swaps did to a pool's price: half the displacement is gone after this.
     arbitrage_half_life_s: float = 15.0
-    #: Chance that a sent transaction never lands (dropped by the leader): it expires with its blockhash. None
+    #: Chance that a sent transaction never lands (dropped by the leader): it expires with its blockhash. No drops
     #: unless configured (SIM_DROP_RATE sets a deployment's), so a test's venue waits out no expiry by chance.
     drop_rate: Decimal = Decimal(0)
     blockhash_valid_slots: int = BLOCKHASH_VALID_SLOTS
