@@ -162,3 +162,59 @@ def sniper_listing(pair: str) -> str:
 def sniper_liquidity(pair: str) -> str:
     """Sorted set: orders waiting for liquidity, member = rest member, score = minLiquidity in tokenOut."""
     return f"sniper:liquidity:{pair}"
+
+
+# --- resting conditional orders (docs/conditional-orders.md) ---------------------------------------------
+COND_EXPIRIES = "cond:expiries"
+#: As LIMIT_HANDOFF, for conditional orders; COND_HANDOFF_DETAILS remembers why each one fired.
+COND_HANDOFF = "cond:handoff"
+#: Hash: hand-off member → `<condition>|<trigger price>|<high-water mark or ''>`, written when it is taken.
+COND_HANDOFF_DETAILS = "cond:handoff:details"
+COND_DOORBELL = "cond:doorbell"
+#: The last `stream:ticks` id the conditional book has applied: where a restarted worker resumes reading.
+COND_TICKS_CURSOR = "cond:ticks-cursor"
+
+
+def cond_stops(pair: str) -> str:
+    """Sorted set: stop orders and the stop side of OCO orders, member = rest member, score = stopPrice."""
+    return f"cond:{pair}:stops"
+
+
+def cond_take_profits(pair: str) -> str:
+    """Sorted set: the take-profit side of OCO orders, member = rest member, score = takeProfitPrice."""
+    return f"cond:{pair}:take-profits"
+
+
+def cond_activations(pair: str) -> str:
+    """Sorted set: trailing stops not armed yet, member = `<trailBps>/<rest member>`,
+    score = activationPrice (0 = none)."""
+    return f"cond:{pair}:activations"
+
+
+def cond_trail_widths(pair: str) -> str:
+    """Sorted set: the trail widths that have orders, member = score = trailBps."""
+    return f"cond:{pair}:trail-widths"
+
+
+def cond_trail_prefix(pair: str) -> str:
+    return f"cond:{pair}:trail:"
+
+
+def cond_trail(pair: str, trail_bps: int) -> str:
+    """Sorted set: trailing stops of one width, member = rest member, score = the tick armed at (+inf: not yet)."""
+    return f"{cond_trail_prefix(pair)}{trail_bps}"
+
+
+def cond_highs(pair: str) -> str:
+    """Sorted set: the pair's record ticks (priced above every later tick), member = tick number, score = price."""
+    return f"cond:{pair}:highs"
+
+
+def cond_highs_at(pair: str) -> str:
+    """Sorted set: the same records, member = the price as ticked, score = tick number."""
+    return f"cond:{pair}:highs-at"
+
+
+def cond_ticks(pair: str) -> str:
+    """Hash: `lastId` (the last tick id applied to the pair's book) and `seq` (its tick count)."""
+    return f"cond:{pair}:ticks"

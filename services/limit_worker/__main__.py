@@ -1,32 +1,41 @@
-"""`python -m services.limit_worker`: triggers resting limit orders on BEST price ticks, and expires them.
+"""`python -m services.limit_worker`: the price-trigger worker. Triggers resting limit and conditional
+(stop, trailing stop, OCO) orders on BEST price ticks, and expires them.
+
+Limit orders act on each batch's latest price per pair; conditional orders apply every tick in order, from a
+cursor that survives restarts, since a trailing stop's high may be any tick (docs/conditional-orders.md).
 
 Housekeeping (expiries, hand-offs a dead worker left behind) sleeps until its next deadline, woken early by
 placements that bring one forward (shared/store/doorbell.py).
 
-Any number of replicas may run: taking crossed orders is one atomic script per tick, and every hand-over
-or expiry is a claim that only one of them can win.
+Any number of replicas may run: taking crossed orders is one atomic script per tick (per pair and batch for
+conditional orders, which skips ticks already applied), and every hand-over or expiry is a claim that only one
+of them can win.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 from loguru import logger
 from redis.asyncio import Redis
 
 from shared import redis_keys
+from shared.observability.conditional import ConditionalMetrics
 from shared.observability.orders import OrderOutcomes
 from shared.observability.probes import Heartbeat, ServiceProbes
-from shared.observability.redis_gauges import RedisGauges, resting_limit_orders
+from shared.observability.redis_gauges import RedisGauges, resting_conditional_orders, resting_limit_orders
 from shared.outage_log import OutageLog
 from shared.redis_client import MAX_BLOCK_S, redis_client
 from shared.service import keep_running, run_service, unless_stopped
 from shared.settings import Settings
+from shared.store.conditional_book import ConditionalBook, ticks_per_pair
 from shared.store.doorbell import Doorbell
 from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
 from shared.store.order_store import OrderStore
+from shared.store.resting import RestingBook
 
 #: A hand-off older than this was left by a worker that died mid-way; recover it.
 STRANDED_AFTER_MS = 5_000
@@ -71,40 +80,92 @@ async def follow_ticks(
     await keep_running(take_crossed_orders, alive=alive, stop=stop, outage=outage, back_off_s=0.5)
 
 
+async def follow_conditional_ticks(
+    book: ConditionalBook, redis: Redis, stop: asyncio.Event, metrics: ConditionalMetrics, alive: Heartbeat
+) -> None:
+    cursor = await redis.get(redis_keys.COND_TICKS_CURSOR)
+    last_id: bytes | str = cursor if cursor is not None else "$"
+
+    async def apply_ticks() -> None:
+        nonlocal last_id
+        read = redis.xread({redis_keys.TICKS_STREAM: last_id}, count=1000, block=TICKS_BLOCK_MS)
+        batches = await unless_stopped(read, stop)
+        assert isinstance(batches, list)  # RESP2 (how redis_client connects): [[stream, entries], ...]
+        for _stream, entries in batches:
+            per_pair = ticks_per_pair(entries)
+            with metrics.timing_ticks(len(entries)):
+                fired = await asyncio.gather(*(book.apply_ticks(pair, ticks) for pair, ticks in per_pair.items()))
+            for pair, taken in zip(per_pair, fired, strict=True):
+                if taken:
+                    handed = await book.hand_over_taken(taken)
+                    metrics.fired(handed)
+                    logger.info("{}: triggered {} conditional orders", pair, len(handed))
+            last_id = entries[-1][0]
+            await redis.set(redis_keys.COND_TICKS_CURSOR, last_id)
+
+    outage = OutageLog("conditional tick loop lost Redis")
+    await keep_running(apply_ticks, alive=alive, stop=stop, outage=outage, back_off_s=0.5)
+
+
 async def housekeeping(
-    book: LimitBook,
+    kind: str,
+    book: RestingBook,
+    recover: Callable[[list[str]], Awaitable[None]],
     sweeper: ExpirySweeper,
     doorbell: Doorbell,
     stop: asyncio.Event,
     outcomes: OrderOutcomes,
     alive: Heartbeat,
 ) -> None:
+    """Expire `kind` orders past their deadline and `recover` hand-offs a dead worker left behind."""
+
     async def expire_recover_and_wait() -> None:
         expired = await sweeper.sweep(on_expired=outcomes.ended)
         if expired:
-            logger.info("expired {} limit orders", expired)
+            logger.info("expired {} {} orders", expired, kind)
         if stranded := await book.stranded(STRANDED_AFTER_MS):
-            logger.warning("recovering {} limit orders stranded between trigger and execution", len(stranded))
-            outcomes.triggered("limit", await book.hand_over_at(stranded, None))
+            logger.warning("recovering {} {} orders stranded between trigger and execution", len(stranded), kind)
+            await recover(stranded)
         await doorbell.wait(await book.next_chore_ms(STRANDED_AFTER_MS), stop)
 
-    outage = OutageLog("housekeeping lost Redis")
+    outage = OutageLog(f"{kind} housekeeping lost Redis")
     await keep_running(expire_recover_and_wait, alive=alive, stop=stop, outage=outage, back_off_s=0.5)
 
 
 async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
     outcomes = OrderOutcomes(probes.registry)
-    gauges = RedisGauges(settings, [resting_limit_orders(settings.pairs)])
+    conditional_metrics = ConditionalMetrics(probes.registry, outcomes)
+    gauges = RedisGauges(settings, [resting_limit_orders(settings.pairs), resting_conditional_orders(settings.pairs)])
     probes.registry.register(gauges)
-    ticks, chores = probes.health.heartbeat("ticks"), probes.health.heartbeat("housekeeping")
+    beat = probes.health.heartbeat
     redis = redis_client(settings, auto_pipeline=True)
     store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
-    book = LimitBook(redis, store)
-    sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
-    logger.info("watching {} for limit orders", redis_keys.TICKS_STREAM)
+    limits, conditionals = LimitBook(redis, store), ConditionalBook(redis, store)
+    limit_sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
+    conditional_sweeper = ExpirySweeper(redis, store, redis_keys.COND_EXPIRIES)
+    limit_bell, conditional_bell = Doorbell(redis, redis_keys.LIMIT_DOORBELL), Doorbell(redis, redis_keys.COND_DOORBELL)
+
+    async def recover_limits(stranded: list[str]) -> None:
+        outcomes.triggered("limit", await limits.hand_over_at(stranded, None))
+
+    async def recover_conditionals(stranded: list[str]) -> None:
+        conditional_metrics.fired(await conditionals.recover(stranded))
+
+    logger.info("watching {} for limit and conditional orders", redis_keys.TICKS_STREAM)
     await asyncio.gather(
-        follow_ticks(book, redis, stop, outcomes, ticks),
-        housekeeping(book, sweeper, Doorbell(redis, redis_keys.LIMIT_DOORBELL), stop, outcomes, chores),
+        follow_ticks(limits, redis, stop, outcomes, beat("ticks")),
+        housekeeping("limit", limits, recover_limits, limit_sweeper, limit_bell, stop, outcomes, beat("housekeeping")),
+        follow_conditional_ticks(conditionals, redis, stop, conditional_metrics, beat("conditional-ticks")),
+        housekeeping(
+            "conditional",
+            conditionals,
+            recover_conditionals,
+            conditional_sweeper,
+            conditional_bell,
+            stop,
+            outcomes,
+            beat("conditional-housekeeping"),
+        ),
     )
     await redis.aclose()
     gauges.close()

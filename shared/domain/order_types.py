@@ -11,3 +11,12 @@ class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
     SNIPER = "sniper"
+    STOP = "stop"
+    TRAILING_STOP = "trailing_stop"
+    OCO = "oco"
+
+
+#: Orders that rest on the pair's BEST price until a condition holds (docs/conditional-orders.md).
+CONDITIONAL_TYPES = frozenset({OrderType.STOP, OrderType.TRAILING_STOP, OrderType.OCO})
+#: Orders that wait for a BEST price tick, and so need a streamed pair.
+PRICE_TRIGGERED_TYPES = CONDITIONAL_TYPES | {OrderType.LIMIT}

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, fi
 from pydantic_core import PydanticCustomError
 
 from shared.domain import idempotency, tokens, untrusted
+from shared.domain.conditional import MAX_TRAIL_BPS
 from shared.domain.events import iso_utc, utc_now
 from shared.domain.order_types import OrderType as OrderType  # re-exported: one definition, two homes
 
@@ -105,6 +106,50 @@ class SniperTrigger(BaseModel):
         return spec
 
 
+def _check_price(price: Decimal, alias: str, code: str) -> None:
+    if price <= 0:
+        raise _fail(code, f"{alias} must be greater than 0")
+    if untrusted.significant_digits(price) > MAX_PRICE_DIGITS:
+        raise _fail(code, f"{alias} may have at most {MAX_PRICE_DIGITS} significant digits")
+
+
+@dataclass(frozen=True, slots=True)
+class TypeFields:
+    """The type-specific request fields (by attribute name) an order type requires and allows."""
+
+    required: frozenset[str] = frozenset()
+    optional: frozenset[str] = frozenset()
+
+
+TYPE_FIELDS: dict[OrderType, TypeFields] = {
+    OrderType.MARKET: TypeFields(),
+    OrderType.LIMIT: TypeFields(frozenset({"limit_price"})),
+    OrderType.SNIPER: TypeFields(frozenset({"trigger"})),
+    OrderType.STOP: TypeFields(frozenset({"stop_price"})),
+    OrderType.TRAILING_STOP: TypeFields(frozenset({"trail_bps"}), frozenset({"activation_price"})),
+    OrderType.OCO: TypeFields(frozenset({"take_profit_price", "stop_price"})),
+}
+
+
+def _owners(name: str) -> str:
+    names = [t.value for t, fields in TYPE_FIELDS.items() if name in fields.required | fields.optional]
+    return " and ".join(names)
+
+
+#: Attribute → (its JSON name, the types it belongs to), for the messages of `_check_type_fields`.
+_TYPED_FIELDS = {
+    name: (alias, _owners(name))
+    for name, alias in (
+        ("limit_price", "limitPrice"),
+        ("trigger", "trigger"),
+        ("stop_price", "stopPrice"),
+        ("take_profit_price", "takeProfitPrice"),
+        ("trail_bps", "trailBps"),
+        ("activation_price", "activationPrice"),
+    )
+}
+
+
 class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False, str_strip_whitespace=True)
 
@@ -116,6 +161,10 @@ class OrderRequest(BaseModel):
     slippage: Decimal | None = None
     limit_price: Decimal | None = Field(None, alias="limitPrice")
     trigger: SniperTrigger | None = None
+    stop_price: Decimal | None = Field(None, alias="stopPrice")
+    take_profit_price: Decimal | None = Field(None, alias="takeProfitPrice")
+    trail_bps: StrictInt | None = Field(None, alias="trailBps", ge=1, le=MAX_TRAIL_BPS)
+    activation_price: Decimal | None = Field(None, alias="activationPrice")
     expires_at: datetime | None = Field(None, alias="expiresAt")
     user_id: str | None = Field(None, alias="userId", min_length=1, max_length=64, pattern=PRINTABLE_ID)
     client_order_id: str | None = Field(None, alias="clientOrderId", min_length=1, max_length=64, pattern=PRINTABLE_ID)
@@ -128,7 +177,7 @@ class OrderRequest(BaseModel):
             raise _fail("invalid_amount", "amount must be greater than 0")
         return amount
 
-    @field_validator("slippage", "limit_price", mode="before")
+    @field_validator("slippage", "limit_price", "stop_price", "take_profit_price", "activation_price", mode="before")
     @classmethod
     def _optional_decimal(cls, value: object, info: ValidationInfo) -> Decimal | None:
         return None if value is None else _to_decimal(value, str(info.field_name))
@@ -190,25 +239,30 @@ class OrderRequest(BaseModel):
             raise _fail("slippage_mismatch", "slippage and slippageBps disagree")
 
     def _check_type_fields(self) -> None:
-        if self.type is OrderType.LIMIT:
-            if self.limit_price is None:
-                raise _fail("missing_limit_price", "limitPrice is required for limit orders")
-            if self.limit_price <= 0:
-                raise _fail("invalid_limit_price", "limitPrice must be greater than 0")
-            if untrusted.significant_digits(self.limit_price) > MAX_PRICE_DIGITS:
-                raise _fail("invalid_limit_price", f"limitPrice may have at most {MAX_PRICE_DIGITS} significant digits")
-        elif self.limit_price is not None:
-            raise _fail("forbidden_field", "limitPrice is only allowed for limit orders")
-        if self.type is OrderType.SNIPER and self.trigger is None:
-            raise _fail("missing_trigger", "trigger is required for sniper orders")
-        if self.type is not OrderType.SNIPER and self.trigger is not None:
-            raise _fail("forbidden_field", "trigger is only allowed for sniper orders")
+        """Each type's own fields are required (or optional) for it and forbidden for every other type."""
+        own = TYPE_FIELDS[self.type]
+        for name, (alias, owners) in _TYPED_FIELDS.items():
+            if getattr(self, name) is not None and name not in own.required | own.optional:
+                raise _fail("forbidden_field", f"{alias} is only allowed for {owners} orders")
+        for name in sorted(own.required):
+            if getattr(self, name) is None:
+                alias = _TYPED_FIELDS[name][0]
+                code = "missing_trigger" if name == "trigger" else f"missing_{name}"
+                raise _fail(code, f"{alias} is required for {self.type.value} orders")
+        for name in ("limit_price", "stop_price", "take_profit_price", "activation_price"):
+            price = getattr(self, name)
+            if price is not None:
+                _check_price(price, _TYPED_FIELDS[name][0], f"invalid_{name}")
+        if self.type is OrderType.OCO:
+            assert self.take_profit_price is not None and self.stop_price is not None  # required above
+            if self.take_profit_price <= self.stop_price:
+                raise _fail("invalid_oco_prices", "takeProfitPrice must be above stopPrice")
 
     def _check_expiry(self, max_lifetime_s: float) -> None:
         if self.expires_at is None:
             return
         if self.type is OrderType.MARKET:
-            raise _fail("forbidden_field", "expiresAt is only allowed for resting (limit, sniper) orders")
+            raise _fail("forbidden_field", "expiresAt is only allowed for resting (limit, sniper, conditional) orders")
         if self.expires_at.tzinfo is None:
             raise _fail("invalid_expires_at", "expiresAt needs a timezone (RFC 3339)")
         wait_s = (self.expires_at - utc_now()).total_seconds()  # a difference never leaves the calendar
@@ -246,6 +300,10 @@ class Order:
     limit_price: Decimal | None = None
     trigger: dict[str, str] | None = None  # as SniperTrigger.to_spec() spells it
     expires_at: datetime | None = None
+    stop_price: Decimal | None = None
+    take_profit_price: Decimal | None = None
+    trail_bps: int | None = None
+    activation_price: Decimal | None = None
     owner: str | None = None  # the public id of the API key that placed it, when keys are enabled
 
     @property
@@ -282,7 +340,18 @@ class Order:
             "trigger": self.trigger,
             "expiresAt": None if self.expires_at is None else iso_utc(self.expires_at),
             "owner": self.owner,
+            **self.conditions(),
         }
+
+    def conditions(self) -> dict[str, object]:
+        """A conditional order's own fields, as the request spelled them (none for other types)."""
+        fields = {
+            "stopPrice": _text(self.stop_price),
+            "takeProfitPrice": _text(self.take_profit_price),
+            "trailBps": self.trail_bps,
+            "activationPrice": _text(self.activation_price),
+        }
+        return {name: value for name, value in fields.items() if value is not None}
 
     def spec_json(self) -> bytes:
         return orjson.dumps(self.to_spec())
@@ -306,6 +375,10 @@ class Order:
             trigger=spec.get("trigger"),
             expires_at=_parse_time(spec["expiresAt"]) if spec.get("expiresAt") else None,
             owner=spec.get("owner"),
+            stop_price=_decimal_or_none(spec.get("stopPrice")),
+            take_profit_price=_decimal_or_none(spec.get("takeProfitPrice")),
+            trail_bps=int(spec["trailBps"]) if spec.get("trailBps") is not None else None,
+            activation_price=_decimal_or_none(spec.get("activationPrice")),
         )
 
 
@@ -327,6 +400,14 @@ def describe_lifetime(seconds: float) -> str:
 def idempotency_scope(owner: str | None, key: str | None) -> str | None:
     """The Idempotency-Key as remembered: its namespace, then the key (shared/domain/idempotency.py)."""
     return None if key is None else idempotency.scope(owner, key)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _decimal_or_none(text: str | None) -> Decimal | None:
+    return Decimal(text) if text else None
 
 
 def _parse_time(text: str) -> datetime:
@@ -364,4 +445,8 @@ def accept(
         trigger=request.trigger.to_spec() if request.trigger else None,
         expires_at=expires_at,
         owner=owner,
+        stop_price=request.stop_price,
+        take_profit_price=request.take_profit_price,
+        trail_bps=request.trail_bps,
+        activation_price=request.activation_price,
     )

@@ -95,7 +95,7 @@ class OrderOutcomes:
         self._triggered = _Children(
             Counter(
                 "engine_orders_triggered_total",
-                "Resting limit and sniper orders handed to execution",
+                "Resting (limit, sniper, conditional) orders handed to execution",
                 ["type"],
                 registry=registry,
             )

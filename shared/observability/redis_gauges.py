@@ -94,6 +94,39 @@ def resting_limit_orders(pairs: Sequence[tuple[str, str]]) -> Reader:
     return resting_limit_orders
 
 
+def resting_conditional_orders(pairs: Sequence[tuple[str, str]]) -> Reader:
+    """Conditional orders resting, by type and pair. Every OCO is in both the stops and the take-profits set
+    (both sides leave in one step), so stops alone are the difference."""
+    names = [f"{token_in}-{token_out}" for token_in, token_out in pairs]
+
+    def resting_conditional_orders(client: redis.Redis) -> list[Metric]:
+        with client.pipeline(transaction=False) as pipe:
+            for pair in names:
+                pipe.zcard(redis_keys.cond_stops(pair))
+                pipe.zcard(redis_keys.cond_take_profits(pair))
+                pipe.zrange(redis_keys.cond_trail_widths(pair), 0, -1)
+            sizes = pipe.execute()
+        widths = {pair: [int(w) for w in sizes[3 * i + 2]] for i, pair in enumerate(names)}
+        with client.pipeline(transaction=False) as pipe:
+            for pair in names:
+                for bps in widths[pair]:
+                    pipe.zcard(redis_keys.cond_trail(pair, bps))
+            trail_sizes = iter(pipe.execute())
+        family = GaugeMetricFamily(
+            "engine_conditional_orders_resting",
+            "Conditional orders resting, by type (stop, trailing_stop, oco) and pair",
+            labels=["type", "pair"],
+        )
+        for i, pair in enumerate(names):
+            stops, ocos = sizes[3 * i], sizes[3 * i + 1]
+            family.add_metric(["stop", pair], stops - ocos)
+            family.add_metric(["oco", pair], ocos)
+            family.add_metric(["trailing_stop", pair], sum(next(trail_sizes) for _ in widths[pair]))
+        return [family]
+
+    return resting_conditional_orders
+
+
 def armed_sniper_orders(client: redis.Redis) -> list[Metric]:
     """Sniper orders waiting in their trigger sets (`sniper:{kind}:{pair}`), by trigger kind and pair."""
     # Without withscores ZRANGE returns bare members, bytes (this client does not decode replies); redis-py

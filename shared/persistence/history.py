@@ -46,6 +46,11 @@ _COLUMNS = (
     ("clientOrderId", _O.client_order_id),
     ("limitPrice", _O.limit_price),
     ("trigger", _O.trigger),
+    # A conditional order's terms, from its accepted request (no column of their own: nothing filters on them).
+    ("stopPrice", _O.spec["stopPrice"].astext.label("stop_price")),
+    ("takeProfitPrice", _O.spec["takeProfitPrice"].astext.label("take_profit_price")),
+    ("trailBps", _O.spec["trailBps"].as_integer().label("trail_bps")),
+    ("activationPrice", _O.spec["activationPrice"].astext.label("activation_price")),
     ("expiresAt", _O.expires_at),
     ("createdAt", _O.created_at),
     ("updatedAt", _O.updated_at),

@@ -67,4 +67,4 @@ class LimitBook(RestingBook):
             price = trigger_price if trigger_price is not None else state.order.limit_price
             return {"triggerPrice": str(price), "limitPrice": str(state.order.limit_price)}, {"referencePrice": price}
 
-        return await self.hand_over(members, details)
+        return len(await self.hand_over(members, details))

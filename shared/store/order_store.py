@@ -32,6 +32,8 @@ from shared.store.scripts import NO_KEY, CreateOrderArgs, TransitionArgs, lua_so
 CREATE_RETRY_MIN_S = 0.05
 CREATE_RETRY_MAX_S = 0.5
 REST_OWNER_FIELD = "restOwner"
+#: A conditional order's terms, shown (null for other types) wherever an order is: here, history, the dashboard.
+CONDITION_FIELDS = ("stopPrice", "takeProfitPrice", "trailBps", "activationPrice")
 
 
 class CreateOutcome(StrEnum):
@@ -75,15 +77,23 @@ class RestingPlace:
     #: Rung when the order is placed (shared/store/doorbell.py): its key, and when ('always', 'earlier').
     doorbell_key: str = ""
     ring: str = ""
+    #: A second set the order rests in, claimed along with the first: an OCO's take-profit side, a trailing
+    #: stop's activation (docs/conditional-orders.md). Only the first decides who wins the claim.
+    second_key: str = ""
+    second_member: str = ""
+    second_score: str = "0"
 
     def to_fields(self) -> dict[str, str]:
-        return {
+        fields = {
             "restKey": self.key,
             "restMember": self.member,
             "restIndexKey": self.index_key,
             "restIndexMember": self.index_member,
             "restExpiriesKey": self.expiries_key,
         }
+        if self.second_key:
+            fields |= {"restSecondKey": self.second_key, "restSecondMember": self.second_member}
+        return fields
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> RestingPlace | None:
@@ -95,6 +105,8 @@ class RestingPlace:
             index_key=fields.get("restIndexKey", ""),
             index_member=fields.get("restIndexMember", ""),
             expiries_key=fields.get("restExpiriesKey", ""),
+            second_key=fields.get("restSecondKey", ""),
+            second_member=fields.get("restSecondMember", ""),
         )
 
 
@@ -130,6 +142,7 @@ class OrderState:
             # As history shows them: a resting order's terms, and when it expires (always set: a default applies).
             "limitPrice": spec["limitPrice"],
             "trigger": spec["trigger"],
+            **{name: spec.get(name) for name in CONDITION_FIELDS},
             "expiresAt": spec["expiresAt"],
             "createdAt": spec["createdAt"],
             "updatedAt": self.fields.get("updatedAt"),
@@ -301,6 +314,9 @@ class OrderStore:
             rest_owner=rest_owner if resting is not None else "",
             max_resting=max_resting,
             ring=place.ring if resting is not None else "",
+            second_rest_zset=place.second_key or NO_KEY,
+            second_rest_member=place.second_member,
+            second_rest_score=place.second_score,
             order_hash=_hash_fields({"spec": order.spec_json().decode(), **_result_fields(last_event), **place_fields}),
         )
 
@@ -428,6 +444,8 @@ class OrderStore:
             rest_zset=place.key,
             rest_index_zset=place.index_key or NO_KEY,
             expiries_zset=place.expiries_key or NO_KEY,
+            second_rest_zset=place.second_key or NO_KEY,
+            second_rest_member=place.second_member,
             lease=redis_keys.order_lease(order_id),
             expected_seq=state.seq,
             order_id=order_id,

@@ -1,5 +1,5 @@
-"""Where a newly accepted order goes: a market order to the execution queue, a limit or sniper order to
-its resting place (after a `waiting` event). The same rule the API applies when it accepts an order, as
+"""Where a newly accepted order goes: a market order to the execution queue, a limit, sniper or conditional
+order to its resting place (after a `waiting` event). The same rule the API applies when it accepts an order, as
 a pure function, so every path that creates orders (the API, dead-letter replay) places them alike.
 """
 
@@ -10,10 +10,10 @@ from typing import Any
 
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.order_types import OrderType
+from shared.domain.order_types import CONDITIONAL_TYPES, OrderType
 from shared.domain.orders import Order
 from shared.execution.messages import execute_order_message
-from shared.store import limit_book, sniper_book
+from shared.store import conditional_book, limit_book, sniper_book
 from shared.store.order_store import QueuedMessage, RestingPlace
 
 
@@ -41,6 +41,8 @@ def placement(order: Order, first_extra: dict[str, Any] | None = None) -> Placem
     extra: dict[str, object]
     if order.type is OrderType.LIMIT:
         place, extra = limit_book.resting_place(order), {"limitPrice": str(order.limit_price)}
+    elif order.type in CONDITIONAL_TYPES:
+        place, extra = conditional_book.resting_place(order), order.conditions()
     else:
         place, extra = sniper_book.resting_place(order), {"trigger": order.trigger}
     waiting = OrderEvent(

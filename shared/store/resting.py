@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.limits import order_id_of
+from shared.domain.orders import Order
 from shared.execution.messages import execute_order_message
 from shared.store.doorbell import earliest
 from shared.store.order_store import Change, OrderState, OrderStore, RestingPlace
@@ -58,13 +59,13 @@ class RestingBook:
             int(first_handoff[0][1]) + stranded_after_ms if first_handoff else None,
         )
 
-    async def hand_over(self, members: list[str], details: TriggerDetails) -> int:
-        """Append `triggered` and enqueue execution for each member, in order; returns how many went.
+    async def hand_over(self, members: list[str], details: TriggerDetails) -> list[Order]:
+        """Append `triggered` and enqueue execution for each member, in order; returns the orders that went.
 
         A large crossing goes in chunks of HAND_OVER_CHUNK, each loaded while Redis runs the previous one's
         scripts: the process's work and Redis's overlap instead of taking turns."""
-        handed = 0
-        appending: asyncio.Task[int] | None = None
+        handed: list[Order] = []
+        appending: asyncio.Task[list[Order]] | None = None
         try:
             for start in range(0, len(members), HAND_OVER_CHUNK):
                 chunk = members[start : start + HAND_OVER_CHUNK]
@@ -99,7 +100,7 @@ class RestingBook:
                             execute_order_message(state.order.order_id)))  # fmt: skip
         return changes, done
 
-    async def _append(self, changes: list[Change], done: list[str]) -> int:
+    async def _append(self, changes: list[Change], done: list[str]) -> list[Order]:
         if done:
             await self.redis.zrem(self.handoff_key, *done)
         outcomes = await self.store.append_many(changes) if changes else []
@@ -108,4 +109,4 @@ class RestingBook:
             # One line per order (`order_ids`), so `jq select(.orderId==…)` shows who triggered it.
             ids = [order.order_id for order in handed if order.type is order_type]
             logger.info("triggered {} order: handed to execution", order_type.value, order_ids=ids)
-        return len(handed)
+        return handed

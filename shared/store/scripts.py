@@ -65,6 +65,7 @@ class CreateOrderArgs:
     expiries_zset: str = NO_KEY
     resting_count_per_owner: str = redis_keys.RESTING_PER_OWNER
     doorbell: str = NO_KEY
+    second_rest_zset: str = NO_KEY
     # ARGV
     use_idem: bool
     idem_value: str
@@ -85,6 +86,8 @@ class CreateOrderArgs:
     rest_owner: str = ""  # '' = not counted against anyone's resting cap
     max_resting: int = 0  # 0 = no cap
     ring: str = ""  # '' = never, 'always', 'earlier' (shared/store/doorbell.py)
+    second_rest_member: str = ""  # '' = rests in one set only
+    second_rest_score: str = "0"
     order_hash: Mapping[str, str]
 
     def render(self) -> ScriptCall:
@@ -100,6 +103,7 @@ class CreateOrderArgs:
             self.expiries_zset,
             self.resting_count_per_owner,
             self.doorbell,
+            self.second_rest_zset,
         ]
         argv: list[ScriptArg] = [
             "1" if self.use_idem else "0",
@@ -121,6 +125,8 @@ class CreateOrderArgs:
             self.rest_owner,
             self.max_resting,
             self.ring,
+            self.second_rest_member,
+            self.second_rest_score,
             *_pairs(self.order_hash),
         ]
         return keys, argv
@@ -143,6 +149,7 @@ class TransitionArgs:
     dramatiq_msgs: str = field(default_factory=redis_keys.dramatiq_messages)
     lease: str
     resting_count_per_owner: str = redis_keys.RESTING_PER_OWNER
+    second_rest_zset: str = NO_KEY
     # ARGV
     expected_seq: int
     order_id: str
@@ -154,6 +161,7 @@ class TransitionArgs:
     message_data: bytes = b""
     lease_token: str = ""  # '' = keep the lease
     fence_token: str = ""  # '' = no fence; else the write is refused unless this token holds the lease
+    second_rest_member: str = ""  # '' = none; removed along with a successful claim
     event_jsons: Sequence[bytes]  # sent after their count, n
     order_hash: Mapping[str, str]
 
@@ -169,6 +177,7 @@ class TransitionArgs:
             self.dramatiq_msgs,
             self.lease,
             self.resting_count_per_owner,
+            self.second_rest_zset,
         ]
         argv: list[ScriptArg] = [
             self.expected_seq,
@@ -181,6 +190,7 @@ class TransitionArgs:
             self.message_data,
             self.lease_token,
             self.fence_token,
+            self.second_rest_member,
             len(self.event_jsons),
             *self.event_jsons,
             *_pairs(self.order_hash),
@@ -241,3 +251,40 @@ class TakeRangeArgs:
     def render(self) -> ScriptCall:
         keys = [self.trigger_set, self.hand_off_set, self.index_of_non_empty_trigger_sets]
         return keys, [self.max_score, self.now_ms]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakeConditionalArgs:
+    """take_conditional.lua: apply a batch of one pair's ticks to its conditional orders, taking those that fire."""
+
+    SCRIPT: ClassVar[str] = "take_conditional.lua"
+
+    # KEYS
+    stops: str
+    take_profits: str
+    activations: str
+    trail_widths: str
+    records_by_price: str
+    records_by_tick: str
+    tick_state: str
+    hand_off_set: str
+    hand_off_details: str
+    # ARGV
+    trail_key_prefix: str
+    now_ms: int
+    ticks: Sequence[tuple[str, str]]  # (stream id, price), in stream order
+
+    def render(self) -> ScriptCall:
+        keys = [
+            self.stops,
+            self.take_profits,
+            self.activations,
+            self.trail_widths,
+            self.records_by_price,
+            self.records_by_tick,
+            self.tick_state,
+            self.hand_off_set,
+            self.hand_off_details,
+        ]
+        argv: list[ScriptArg] = [self.trail_key_prefix, self.now_ms, *(item for tick in self.ticks for item in tick)]
+        return keys, argv

@@ -77,7 +77,7 @@ class SniperBook(RestingBook):
         def details(state: OrderState) -> TriggerFields:
             return {"trigger": state.order.trigger, "venueEvent": cause}, {}
 
-        return await self.hand_over(members, details)
+        return len(await self.hand_over(members, details))
 
     async def on_venue_event(self, fields: dict[bytes, bytes]) -> int:
         """Fire every order the event satisfies, for both directions of the event's pair."""

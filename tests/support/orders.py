@@ -74,3 +74,22 @@ async def place_sniper_order(store: OrderStore, trigger: dict, **fields) -> Orde
 
     body = {"type": "sniper", "tokenIn": "SOL", "tokenOut": "WIF", "amount": "0.1", "trigger": trigger, **fields}
     return await _place_resting(store, body, resting_place)
+
+
+async def place_conditional_order(store: OrderStore, order_type: str, pair: str = "SOL-USDC", **fields) -> Order:
+    """A stop, trailing_stop or oco order (fields as the request spells them), resting as the API places it."""
+    from shared.store.conditional_book import resting_place
+
+    token_in, token_out = pair.split("-")
+    body = {"type": order_type, "tokenIn": token_in, "tokenOut": token_out, "amount": "1", **fields}
+    return await _place_resting(store, body, resting_place)
+
+
+async def cancel_resting(store: OrderStore, order: Order) -> OrderState:
+    """Cancel a resting order the way DELETE /api/orders/{id} does (ClaimLost if a trigger took it first)."""
+    from shared.store.order_store import RestingPlace
+
+    state = await store.load(order.order_id)
+    assert state is not None and state.status is OrderStatus.WAITING
+    event = OrderEvent(order.order_id, state.seq + 1, OrderStatus.CANCELLED, order.type.value)
+    return await store.append(state, event, claim=RestingPlace.from_fields(state.fields))

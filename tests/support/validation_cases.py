@@ -206,7 +206,7 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("sniper trigger not an object", body(**{**SNIPER, "trigger": "listing"}), "model_type"),
     ("sniper trigger extra field", body(**{**SNIPER, "trigger": {"kind": "listing", "x": 1}}), "extra_forbidden"),
     ("trigger on a market order", body(trigger={"kind": "listing"}), "forbidden_field"),
-    ("unknown type", body(type="stop"), "enum"),
+    ("unknown type", body(type="twap"), "enum"),
     ("type null", body(type=None), "enum"),
     ("userId too long", body(userId="x" * 65), "string_too_long"),
     ("userId with a control character", body(userId="a\u0001b"), "string_pattern_mismatch"),

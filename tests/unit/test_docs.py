@@ -29,6 +29,7 @@ KEY_PLACEHOLDERS = {
     "bucket": "{bucket}",
     "tx_hash": "{txHash}",
     "event_id": "{eventId}",
+    "trail_bps": "{trailBps}",
 }
 
 

@@ -20,6 +20,7 @@ from shared.store.scripts import (
     CreateOrderArgs,
     LeaseArgs,
     ScriptArg,
+    TakeConditionalArgs,
     TakeCrossedArgs,
     TakeRangeArgs,
     TransitionArgs,
@@ -64,6 +65,23 @@ CASES: list[tuple[Any, list[ScriptArg]]] = [
             trigger_set="s", hand_off_set="h", index_of_non_empty_trigger_sets="i", max_score="+inf", now_ms=1
         ),
         [],
+    ),
+    (
+        TakeConditionalArgs(
+            stops="s",
+            take_profits="t",
+            activations="a",
+            trail_widths="w",
+            records_by_price="r",
+            records_by_tick="rt",
+            tick_state="ts",
+            hand_off_set="h",
+            hand_off_details="d",
+            trail_key_prefix="trail:",
+            now_ms=1,
+            ticks=[("1-0", "150.5"), ("2-0", "149")],
+        ),  # fmt: skip
+        ["1-0", "150.5", "2-0", "149"],
     ),
 ]
 

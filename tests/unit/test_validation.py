@@ -53,7 +53,7 @@ def body(**changes):
         (body(type="limit", limitPrice="0"), "invalid_limit_price"),
         (body(type="limit", limitPrice="150", expiresAt=PAST), "invalid_expires_at"),
         (body(type="sniper"), "missing_trigger"),
-        (body(type="stop"), "enum"),
+        (body(type="twap"), "enum"),
         (body(userId="x" * 65), "string_too_long"),
         (body(clientOrderId=""), "string_too_short"),
         (body(extra=1), "extra_forbidden"),

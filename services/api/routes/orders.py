@@ -24,10 +24,11 @@ from services.api.responses import DirectResponse, JsonResponse, Response
 from shared.domain import idempotency, untrusted
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
-from shared.domain.order_types import OrderType
+from shared.domain.order_types import PRICE_TRIGGERED_TYPES, OrderType
 from shared.domain.orders import LIFETIME_CONTEXT_KEY, Order, OrderRequest, accept
 from shared.logging import order_logger
 from shared.persistence import history
+from shared.store.conditional_book import trail_state
 from shared.store.order_store import ClaimLost, CreateOutcome, CreateResult, RestingPlace, StaleWrite
 from shared.store.placement import placement
 from shared.venues.launches import is_listed
@@ -98,6 +99,20 @@ _ORDER_EXAMPLES = {  # shown in /docs, and the fuzz test starts from them
             "tokenOut": "WIF",
             "amount": "0.5",
             "trigger": {"kind": "listing"},
+        }
+    },
+    "stop": {"value": {"type": "stop", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "stopPrice": "140"}},
+    "trailing_stop": {
+        "value": {"type": "trailing_stop", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "trailBps": 300}
+    },
+    "oco": {
+        "value": {
+            "type": "oco",
+            "tokenIn": "SOL",
+            "tokenOut": "USDC",
+            "amount": "2",
+            "takeProfitPrice": "165",
+            "stopPrice": "140",
         }
     },
 }
@@ -207,7 +222,8 @@ async def _answer(ctx: ApiContext, result: CreateResult, order: Order | None) ->
         raise ApiError(
             409,
             "too_many_resting_orders",
-            f"{cap} of your limit and sniper orders are already resting; cancel one or wait for one to end",
+            f"{cap} of your resting (limit, sniper, conditional) orders are already waiting; cancel one or wait"
+            " for one to end",
         )
     headers = {}
     status, order_type = OrderStatus.PENDING.value, order.type.value if order else OrderType.MARKET.value
@@ -252,7 +268,7 @@ async def _create(ctx: ApiContext, order: Order, body_hash: str, rest_owner: str
         )
     if order.type is not OrderType.SNIPER and not is_listed(order.token_in, order.token_out, time.time(), ctx.sim):
         raise ApiError(400, "pair_not_listed", f"no venue has a {order.pair} pool yet; a sniper order can wait for it")
-    if order.type is OrderType.LIMIT and (order.token_in, order.token_out) not in ctx.settings.pairs:
+    if order.type in PRICE_TRIGGERED_TYPES and (order.token_in, order.token_out) not in ctx.settings.pairs:
         raise ApiError(400, "pair_not_streamed", f"no price stream for {order.pair}: the order could never trigger")
     plan = placement(order)
     return await ctx.store.create(
@@ -304,6 +320,8 @@ async def get_order(order_id: UUID, ctx: Context, caller: CallerDep) -> JsonResp
     state = await ctx.store.load(order_id)
     if state is not None and caller.may_see(state.order.owner):
         view = state.to_view()
+        if state.order.type is OrderType.TRAILING_STOP and state.status is OrderStatus.WAITING:
+            view |= (await trail_state(ctx.store.redis, state)).view()  # armed, highWaterMark, stopLevel
         view["events"] = [orjson.loads(raw) for raw in await ctx.store.events(order_id)]
         return JsonResponse(view)
     archived = None if state is not None else await history.get_order(ctx.db, order_id, owner=caller.scope)
@@ -314,7 +332,8 @@ async def get_order(order_id: UUID, ctx: Context, caller: CallerDep) -> JsonResp
 
 @router.delete("/{order_id}", responses={404: {"description": "unknown order"}, 409: {"description": "not resting"}})
 async def cancel_order(order_id: UUID, ctx: Context, caller: CallerDep) -> JsonResponse:
-    """Cancel a resting (waiting) limit or sniper order. Exactly one of a cancel and a racing trigger wins."""
+    """Cancel a resting (waiting) limit, sniper or conditional order. Exactly one of a cancel and a racing trigger
+    wins."""
     state = await ctx.store.load(order_id)
     if state is not None and not caller.may_see(state.order.owner):
         raise ApiError(404, "order_not_found", f"no order {order_id}")

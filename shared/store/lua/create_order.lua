@@ -7,13 +7,15 @@
 -- internal, fenced and tested in shared/execution/dramatiq_internals.py.
 -- The slots below are named the same in CreateOrderArgs (shared/store/scripts.py): change both together.
 -- KEYS: order, events, events stream, idempotency key, dramatiq queue, dramatiq msgs,
---       rest zset, rest index zset, expiries zset, resting count per owner (hash), doorbell (list)
+--       rest zset, rest index zset, expiries zset, resting count per owner (hash), doorbell (list),
+--       second rest zset (an OCO's take-profit side, a trailing stop's activation; '-' = none)
 -- ARGV: 1 use_idem, 2 idem_value, 3 idem_ttl_s, 4 max_queue_depth, 5 order_id, 6 user_id, 7 spec_json,
 --       8 first_event_json, 9 message_id ('' = none), 10 message_data,
 --       11 resting_event_json ('' = not resting), 12 rest_member, 13 rest_score, 14 index_member ('' = none),
 --       15 index_score, 16 expiry_score ('' = none), 17 rest_owner ('' = not counted),
 --       18 max_resting (0 = no cap), 19 ring ('' = never, 'always', 'earlier' = when its expiry is the new
---       earliest), then field/value pairs for the order hash from 20
+--       earliest), 20 second rest member ('' = none), 21 second rest score, then field/value pairs for the order hash
+--       from 22
 -- The doorbell wakes the resting book's housekeeping, which otherwise sleeps until its next deadline
 -- (shared/store/doorbell.py); one element is enough to wake it.
 -- First: a create retried after its reply was lost (a failover) finds its own order, whatever else changed.
@@ -31,7 +33,7 @@ local max_resting = tonumber(ARGV[18])
 if counted and max_resting > 0 and tonumber(redis.call('HGET', KEYS[10], ARGV[17]) or '0') >= max_resting then
   return {'too_many_resting', ''}
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 20))
+redis.call('HSET', KEYS[1], unpack(ARGV, 22))
 redis.call('RPUSH', KEYS[2], ARGV[8])
 redis.call('XADD', KEYS[3], '*', 'o', ARGV[5], 'u', ARGV[6], 'e', ARGV[8], 's', ARGV[7])
 if ARGV[9] ~= '' then
@@ -43,6 +45,7 @@ if ARGV[11] ~= '' then
   redis.call('XADD', KEYS[3], '*', 'o', ARGV[5], 'u', ARGV[6], 'e', ARGV[11])
   redis.call('ZADD', KEYS[7], ARGV[13], ARGV[12])
   if ARGV[14] ~= '' then redis.call('ZADD', KEYS[8], ARGV[15], ARGV[14]) end
+  if ARGV[20] ~= '' then redis.call('ZADD', KEYS[12], ARGV[21], ARGV[20]) end
   local ring = ARGV[19] == 'always'
   if ARGV[16] ~= '' then
     if ARGV[19] == 'earlier' then

@@ -9,11 +9,11 @@
 -- internal, fenced and tested in shared/execution/dramatiq_internals.py.
 -- The slots below are named the same in TransitionArgs (shared/store/scripts.py): change both together.
 -- KEYS: order, events, events stream, rest zset, rest index zset, expiries zset, dramatiq queue, dramatiq msgs,
---       lease, resting count per owner (hash)
+--       lease, resting count per owner (hash), second rest zset ('-' = none)
 -- ARGV: 1 expected_seq, 2 order_id, 3 user_id, 4 expire_s (0 = keep), 5 rest_member ('' = no claim),
 --       6 index_member, 7 message_id ('' = none), 8 message_data, 9 lease_token ('' = keep the lease),
---       10 fence_token ('' = no fence), 11 n (events), 12 .. 11+n event JSON in seq order, then field/value
---       pairs for the order hash
+--       10 fence_token ('' = no fence), 11 second rest member (removed with the claim; '' = none),
+--       12 n (events), 13 .. 12+n event JSON in seq order, then field/value pairs for the order hash
 local current = redis.call('HMGET', KEYS[1], 'seq', 'status', 'restOwner')
 local seq, was_waiting, rest_owner = current[1], current[2] == 'waiting', current[3]
 if not seq then return -1 end
@@ -25,10 +25,11 @@ if ARGV[5] ~= '' then
   if redis.call('ZREM', KEYS[4], ARGV[5]) == 0 then return -2 end
   if ARGV[6] ~= '' and redis.call('ZCARD', KEYS[4]) == 0 then redis.call('ZREM', KEYS[5], ARGV[6]) end
   redis.call('ZREM', KEYS[6], ARGV[2])
+  if ARGV[11] ~= '' then redis.call('ZREM', KEYS[11], ARGV[11]) end
 end
-local n = tonumber(ARGV[11])
-redis.call('HSET', KEYS[1], unpack(ARGV, 12 + n))
-for i = 12, 11 + n do
+local n = tonumber(ARGV[12])
+redis.call('HSET', KEYS[1], unpack(ARGV, 13 + n))
+for i = 13, 12 + n do
   redis.call('RPUSH', KEYS[2], ARGV[i])
   redis.call('XADD', KEYS[3], '*', 'o', ARGV[2], 'u', ARGV[3], 'e', ARGV[i])
 end

@@ -1,0 +1,169 @@
+"""Resting conditional orders (stop, trailing stop, OCO) in Redis, and firing them on BEST ticks.
+
+Where each type rests and why a tick's cost grows only with the orders it fires: docs/conditional-orders.md.
+Placing happens inside the API's order-creating script (see `resting_place`); firing is one Lua script per
+pair per batch of ticks (take_conditional.lua), which takes fired orders into the hand-off set with the
+condition, price and high-water mark that fired them; `RestingBook.hand_over` does the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from redis.asyncio import Redis
+
+from shared import redis_keys
+from shared.domain.conditional import Condition, Taken, trail_level
+from shared.domain.limits import order_id_of, rest_member
+from shared.domain.order_types import OrderType
+from shared.domain.orders import Order
+from shared.store.order_store import OrderState, OrderStore, RestingPlace
+from shared.store.replies import members, text
+from shared.store.resting import RestingBook, TriggerFields
+from shared.store.scripts import TakeConditionalArgs, lua_source, run
+
+#: Score of a trailing stop not armed yet in its width's set: no tick number reaches it.
+NOT_ARMED = "+inf"
+
+#: One pair's ticks as the stream has them: (entry id, BEST price), oldest first.
+Ticks = Sequence[tuple[str, str]]
+
+
+def resting_place(order: Order) -> RestingPlace:
+    """Where a conditional order rests; an OCO's take-profit side and a trailing stop's activation are its
+    second set, claimed together with the first (the one that decides a cancel, trigger or expiry race)."""
+    pair, member = order.pair, rest_member(order.created_at, order.order_id)
+    rests = RestingPlace(
+        key=redis_keys.cond_stops(pair),
+        member=member,
+        expiries_key=redis_keys.COND_EXPIRIES,
+        expires_at_ms=None if order.expires_at is None else int(order.expires_at.timestamp() * 1000),
+        doorbell_key=redis_keys.COND_DOORBELL,
+        ring="earlier",
+    )
+    if order.type is OrderType.STOP and order.stop_price is not None:
+        return replace(rests, score=str(order.stop_price))
+    if order.type is OrderType.OCO and order.stop_price is not None and order.take_profit_price is not None:
+        take_profit = str(order.take_profit_price)
+        return replace(
+            rests,
+            score=str(order.stop_price),
+            second_key=redis_keys.cond_take_profits(pair),
+            second_member=member,
+            second_score=take_profit,
+        )
+    if order.type is OrderType.TRAILING_STOP and order.trail_bps is not None:
+        bps = order.trail_bps
+        return replace(
+            rests,
+            key=redis_keys.cond_trail(pair, bps),
+            score=NOT_ARMED,
+            index_key=redis_keys.cond_trail_widths(pair),
+            index_member=str(bps),
+            index_score=str(bps),
+            second_key=redis_keys.cond_activations(pair),
+            second_member=f"{bps}/{member}",
+            second_score=str(order.activation_price or 0),
+        )
+    raise ValueError(f"order {order.order_id} is not a conditional order with its fields")
+
+
+@dataclass(frozen=True, slots=True)
+class TrailState:
+    """A resting trailing stop as a client sees it: armed or not, and if so its high and its stop level."""
+
+    armed: bool
+    high_water_mark: Decimal | None = None
+    stop_level: Decimal | None = None
+
+    def view(self) -> dict[str, object]:
+        return {
+            "armed": self.armed,
+            "highWaterMark": None if self.high_water_mark is None else str(self.high_water_mark),
+            "stopLevel": None if self.stop_level is None else str(self.stop_level),
+        }
+
+
+class ConditionalBook(RestingBook):
+    def __init__(self, redis: Redis, store: OrderStore) -> None:
+        super().__init__(redis, store, handoff_key=redis_keys.COND_HANDOFF, expiries_key=redis_keys.COND_EXPIRIES)
+        self._take = redis.register_script(lua_source(TakeConditionalArgs.SCRIPT))
+
+    async def apply_ticks(self, pair: str, ticks: Ticks) -> list[Taken]:
+        """Apply one pair's ticks, in order, once each; the orders they fired, in the order they fired."""
+        args = TakeConditionalArgs(
+            stops=redis_keys.cond_stops(pair),
+            take_profits=redis_keys.cond_take_profits(pair),
+            activations=redis_keys.cond_activations(pair),
+            trail_widths=redis_keys.cond_trail_widths(pair),
+            records_by_price=redis_keys.cond_highs(pair),
+            records_by_tick=redis_keys.cond_highs_at(pair),
+            tick_state=redis_keys.cond_ticks(pair),
+            hand_off_set=self.handoff_key,
+            hand_off_details=redis_keys.COND_HANDOFF_DETAILS,
+            trail_key_prefix=redis_keys.cond_trail_prefix(pair),
+            now_ms=int(time.time() * 1000),
+            ticks=ticks,
+        )
+        flat = [text(item) for item in await run(self._take, args)]
+        return [
+            Taken(member, Condition(condition), Decimal(price), Decimal(high) if high else None)
+            for member, condition, price, high in zip(flat[::4], flat[1::4], flat[2::4], flat[3::4], strict=True)
+        ]
+
+    async def hand_over_taken(self, taken: Sequence[Taken]) -> list[Taken]:
+        """Append `triggered` (with the condition, price and high that fired it) and enqueue execution; what
+        this call handed over (not what a cancel, an expiry or another worker had ended first)."""
+        why = {order_id_of(t.member): t for t in taken}
+
+        def details(state: OrderState) -> TriggerFields:
+            fired = why[state.order.order_id]
+            extra: dict[str, object] = {"trigger": fired.condition.value, "triggerPrice": str(fired.price)}
+            if fired.high_water_mark is not None:
+                extra["highWaterMark"] = str(fired.high_water_mark)
+            return extra | state.order.conditions(), {}
+
+        members = [t.member for t in taken]
+        handed = {order.order_id: order.type for order in await self.hand_over(members, details)}
+        if members:
+            await self.redis.hdel(redis_keys.COND_HANDOFF_DETAILS, *members)
+        return [replace(t, order_type=handed[order_id_of(t.member)]) for t in taken if order_id_of(t.member) in handed]
+
+    async def recover(self, members: Sequence[str]) -> list[Taken]:
+        """Hand over members a dead worker left in the hand-off set, with the details it recorded."""
+        if not members:
+            return []
+        recorded = await self.redis.hmget(redis_keys.COND_HANDOFF_DETAILS, list(members))
+        taken = [Taken.decoded(m, text(d)) for m, d in zip(members, recorded, strict=True) if d is not None]
+        lost = [m for m, d in zip(members, recorded, strict=True) if d is None]
+        if lost:  # handed over already (its details are deleted after the hand-over): nothing left to do
+            await self.redis.zrem(self.handoff_key, *lost)
+        return await self.hand_over_taken(taken)
+
+
+async def trail_state(redis: Redis, state: OrderState) -> TrailState:
+    """A resting trailing stop's high-water mark and stop level now (for GET /api/orders/{id})."""
+    place, bps = RestingPlace.from_fields(state.fields), state.order.trail_bps
+    if place is None or bps is None:
+        return TrailState(armed=False)
+    armed_at = await redis.zscore(place.key, place.member)
+    if armed_at is None or armed_at == float("inf"):
+        return TrailState(armed=False)
+    highs = redis_keys.cond_highs_at(state.order.pair)
+    record = members(await redis.zrangebyscore(highs, armed_at, "+inf", start=0, num=1))
+    if not record:
+        return TrailState(armed=True)
+    high = Decimal(record[0])
+    return TrailState(True, high, trail_level(high, bps))
+
+
+def ticks_per_pair(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> dict[str, list[tuple[str, str]]]:
+    """A batch of `stream:ticks` entries as each pair's ticks, in stream order: every one counts (unlike
+    for limit orders, where the latest price is all that matters), since any of them may be a new high."""
+    per_pair: dict[str, list[tuple[str, str]]] = {}
+    for entry_id, fields in entries:
+        per_pair.setdefault(fields[b"pair"].decode(), []).append((entry_id.decode(), fields[b"price"].decode()))
+    return per_pair

@@ -1,0 +1,133 @@
+-- Apply a batch of one pair's BEST ticks, in order, to its resting conditional orders: keep the record
+-- stack (the ticks priced above every later tick), arm trailing stops whose activation price is reached, and
+-- take every stop, take-profit and trailing stop a tick crosses into the hand-off set, noting why it fired.
+-- Design and proofs: docs/conditional-orders.md. One script, so replicas and restarts reading the same ticks
+-- apply each tick once (ticks at or before the pair's lastId are skipped) and take each order once.
+-- The slots below are named the same in TakeConditionalArgs (shared/store/scripts.py): change both together.
+-- KEYS: 1 stops, 2 take-profits, 3 activations, 4 trail widths (index), 5 records by price (member = tick),
+--       6 records by tick (member = price), 7 tick state (hash: lastId, seq), 8 hand-off set, 9 hand-off details
+-- ARGV: 1 trail key prefix, 2 now_ms, then tick id, price pairs in stream order
+-- Returns member, condition, trigger price, high-water mark ('' unless trail) for each order taken, in order.
+
+-- A Lua number sent to Redis is formatted with 14 digits; a threshold needs all 17 to compare exactly.
+local function exact(number) return string.format('%.17g', number) end
+
+local function stream_id_after(id, last)
+  if not last then return true end
+  local ms, n = string.match(id, '^(%d+)-(%d+)$')
+  local last_ms, last_n = string.match(last, '^(%d+)-(%d+)$')
+  ms, n, last_ms, last_n = tonumber(ms), tonumber(n), tonumber(last_ms), tonumber(last_n)
+  return ms > last_ms or (ms == last_ms and n > last_n)
+end
+
+-- WITHSCORES pairs sorted by score then member, rearranged highest score first, oldest member first.
+local function highest_first(pairs)
+  local ordered, i = {}, #pairs - 1
+  while i >= 1 do
+    local first = i
+    while first - 2 >= 1 and pairs[first - 1] == pairs[i + 1] do first = first - 2 end
+    for k = first, i, 2 do ordered[#ordered + 1] = pairs[k] end
+    i = first - 2
+  end
+  return ordered
+end
+
+local taken = {}
+local function take(member, condition, price, high)
+  redis.call('ZADD', KEYS[8], ARGV[2], member)
+  redis.call('HSET', KEYS[9], member, condition .. '|' .. price .. '|' .. high)
+  taken[#taken + 1] = member
+  taken[#taken + 1] = condition
+  taken[#taken + 1] = price
+  taken[#taken + 1] = high
+end
+
+local state = redis.call('HMGET', KEYS[7], 'lastId', 'seq')
+local last_id, seq = state[1], tonumber(state[2] or '0')
+local applied = false
+
+local ticks = {unpack(ARGV, 3)}
+for at = 1, #ticks, 2 do
+  local id, price = ticks[at], ticks[at + 1]
+  if stream_id_after(id, last_id) then
+    last_id, seq, applied = id, seq + 1, true
+    local p = tonumber(price)
+
+    -- The record stack: pop the records this tick matches or beats (the latest ones), push the tick.
+    local beaten = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', price)
+    if #beaten > 0 then
+      local first_beaten = math.huge
+      for _, tick in ipairs(beaten) do first_beaten = math.min(first_beaten, tonumber(tick)) end
+      redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', price)
+      redis.call('ZREMRANGEBYSCORE', KEYS[6], first_beaten, '+inf')
+    end
+    redis.call('ZADD', KEYS[5], price, seq)
+    redis.call('ZADD', KEYS[6], seq, price)
+
+    -- Stops (and OCO stop sides): BEST <= stopPrice, highest stop first. An OCO leaves its other side here.
+    local stops = redis.call('ZRANGEBYSCORE', KEYS[1], price, '+inf', 'WITHSCORES')
+    if #stops > 0 then
+      redis.call('ZREMRANGEBYSCORE', KEYS[1], price, '+inf')
+      for _, member in ipairs(highest_first(stops)) do
+        redis.call('ZREM', KEYS[2], member)
+        take(member, 'stop', price, '')
+      end
+    end
+
+    -- OCO take-profit sides: BEST >= takeProfitPrice, lowest first.
+    local profits = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', price)
+    if #profits > 0 then
+      redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', price)
+      for _, member in ipairs(profits) do
+        redis.call('ZREM', KEYS[1], member)
+        take(member, 'take_profit', price, '')
+      end
+    end
+
+    -- Arm the trailing stops this price activates: their tick is now, so their high is this price.
+    local arming = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', price)
+    if #arming > 0 then
+      redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', price)
+      for _, entry in ipairs(arming) do
+        local bps, member = string.match(entry, '^(%d+)/(.*)$')
+        redis.call('ZADD', ARGV[1] .. bps, 'XX', seq, member)
+      end
+    end
+
+    -- Trailing stops: of width w, those armed at or before the latest record >= p / (1 - w) fire.
+    -- Narrowest first: the threshold rises with the width, and past the highest record nothing fires.
+    local top = redis.call('ZRANGE', KEYS[5], -1, -1, 'WITHSCORES')
+    local highest = tonumber(top[2])
+    for _, bps in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+      local threshold = p * 10000 / (10000 - tonumber(bps))
+      if threshold > highest then break end
+      local record = redis.call('ZRANGEBYSCORE', KEYS[5], exact(threshold), '+inf', 'LIMIT', 0, 1)[1]
+      local key = ARGV[1] .. bps
+      local hit = redis.call('ZRANGEBYSCORE', key, '-inf', record, 'WITHSCORES')
+      if #hit > 0 then
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', record)
+        for i = 1, #hit, 2 do
+          local high = redis.call('ZRANGEBYSCORE', KEYS[6], hit[i + 1], '+inf', 'LIMIT', 0, 1)[1]
+          take(hit[i], 'trail', price, high)
+        end
+        if redis.call('ZCARD', key) == 0 then redis.call('ZREM', KEYS[4], bps) end
+      end
+    end
+  end
+end
+
+if applied then
+  redis.call('HSET', KEYS[7], 'lastId', last_id, 'seq', seq)
+  -- Records before the oldest armed trailing stop cover nobody: keep the stack as short as the book needs.
+  local oldest_armed = math.huge
+  for _, bps in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+    local first = redis.call('ZRANGE', ARGV[1] .. bps, 0, 0, 'WITHSCORES')[2]
+    if first and first ~= 'inf' and tonumber(first) < oldest_armed then oldest_armed = tonumber(first) end
+  end
+  local stale = redis.call('ZCOUNT', KEYS[6], '-inf', '(' .. exact(math.min(oldest_armed, seq)))
+  if stale > 0 then
+    redis.call('ZREMRANGEBYRANK', KEYS[6], 0, stale - 1)
+    redis.call('ZREMRANGEBYRANK', KEYS[5], -stale, -1)
+  end
+end
+return taken
