@@ -180,7 +180,8 @@ class OrderRequest(BaseModel):
     @field_validator("slippage", "limit_price", "stop_price", "take_profit_price", "activation_price", mode="before")
     @classmethod
     def _optional_decimal(cls, value: object, info: ValidationInfo) -> Decimal | None:
-        return None if value is None else _to_decimal(value, str(info.field_name))
+        alias = OrderRequest.model_fields[str(info.field_name)].alias or str(info.field_name)
+        return None if value is None else _to_decimal(value, alias)
 
     @field_validator("token_in", "token_out", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""A steady stream of market, limit and sniper orders over HTTP that rides out crashes of what it talks to.
+"""A steady stream of market, limit, sniper and conditional (stop, trailing stop, OCO) orders over HTTP that
+rides out crashes of what it talks to.
 
 Each submission has its own Idempotency-Key and body, fixed before the first try; a try that gets no
 answer (refused, reset, timed out) or a 5xx/429 is repeated with the same key and body, so once the API
@@ -178,9 +179,11 @@ class LoadDriver:
     # --- what to send ---------------------------------------------------------------------------------
     def _next_submission(self) -> Submission:
         draw = self.rng.random()
-        if draw < 0.3 and self.prices:
+        if draw < 0.25 and self.prices:
             return self._limit()
-        if draw < 0.5:
+        if draw < 0.42 and self.prices:
+            return self._conditional()
+        if draw < 0.55:
             return self._sniper()
         return self._market()
 
@@ -199,6 +202,30 @@ class LoadDriver:
         if self.rng.random() < 0.6:
             body["expiresAt"] = _in(self.rng.uniform(8, 40))
         return Submission("limit", body)
+
+    def _conditional(self) -> Submission:
+        """Stops, trailing stops and OCOs near the market: the ±0.2 % a price walks in seconds, so most fire
+        during a run (some on their first tick), under whatever fault is injected then, and some expire."""
+        pair = self.rng.choice(sorted(self.prices))
+        market = self.prices[pair]
+
+        def near(low: float, high: float) -> str:
+            return str((market * (1 + Decimal(str(self.rng.uniform(low, high))))).quantize(Decimal("0.000001")))
+
+        amount = _amount(Decimal("0.1"), Decimal("1"), self.rng) if pair[0] == "SOL" else _amount("5", "100", self.rng)
+        body: dict[str, Any] = {"tokenIn": pair[0], "tokenOut": pair[1], "amount": amount, "slippageBps": 200}
+        kind = self.rng.choice(("stop", "trailing_stop", "oco"))
+        if kind == "stop":
+            body["stopPrice"] = near(-0.003, 0.001)
+        elif kind == "trailing_stop":
+            body["trailBps"] = self.rng.randrange(2, 30)
+            if self.rng.random() < 0.3:
+                body["activationPrice"] = near(-0.001, 0.002)
+        else:
+            body["stopPrice"], body["takeProfitPrice"] = near(-0.003, -0.0005), near(0.0005, 0.003)
+        if self.rng.random() < 0.5:
+            body["expiresAt"] = _in(self.rng.uniform(8, 40))
+        return Submission(kind, {"type": kind, **body})
 
     def _sniper(self) -> Submission:
         token = self.rng.choice(LAUNCHED_TOKENS)

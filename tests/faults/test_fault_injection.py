@@ -122,5 +122,6 @@ def test_every_accepted_order_survives_crashes_of_every_service_and_both_servers
     if not verdict.ok or dead:
         print(engine.logs()[-12000:])
     assert load.accepted, "no order was accepted: the load never reached the API"
+    assert {"stop", "trailing_stop", "oco"} <= set(load.accepted_by_type()), load.accepted_by_type()
     assert not dead, f"services exited on their own: {dead}"
     assert verdict.ok, f"{verdict.counts()}: {data['violationExamples'][:10]}"

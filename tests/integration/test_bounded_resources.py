@@ -49,6 +49,19 @@ MARKET = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1",
 #: Far above any SOL price: rests until cancelled (and no quote stream runs here anyway).
 LIMIT = {"type": "limit", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "limitPrice": "1000000"}
 SNIPER = {"type": "sniper", "tokenIn": "SOL", "tokenOut": "WIF", "amount": "0.1", "trigger": {"kind": "listing"}}
+#: Conditional orders, resting until cancelled (no quote stream, no tick, runs here).
+CONDITIONAL = [
+    {"type": "stop", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "stopPrice": "1"},
+    {"type": "trailing_stop", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "trailBps": 50},
+    {
+        "type": "oco",
+        "tokenIn": "SOL",
+        "tokenOut": "USDC",
+        "amount": "1",
+        "takeProfitPrice": "1000000",
+        "stopPrice": "1",
+    },
+]
 
 
 @contextlib.asynccontextmanager
@@ -238,7 +251,7 @@ async def test_every_key_an_ended_order_leaves_behind_expires(redis, settings, w
     async with api(settings) as (_, client):
         http = await client("10.0.0.3")
         ids = []
-        for body in (MARKET, MARKET, LIMIT, SNIPER):
+        for body in (MARKET, MARKET, LIMIT, SNIPER, *CONDITIONAL):
             response = await http.post("/api/orders/execute", json=body, headers={"Idempotency-Key": str(len(ids))})
             ids.append(response.json()["orderId"])
         for order_id in ids[2:]:

@@ -17,12 +17,19 @@ from services.sniper_worker.__main__ import housekeeping as sniper_housekeeping
 from shared import redis_keys
 from shared.observability.orders import OrderOutcomes
 from shared.observability.probes import Heartbeat, ServiceProbes
+from shared.store.conditional_book import ConditionalBook
 from shared.store.doorbell import Doorbell
 from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
 from shared.store.sniper_book import SniperBook
 from shared.venues.simulated import SimConfig
-from tests.support.orders import event_messages, make_store, place_limit_order, place_sniper_order
+from tests.support.orders import (
+    event_messages,
+    make_store,
+    place_conditional_order,
+    place_limit_order,
+    place_sniper_order,
+)
 
 NEVER_BY_ITSELF_S = 60.0
 
@@ -98,9 +105,29 @@ async def test_a_limit_order_placed_while_housekeeping_sleeps_expires_on_time(re
     bell = Doorbell(redis, redis_keys.LIMIT_DOORBELL, max_wait_s=NEVER_BY_ITSELF_S)
     stop = asyncio.Event()
     outcomes = OrderOutcomes(probes.registry)
-    async with asleep(limit_housekeeping(book, sweeper, bell, stop, outcomes, Heartbeat("chores", 10)), stop):
+    chores = limit_housekeeping("limit", book, recover_nothing, sweeper, bell, stop, outcomes, Heartbeat("chores", 10))
+    async with asleep(chores, stop):
         order = await place_limit_order(store, "1", expiresAt=in_ms(300))
         await until_status(store, order, "expired")
+
+
+async def recover_nothing(stranded: list[str]) -> None:
+    raise AssertionError(f"nothing was stranded, yet {stranded}")
+
+
+async def test_a_conditional_order_placed_while_housekeeping_sleeps_expires_on_time(redis, settings, probes):
+    store = make_store(redis)
+    book, sweeper = ConditionalBook(redis, store), ExpirySweeper(redis, store, redis_keys.COND_EXPIRIES)
+    bell = Doorbell(redis, redis_keys.COND_DOORBELL, max_wait_s=NEVER_BY_ITSELF_S)
+    stop = asyncio.Event()
+    outcomes = OrderOutcomes(probes.registry)
+    chores = limit_housekeeping(
+        "conditional", book, recover_nothing, sweeper, bell, stop, outcomes, Heartbeat("chores", 10)
+    )
+    async with asleep(chores, stop):
+        order = await place_conditional_order(store, "oco", takeProfitPrice="200", stopPrice="1", expiresAt=in_ms(300))
+        await until_status(store, order, "expired")
+    assert await redis.zcard(redis_keys.cond_take_profits("SOL-USDC")) == 0  # both sides gone with the expiry
 
 
 async def test_a_sniper_order_whose_condition_already_holds_fires_when_placed(redis, settings, probes):

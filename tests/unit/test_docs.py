@@ -93,9 +93,9 @@ def test_the_configuration_page_names_every_setting():
 
 # --- docs/contract.md, the public contract ---------------------------------------------------------------
 def _contract() -> str:
-    """The contract's served part (what is listed as planned is not served yet)."""
-    served, planned = (DOCS / "contract.md").read_text().split("\n## Planned additions", 1)
-    return served + "\n## " + planned.split("\n## ", 1)[1]
+    """The contract's served part (what is listed as planned, if anything, is not served yet)."""
+    served, _, planned = (DOCS / "contract.md").read_text().partition("\n## Planned additions")
+    return served + ("\n## " + planned.split("\n## ", 1)[1] if planned else "")
 
 
 def _contract_section(title: str) -> str:
