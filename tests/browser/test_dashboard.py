@@ -7,10 +7,12 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from decimal import Decimal
 
 from playwright.sync_api import expect
 
 from shared.auth.api_keys import hash_key, new_secret
+from shared.domain.conditional import trail_level
 from tests.browser.helpers import (
     accepted_order_id,
     card,
@@ -25,6 +27,7 @@ from tests.support.validation_cases import CASES
 
 MARKET_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 UNREACHABLE_LIMIT = "1000000"  # SOL at a million USDC: rests until cancelled
+WIDEST_TRAIL_BPS = "5000"  # fires only after BEST halves from its high: rests until cancelled
 
 
 def wait_for_api_status(api, order_id: str, status: str, timeout: float = 20) -> dict:
@@ -34,6 +37,18 @@ def wait_for_api_status(api, order_id: str, status: str, timeout: float = 20) ->
         if order.get("status") == status or time.monotonic() > deadline:
             assert order.get("status") == status, order
             return order
+        time.sleep(0.1)
+
+
+def api_event(api, order_id: str, status: str, timeout: float = 20) -> dict:
+    """The order's first event with this status, once the API has it (the order may have moved on since)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = api.get(f"/api/orders/{order_id}").json().get("events", [])
+        found = next((event for event in events if event["status"] == status), None)
+        if found or time.monotonic() > deadline:
+            assert found, events
+            return found
         time.sleep(0.1)
 
 
@@ -167,6 +182,80 @@ def test_a_sniper_order_from_the_form_rests_on_its_trigger_until_cancelled(open_
     row.locator("button.cancel").click()
     expect(card(page, order_id)).to_have_attribute("data-status", "cancelled")
     wait_for_api_status(api, order_id, "cancelled")
+
+
+def test_a_trailing_stop_from_the_form_shows_its_level_and_high_live(open_page, engine, api, request):
+    page, watched = open_page(f"{engine.api_url}/")
+    submit_order(page, type="trailing_stop", amount="1", trailBps=WIDEST_TRAIL_BPS)
+    order_id = accepted_order_id(page)
+    order_card = card(page, order_id)
+    expect(order_card).to_have_attribute("data-status", "waiting")
+    expect(order_card.locator('li.event[data-status="waiting"] .trail-bps .value')).to_have_text("5000 bps")
+
+    # Armed at the first BEST tick after placement; the row then shows what GET /api/orders/{id} says.
+    row = page.locator(f'#open-table tr[data-order-id="{order_id}"]')
+    expect(row.locator(".waits-for")).to_have_text("BEST ≤ high − 5000 bps")
+    expect(row).to_have_attribute("data-armed", "true")
+    high = Decimal(row.locator(".high-water-mark .value").text_content())
+    level = Decimal(row.locator(".stop-level .value").text_content())
+    assert level == trail_level(high, int(WIDEST_TRAIL_BPS)) and level > 0
+    truth = api.get(f"/api/orders/{order_id}").json()
+    assert truth["armed"] is True and Decimal(truth["highWaterMark"]) >= high  # a high only ever rises
+    shot(page, request, "armed")
+
+    # Live: the page keeps reading the order while it rests.
+    def reads() -> int:
+        return sum(1 for method, url in watched.requests if method == "GET" and url.endswith(f"/api/orders/{order_id}"))
+
+    first = reads()
+    eventually(page, lambda: reads() > first, timeout=10, what="another read of the trailing stop")
+    row.locator("button.cancel").click()
+    expect(order_card).to_have_attribute("data-status", "cancelled")
+    expect(row).to_have_count(0)
+    wait_for_api_status(api, order_id, "cancelled")
+
+
+def test_the_form_refuses_another_types_field_then_sends_a_stop_that_fires(open_page, engine, api, request):
+    page, watched = open_page(f"{engine.api_url}/")
+    form = page.locator("#order-form")
+    take_profit = form.locator('[data-type-field="takeProfitPrice"]')
+    take_profit_error = page.locator('.field-error[data-for="takeProfitPrice"]')
+    form.locator("select[name=type]").select_option("oco")
+    for name, value in {"amount": "0.25", "slippageBps": "300", "takeProfitPrice": "140", "stopPrice": "150"}.items():
+        form.locator(f"[name={name}]").fill(value)
+    page.click("#submit-order")
+    expect(take_profit_error).to_have_text("takeProfitPrice must be above stopPrice")
+
+    # A stop takes no take-profit: the field keeps its value, stays shown, marked, and is refused as the API would.
+    form.locator("select[name=type]").select_option("stop")
+    expect(take_profit).to_have_class(re.compile(r"\bforeign\b"))
+    page.click("#submit-order")
+    expect(take_profit_error).to_have_text("takeProfitPrice is only allowed for oco orders")
+    expect(page.locator("#form-message")).to_have_attribute("data-kind", "invalid")
+    shot(page, request, "foreign-field")
+
+    form.locator("select[name=type]").select_option("trailing_stop")
+    form.locator("[name=takeProfitPrice]").fill("")
+    form.locator("[name=stopPrice]").fill("")
+    form.locator("[name=trailBps]").fill("5001")
+    page.click("#submit-order")
+    expect(page.locator('.field-error[data-for="trailBps"]')).to_have_text("trailBps must be at most 5000")
+    expect(take_profit).to_be_hidden()
+    page.wait_for_timeout(300)
+    assert [url for method, url in watched.requests if method == "POST"] == [], "the form sent a refused order"
+
+    # Valid now: a stop far above BEST fires on the next tick, and its timeline names the condition and price.
+    form.locator("[name=trailBps]").fill("")
+    form.locator("select[name=type]").select_option("stop")
+    form.locator("[name=stopPrice]").fill(UNREACHABLE_LIMIT)
+    page.click("#submit-order")
+    order_id = accepted_order_id(page)
+    triggered = card(page, order_id).locator('li.event[data-status="triggered"]')
+    expect(triggered.locator(".condition .value")).to_have_text("stop")
+    event = api_event(api, order_id, "triggered")
+    expect(triggered.locator(".trigger-price .value")).to_have_text(event["triggerPrice"])
+    expect(triggered.locator(".stop-price .value")).to_have_text(UNREACHABLE_LIMIT)
+    shot(page, request, "triggered")
 
 
 def test_history_lists_persisted_orders_and_filters_them(open_page, engine, api, request):

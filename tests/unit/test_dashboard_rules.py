@@ -83,3 +83,36 @@ def test_the_pages_domain_values_are_the_apis():
     spelled_list = re.compile(rf"\[\s*(?:{quoted})\s*,\s*(?:{quoted})")
     for script in sorted((STATIC_DIR / "js").glob("*.js")):
         assert not spelled_list.search(script.read_text()), f"{script.name} spells a list of domain values"
+
+
+def test_each_types_fields_reach_the_page_from_the_api():
+    """Which fields each type takes, in the order the API checks them, with the types named in its refusals
+    and the trail's bounds: all from shared/domain, so a new type or field needs no JavaScript edit."""
+    from shared.domain.conditional import MAX_TRAIL_BPS
+    from shared.domain.order_types import PRICE_TRIGGERED_TYPES
+    from shared.domain.orders import _TYPED_FIELDS, MAX_SLIPPAGE_BPS, TYPE_FIELDS
+
+    rules = dashboard_rules(Settings())
+    assert rules["integerBounds"] == {
+        "slippageBps": {"min": 0, "max": MAX_SLIPPAGE_BPS},
+        "trailBps": {"min": 1, "max": MAX_TRAIL_BPS},
+    }
+    alias = {name: spelled for name, (spelled, _) in _TYPED_FIELDS.items()}
+    for order_type, fields in TYPE_FIELDS.items():
+        own = rules["typeFields"][order_type.value]
+        assert own["required"] == [alias[name] for name in sorted(fields.required)]
+        assert own["optional"] == [alias[name] for name in sorted(fields.optional)]
+    typed = rules["typedFields"]
+    assert [field["name"] for field in typed] == [spelled for spelled, _ in _TYPED_FIELDS.values()]
+    assert [" and ".join(field["owners"]) for field in typed] == [owners for _, owners in _TYPED_FIELDS.values()]
+    assert {field["name"]: field["kind"] for field in typed}["trailBps"] == "integer"
+    assert set(rules["priceTriggeredTypes"]) == {t.value for t in PRICE_TRIGGERED_TYPES}
+
+
+def test_the_form_has_an_input_and_an_error_slot_for_every_types_field():
+    page = PAGE_TEMPLATE.read_text()
+    for field in dashboard_rules(Settings())["typedFields"]:
+        name = field["name"]
+        assert f'data-type-field="{name}"' in page and f'data-for="{name}"' in page, name
+        if field["kind"] != "trigger":  # the trigger is a kind and a threshold, not one input
+            assert f'name="{name}"' in page, name

@@ -7,14 +7,15 @@ both sides must agree on (tests/unit/test_dashboard_rules.py for Python, tests/b
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, get_args
 
-from annotated_types import MaxLen, MinLen
+from annotated_types import Ge, Le, MaxLen, MinLen
 
 from shared.domain import orders, tokens
 from shared.domain.lifecycle import TERMINAL, OrderStatus
-from shared.domain.order_types import OrderType
-from shared.domain.orders import OrderRequest, SniperTrigger
+from shared.domain.order_types import PRICE_TRIGGERED_TYPES, OrderType
+from shared.domain.orders import TYPE_FIELDS, OrderRequest, SniperTrigger
 from shared.settings import Settings
 from shared.venues.base import Dex
 
@@ -29,8 +30,61 @@ def _length_bounds(field_name: str) -> dict[str, int]:
     return bounds
 
 
+def _integer_bounds(field_name: str) -> dict[str, int]:
+    bounds: dict[str, int] = {}
+    for item in OrderRequest.model_fields[field_name].metadata:
+        if isinstance(item, Ge) and isinstance(item.ge, int):
+            bounds["min"] = item.ge
+        elif isinstance(item, Le) and isinstance(item.le, int):
+            bounds["max"] = item.le
+    return bounds
+
+
 def _trigger_kinds() -> list[str]:
     return list(get_args(SniperTrigger.model_fields["kind"].annotation))
+
+
+def _alias(field_name: str) -> str:
+    return OrderRequest.model_fields[field_name].alias or field_name
+
+
+def _kind(field_name: str) -> str:
+    """How the page reads and checks a type's field: an exact decimal, a strict integer, or the sniper's trigger."""
+    annotation = get_args(OrderRequest.model_fields[field_name].annotation)
+    if Decimal in annotation:
+        return "decimal"
+    if SniperTrigger in annotation:
+        return "trigger"
+    return "integer"
+
+
+def _typed_fields() -> list[dict[str, Any]]:
+    """Every field that belongs to some types only, in the order the API checks them (the model's field order),
+    with the types that take it and the codes it is refused with (`OrderRequest._check_type_fields`)."""
+    typed = {name for fields in TYPE_FIELDS.values() for name in fields.required | fields.optional}
+    return [
+        {
+            "name": _alias(name),
+            "kind": _kind(name),
+            "owners": [t.value for t, fields in TYPE_FIELDS.items() if name in fields.required | fields.optional],
+            "missingCode": f"missing_{name}",
+            # Only prices are range-checked once present (> 0, at most maxPriceDigits significant digits).
+            "invalidCode": f"invalid_{name}" if _kind(name) == "decimal" else None,
+        }
+        for name in OrderRequest.model_fields
+        if name in typed
+    ]
+
+
+def _type_fields() -> dict[str, dict[str, list[str]]]:
+    """Each type's own fields by JSON name; the required ones in the order the API reports a missing one."""
+    return {
+        order_type.value: {
+            "required": [_alias(name) for name in sorted(fields.required)],
+            "optional": [_alias(name) for name in sorted(fields.optional)],
+        }
+        for order_type, fields in TYPE_FIELDS.items()
+    }
 
 
 def dashboard_rules(settings: Settings) -> dict[str, Any]:
@@ -40,6 +94,11 @@ def dashboard_rules(settings: Settings) -> dict[str, Any]:
         "triggerKinds": _trigger_kinds(),
         "defaultSlippageBps": orders.DEFAULT_SLIPPAGE_BPS,
         "maxSlippageBps": orders.MAX_SLIPPAGE_BPS,
+        "integerBounds": {"slippageBps": _integer_bounds("slippage_bps"), "trailBps": _integer_bounds("trail_bps")},
+        "typeFields": _type_fields(),
+        "typedFields": _typed_fields(),
+        # Orders that wait for a BEST tick: the API refuses them on a pair the quote stream does not price.
+        "priceTriggeredTypes": [t.value for t in OrderType if t in PRICE_TRIGGERED_TYPES],
         "maxPriceDigits": orders.MAX_PRICE_DIGITS,
         "maxDecimalExponent": orders.MAX_DECIMAL_EXPONENT,
         "maxDecimalDigits": orders.MAX_DECIMAL_DIGITS,

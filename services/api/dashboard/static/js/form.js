@@ -1,9 +1,16 @@
 // The order form: fields shown for the chosen type, the API's validation before anything is sent
 // (rules.js), then POST /api/orders/execute and the order followed on the timeline.
+//
+// Which fields a type takes comes from the rules (shared/domain/orders.py TYPE_FIELDS). A field of another type
+// that still holds a value (typed before the type changed) stays shown, marked, and is sent: the form then
+// refuses it as the API would, instead of dropping what the user typed without a word.
 
 import { ApiError, newIdempotencyKey, request } from "./api.js";
-import { orderBody, resolveToken, validateOrder } from "./rules.js";
+import { orderBody, resolveToken, typeTakes, validateOrder } from "./rules.js";
 import { el } from "./dom.js";
+
+const FORM_FIELDS = ["type", "tokenIn", "tokenOut", "amount", "slippageBps", "triggerKind", "minLiquidity",
+  "expiresAt", "userId", "clientOrderId"];
 
 export class OrderForm {
   constructor({ form, tokenList, rules, onAccepted }) {
@@ -25,17 +32,38 @@ export class OrderForm {
     this.showFields();
   }
 
+  // Every type's plain fields (limitPrice, stopPrice, trailBps, …): sent whenever they hold something.
+  plainTypeFields() {
+    return this.rules.typedFields.filter((field) => field.kind !== "trigger").map((field) => field.name);
+  }
+
   values() {
     const values = {};
-    for (const name of ["type", "tokenIn", "tokenOut", "amount", "slippageBps", "limitPrice", "triggerKind",
-      "minLiquidity", "expiresAt", "userId", "clientOrderId"]) values[name] = this.form.elements[name].value;
+    for (const name of [...FORM_FIELDS, ...this.plainTypeFields()]) values[name] = this.form.elements[name].value;
     return values;
   }
 
   showFields() {
-    const { type, triggerKind } = this.values();
-    this.form.dataset.type = type;
-    this.form.dataset.trigger = triggerKind;
+    const values = this.values();
+    const takes = typeTakes(values.type, this.rules);
+    const taken = {
+      ...Object.fromEntries(this.plainTypeFields().map((name) => [name, takes.has(name)])),
+      trigger: takes.has("trigger"),
+      minLiquidity: takes.has("trigger") && values.triggerKind === "liquidity",
+      expiresAt: values.type !== "market", // every resting type may expire
+    };
+    const sentWhenFilled = new Set([...this.plainTypeFields(), "expiresAt"]);
+    for (const label of this.form.querySelectorAll("[data-type-field]")) {
+      const name = label.dataset.typeField;
+      const held = sentWhenFilled.has(name) && values[name].trim() !== "";
+      label.hidden = !taken[name] && !held;
+      label.classList.toggle("foreign", !taken[name] && held);
+      label.title = !taken[name] && held ? `not a field of ${values.type} orders: clear it, or the order is refused` : "";
+    }
+    for (const row of this.form.querySelectorAll(".type-fields")) {
+      row.hidden = [...row.querySelectorAll("[data-type-field]")].every((label) => label.hidden);
+    }
+    this.form.dataset.type = values.type;
   }
 
   showErrors(errors) {
@@ -53,7 +81,7 @@ export class OrderForm {
   }
 
   async submit() {
-    const body = orderBody(this.values());
+    const body = orderBody(this.values(), this.rules);
     const verdict = validateOrder(body, this.rules);
     this.showErrors(verdict.errors);
     if (!verdict.ok) {
@@ -61,9 +89,9 @@ export class OrderForm {
       return;
     }
     const pair = `${resolveToken(body.tokenIn, this.rules).symbol}-${resolveToken(body.tokenOut, this.rules).symbol}`;
-    if (body.type === "limit" && !this.rules.pairs.includes(pair)) {
-      // The API's own check after validation (pair_not_streamed): a limit order waits on a price stream.
-      this.showErrors([{ field: "tokenOut", message: "limit orders need a pair the quote stream prices" }]);
+    if (this.rules.priceTriggeredTypes.includes(body.type) && !this.rules.pairs.includes(pair)) {
+      // The API's own check after validation (pair_not_streamed): the order waits on a price stream.
+      this.showErrors([{ field: "tokenOut", message: `${body.type} orders need a pair the quote stream prices` }]);
       this.say(`Not sent: no price stream for ${pair}`, "invalid");
       return;
     }

@@ -1,22 +1,56 @@
 // Open resting orders and the history table, both read from GET /api/orders (PostgreSQL).
 //
-// The contract has no "open orders" route; a resting limit or sniper order is one whose status is
-// `waiting`, so the open list is the history filtered on it. db-sync writes history a few hundred ms behind
-// the events, so what the live feeds already know wins: an order the page saw go to `waiting` is listed at
-// once, and one it saw leave `waiting` (cancelled, triggered, expired) is dropped even while PostgreSQL
-// still says waiting.
+// The contract has no "open orders" route; a resting order (limit, sniper, stop, trailing stop, OCO) is one
+// whose status is `waiting`, so the open list is the history filtered on it. db-sync writes history a few
+// hundred ms behind the events, so what the live feeds already know wins: an order the page saw go to
+// `waiting` is listed at once, and one it saw leave `waiting` (cancelled, triggered, expired) is dropped even
+// while PostgreSQL still says waiting.
+//
+// A trailing stop's level moves with the price, and only GET /api/orders/{id} knows it (from Redis): the
+// listed trailing stops are polled, a few per round and in turn, so many of them cost the API a bounded trickle
+// of reads (nothing while the tab is hidden). Their cells are written in place, never by rebuilding the table.
 
 import { request } from "./api.js";
 import { el, clear, shortId, dateTime } from "./dom.js";
 
 const OPEN_POLL_MS = 3000;
+const TRAIL_POLL_MS = 2000;
+// At most this many trailing stops are read per round; with more listed, each waits its turn.
+const TRAIL_READS_PER_ROUND = 10;
 
 function describeWait(order) {
-  if (order.type === "limit") return `BEST ≥ ${order.limitPrice} ${order.tokenOut}/${order.tokenIn}`;
+  const price = `${order.tokenOut}/${order.tokenIn}`;
+  switch (order.type) {
+    case "limit":
+      return `BEST ≥ ${order.limitPrice} ${price}`;
+    case "stop":
+      return `BEST ≤ ${order.stopPrice} ${price}`;
+    case "oco":
+      return `BEST ≥ ${order.takeProfitPrice} or ≤ ${order.stopPrice} ${price}`;
+    case "trailing_stop": {
+      const trail = `BEST ≤ high − ${order.trailBps} bps`;
+      return order.activationPrice ? `${trail}, armed once BEST ≥ ${order.activationPrice} ${price}` : trail;
+    }
+    default:
+      break;
+  }
   const trigger = order.trigger || {};
   if (trigger.kind === "liquidity") return `pool liquidity ≥ ${trigger.minLiquidity} ${order.tokenOut}`;
   if (trigger.kind === "listing") return `a ${order.tokenIn}-${order.tokenOut} pool`;
   return "";
+}
+
+// A trailing stop's live cell: its stop level and high-water mark once armed (GET /api/orders/{id}).
+function trailCell(order, trail) {
+  if (order.type !== "trailing_stop") return [];
+  if (!trail) return [el("span", { class: "muted", text: "…" })];
+  if (!trail.armed) return [el("span", { class: "not-armed muted", text: "not armed yet" })];
+  if (!trail.stopLevel) return [el("span", { class: "muted", text: "armed" })]; // its high not readable this moment
+  return [
+    el("span", { class: "detail stop-level" }, el("b", { text: "level " }), el("span", { class: "value", text: trail.stopLevel ?? "" })),
+    " ",
+    el("span", { class: "detail high-water-mark" }, el("b", { text: "high " }), el("span", { class: "value", text: trail.highWaterMark ?? "" })),
+  ];
 }
 
 // The columns both tables open with: when, which order (a button that follows it live), type, pair, amount.
@@ -47,12 +81,16 @@ export class OpenOrders {
     this.persisted = []; // waiting orders as PostgreSQL last listed them
     this.live = new Map(); // orderId → {status, order}: what the feeds said since
     this.cancelling = new Map(); // orderId → text shown in its row while a DELETE is out or refused
+    this.trails = new Map(); // orderId → {armed, highWaterMark, stopLevel}: a listed trailing stop, as last read
+    this.trailTurn = 0; // where the next round of trailing-stop reads starts, when not all fit in one
+    this.trailRound = null; // the round under way, if any: rounds never overlap
     refreshButton.addEventListener("click", () => this.refresh());
   }
 
   start() {
     this.refresh();
     setInterval(() => this.refresh(), OPEN_POLL_MS);
+    setInterval(() => this.pollTrails(), TRAIL_POLL_MS);
   }
 
   async refresh() {
@@ -92,13 +130,18 @@ export class OpenOrders {
     const signature = JSON.stringify([rows, [...this.cancelling]]);
     if (signature === this.signature) return;
     this.signature = signature;
+    this.listed = rows;
+    for (const orderId of this.trails.keys()) {
+      if (!rows.some((order) => order.orderId === orderId)) this.trails.delete(orderId);
+    }
     clear(this.body);
     if (!rows.length) {
-      this.body.append(el("tr", { class: "empty" }, el("td", { colspan: 8, class: "muted", text: "no resting orders" })));
+      this.body.append(el("tr", { class: "empty" }, el("td", { colspan: 9, class: "muted", text: "no resting orders" })));
       return;
     }
     for (const order of rows) {
       const note = this.cancelling.get(order.orderId);
+      const trail = this.trails.get(order.orderId);
       const button = el("button", {
         type: "button",
         class: "cancel small",
@@ -107,12 +150,54 @@ export class OpenOrders {
         text: "Cancel",
       });
       this.body.append(
-        el("tr", { "data-order-id": order.orderId },
+        el("tr", { "data-order-id": order.orderId, "data-type": order.type, "data-armed": trail && String(trail.armed) },
           ...leadingCells(order, this.timeline),
-          el("td", { text: describeWait(order) }),
+          el("td", { class: "waits-for", text: describeWait(order) }),
+          el("td", { class: "trail" }, trailCell(order, trail)),
           el("td", { text: order.expiresAt ? dateTime(order.expiresAt) : "never" }),
           el("td", {}, button, note ? el("span", { class: "row-note", text: ` ${note}` }) : null)),
       );
+    }
+    // A trailing stop just listed is read at once rather than at the next round.
+    if (rows.some((order) => order.type === "trailing_stop" && !this.trails.has(order.orderId))) this.pollTrails();
+  }
+
+  // One round of reads of the listed trailing stops: the next TRAIL_READS_PER_ROUND in turn, one at a time.
+  async pollTrails() {
+    if (this.trailRound || document.hidden) return;
+    const trailing = (this.listed || []).filter((order) => order.type === "trailing_stop");
+    if (!trailing.length) return;
+    const start = this.trailTurn % trailing.length;
+    const batch = [...trailing.slice(start), ...trailing.slice(0, start)].slice(0, TRAIL_READS_PER_ROUND);
+    this.trailTurn = start + batch.length;
+    this.trailRound = (async () => {
+      for (const order of batch) await this.readTrail(order);
+    })();
+    try {
+      await this.trailRound;
+    } finally {
+      this.trailRound = null;
+    }
+  }
+
+  async readTrail(order) {
+    let view;
+    try {
+      view = await request("GET", `/api/orders/${encodeURIComponent(order.orderId)}`);
+    } catch {
+      return; // shown as it was; the next round tries again (and the open list drops an order that is gone)
+    }
+    if (view.status !== "waiting") {
+      this.observe(order.orderId, view.status, order); // it moved on before its feed or history said so
+      return;
+    }
+    const trail = { armed: view.armed === true, highWaterMark: view.highWaterMark, stopLevel: view.stopLevel };
+    this.trails.set(order.orderId, trail);
+    const row = this.body.querySelector(`tr[data-order-id="${CSS.escape(order.orderId)}"]`);
+    const cell = row && row.querySelector("td.trail");
+    if (cell) {
+      clear(cell).append(...trailCell(order, trail));
+      row.dataset.armed = String(trail.armed);
     }
   }
 

@@ -9,10 +9,9 @@
 
 import * as dec from "./decimal.js";
 
-const FIELDS = [
-  "type", "tokenIn", "tokenOut", "amount", "slippageBps", "slippage", "limitPrice",
-  "trigger", "expiresAt", "userId", "clientOrderId",
-];
+// The fields every type shares; each type's own fields (limitPrice, stopPrice, …) come from the rules
+// (`typedFields`, from shared/domain/orders.py TYPE_FIELDS).
+const COMMON_FIELDS = ["type", "tokenIn", "tokenOut", "amount", "slippageBps", "slippage", "expiresAt", "userId", "clientOrderId"];
 // shared/domain/orders.py ID_FORBIDDEN: controls, line separators, invisible and direction-changing characters.
 const PRINTABLE_ID = /^[^\x00-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\u{e0000}-\u{e007f}]*$/u;
 // pydantic's str_strip_whitespace trims what Rust calls whitespace (Unicode White_Space): unlike
@@ -165,6 +164,54 @@ function checkTrigger(value, rules) {
   return { kind: value.kind, minLiquidity: min };
 }
 
+// A strict integer (pydantic's StrictInt: no string, no boolean, no fraction) within the API's bounds.
+function checkInteger(body, name, rules) {
+  const value = body[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "number" || !Number.isInteger(value)) {
+    throw new Failure(name, "int_type", `${name} must be a whole number`);
+  }
+  const { min, max } = rules.integerBounds[name];
+  if (value < min) throw new Failure(name, "greater_than_equal", `${name} must be at least ${min}`);
+  if (value > max) throw new Failure(name, "less_than_equal", `${name} must be at most ${max}`);
+  return value;
+}
+
+// The fields a type takes (required or optional), by JSON name.
+export function typeTakes(type, rules) {
+  const own = rules.typeFields[type] || { required: [], optional: [] };
+  return new Set([...own.required, ...own.optional]);
+}
+
+// shared/domain/orders.py `_check_type_fields`, in its order: another type's field, then a missing one, then a
+// price out of range, then an OCO's two prices.
+function typeFieldChecks(v, rules) {
+  const takes = typeTakes(v.type, rules);
+  for (const { name, owners } of rules.typedFields) {
+    if (v[name] !== undefined && !takes.has(name)) {
+      return new Failure(name, "forbidden_field", `${name} is only allowed for ${owners.join(" and ")} orders`);
+    }
+  }
+  for (const name of rules.typeFields[v.type].required) {
+    if (v[name] === undefined) {
+      const { missingCode } = rules.typedFields.find((field) => field.name === name);
+      return new Failure(name, missingCode, `${name} is required for ${v.type} orders`);
+    }
+  }
+  for (const { name, invalidCode } of rules.typedFields) {
+    const price = v[name];
+    if (!invalidCode || price === undefined) continue;
+    if (dec.sign(price) <= 0) return new Failure(name, invalidCode, `${name} must be greater than 0`);
+    if (dec.significantDigits(price) > rules.maxPriceDigits) {
+      return new Failure(name, invalidCode, `${name} may have at most ${rules.maxPriceDigits} significant digits`);
+    }
+  }
+  if (v.type === "oco" && dec.compare(v.takeProfitPrice, v.stopPrice) <= 0) {
+    return new Failure("takeProfitPrice", "invalid_oco_prices", "takeProfitPrice must be above stopPrice");
+  }
+  return null;
+}
+
 function fail(field, code, message) {
   return { failures: [new Failure(field, code, message)] };
 }
@@ -189,8 +236,9 @@ function fieldChecks(body, rules) {
       failures.push(failure);
     }
   };
+  const known = [...COMMON_FIELDS, ...rules.typedFields.map((field) => field.name)];
   for (const name of Object.keys(body)) {
-    if (!FIELDS.includes(name)) failures.push(new Failure(name, "extra_forbidden", "Extra inputs are not permitted"));
+    if (!known.includes(name)) failures.push(new Failure(name, "extra_forbidden", "Extra inputs are not permitted"));
   }
   attempt(() => {
     const type = body.type === undefined ? "market" : body.type;
@@ -207,28 +255,23 @@ function fieldChecks(body, rules) {
     if (dec.sign(amount) <= 0) throw new Failure("amount", "invalid_amount", "amount must be greater than 0");
     values.amount = amount;
   });
+  attempt(() => (values.slippageBps = checkInteger(body, "slippageBps", rules)));
   attempt(() => {
-    const bps = body.slippageBps;
-    if (bps === undefined || bps === null) return;
-    if (typeof bps !== "number" || !Number.isInteger(bps)) {
-      throw new Failure("slippageBps", "int_type", "slippageBps must be a whole number");
-    }
-    if (bps < 0) throw new Failure("slippageBps", "greater_than_equal", "slippageBps must be at least 0");
-    if (bps > rules.maxSlippageBps) {
-      throw new Failure("slippageBps", "less_than_equal", `slippageBps must be at most ${rules.maxSlippageBps}`);
-    }
-    values.slippageBps = bps;
+    if (body.slippage !== undefined && body.slippage !== null) values.slippage = toDecimal(body.slippage, "slippage", rules);
   });
-  for (const name of ["slippage", "limitPrice"]) {
+  for (const { name, kind } of rules.typedFields) {
     attempt(() => {
-      if (body[name] !== undefined && body[name] !== null) values[name] = toDecimal(body[name], name, rules);
+      if (kind === "trigger") {
+        const trigger = checkTrigger(body[name], rules);
+        if (trigger && trigger.failures) failures.push(...trigger.failures);
+        else values[name] = trigger;
+      } else if (kind === "integer") {
+        values[name] = checkInteger(body, name, rules);
+      } else if (body[name] !== undefined && body[name] !== null) {
+        values[name] = toDecimal(body[name], name, rules);
+      }
     });
   }
-  attempt(() => {
-    const trigger = checkTrigger(body.trigger, rules);
-    if (trigger && trigger.failures) failures.push(...trigger.failures);
-    else values.trigger = trigger;
-  });
   attempt(() => (values.expiresAt = checkExpiresAt(body.expiresAt)));
   attempt(() => (values.userId = checkId(body, "userId", rules)));
   attempt(() => (values.clientOrderId = checkId(body, "clientOrderId", rules)));
@@ -265,24 +308,11 @@ function crossChecks(v, rules, now) {
       return new Failure("slippage", "slippage_mismatch", "slippage and slippageBps disagree");
     }
   }
-  if (v.type === "limit") {
-    if (v.limitPrice === undefined) return new Failure("limitPrice", "missing_limit_price", "limitPrice is required for limit orders");
-    if (dec.sign(v.limitPrice) <= 0) return new Failure("limitPrice", "invalid_limit_price", "limitPrice must be greater than 0");
-    if (dec.significantDigits(v.limitPrice) > rules.maxPriceDigits) {
-      return new Failure("limitPrice", "invalid_limit_price", `limitPrice may have at most ${rules.maxPriceDigits} significant digits`);
-    }
-  } else if (v.limitPrice !== undefined) {
-    return new Failure("limitPrice", "forbidden_field", "limitPrice is only allowed for limit orders");
-  }
-  if (v.type === "sniper" && v.trigger === undefined) {
-    return new Failure("trigger", "missing_trigger", "trigger is required for sniper orders");
-  }
-  if (v.type !== "sniper" && v.trigger !== undefined) {
-    return new Failure("trigger", "forbidden_field", "trigger is only allowed for sniper orders");
-  }
+  const typeFailure = typeFieldChecks(v, rules);
+  if (typeFailure) return typeFailure;
   if (v.expiresAt !== undefined) {
     if (v.type === "market") {
-      return new Failure("expiresAt", "forbidden_field", "expiresAt is only allowed for resting (limit, sniper) orders");
+      return new Failure("expiresAt", "forbidden_field", "expiresAt is only allowed for resting (limit, sniper, conditional) orders");
     }
     if (!v.expiresAt.zoned) return new Failure("expiresAt", "invalid_expires_at", "expiresAt needs a timezone (RFC 3339)");
     if (v.expiresAt.ms <= now) return new Failure("expiresAt", "invalid_expires_at", "expiresAt is in the past");
@@ -310,21 +340,28 @@ function refused(failures) {
   return { ok: false, code: errors.length === 1 ? errors[0].code : "validation_error", errors };
 }
 
-// The request body for what the form holds: only the fields its type takes, an empty field left out (so a
-// missing value reads "required"), numbers where the API wants numbers, and raw text where the user typed
-// something that is not one (so validation names the field).
-export function orderBody(form) {
+// The request body for what the form holds: an empty field left out (so a missing value reads "required"),
+// numbers where the API wants numbers, and raw text where the user typed something that is not one (so
+// validation names the field). A type's own field is sent whenever it holds something, whatever the type: the
+// form keeps such a field shown (form.js), so what the user sees is what is sent, and the API's refusal of
+// another type's field is shown rather than the value silently dropped. The sniper's trigger is a choice, never
+// empty: it goes with sniper orders only.
+export function orderBody(form, rules) {
   const text = (name) => (form[name] ?? "").trim();
+  const integer = (value) => (/^-?\d+$/.test(value) ? Number(value) : value);
   const body = { type: form.type };
   for (const name of ["tokenIn", "tokenOut", "amount"]) if (text(name) !== "") body[name] = text(name);
-  const bps = text("slippageBps");
-  if (bps !== "") body.slippageBps = /^-?\d+$/.test(bps) ? Number(bps) : bps;
-  if (form.type === "limit" && text("limitPrice") !== "") body.limitPrice = text("limitPrice");
-  if (form.type === "sniper") {
-    body.trigger = { kind: form.triggerKind };
-    if (form.triggerKind === "liquidity" && text("minLiquidity") !== "") body.trigger.minLiquidity = text("minLiquidity");
+  if (text("slippageBps") !== "") body.slippageBps = integer(text("slippageBps"));
+  for (const { name, kind } of rules.typedFields) {
+    if (kind === "trigger") {
+      if (form.type !== "sniper") continue;
+      body.trigger = { kind: form.triggerKind };
+      if (form.triggerKind === "liquidity" && text("minLiquidity") !== "") body.trigger.minLiquidity = text("minLiquidity");
+    } else if (text(name) !== "") {
+      body[name] = kind === "integer" ? integer(text(name)) : text(name);
+    }
   }
-  if (form.type !== "market" && text("expiresAt") !== "") {
+  if (text("expiresAt") !== "") {
     const local = new Date(text("expiresAt")); // datetime-local: the user's wall clock
     body.expiresAt = Number.isNaN(local.getTime()) ? text("expiresAt") : local.toISOString();
   }
