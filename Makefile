@@ -15,7 +15,7 @@
 #   make deploy-check  validate compose.yaml and lint deploy/Dockerfile
 #   make lint          ruff (lint and format), then mypy --strict on shared/, services/ and deploy/
 #   make load          a locust scenario, headless, against a running engine; reports in reports/locust/
-#                      (SCENARIO=market|limit|sniper|subscribers USERS=20 RATE=5 DURATION=30s HOST=...)
+#                      (SCENARIO=market|limit|sniper|conditional|subscribers USERS=20 RATE=5 DURATION=30s HOST=...)
 
 PYTHON ?= python3
 UV ?= $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
@@ -111,7 +111,7 @@ LOCUST_ARGS ?=
 LOAD_REPORT := reports/locust/$(SCENARIO)-$(shell date +%Y%m%d-%H%M%S)
 
 load: install
-	@test -f loadtests/locustfiles/$(SCENARIO).py || { echo "unknown SCENARIO=$(SCENARIO): one of market, limit, sniper, subscribers"; exit 2; }
+	@test -f loadtests/locustfiles/$(SCENARIO).py || { echo "unknown SCENARIO=$(SCENARIO): one of market, limit, sniper, conditional, subscribers"; exit 2; }
 	@mkdir -p reports/locust
 	PYTHONPATH=$(CURDIR) $(UV_RUN) locust -f loadtests/locustfiles/$(SCENARIO).py --headless --only-summary \
 		--users $(USERS) --spawn-rate $(RATE) --run-time $(DURATION) --host $(HOST) --stop-timeout $(STOP_TIMEOUT) \

@@ -69,6 +69,12 @@ class Ticker:
         return (time.perf_counter() - started) * 1000, len(handed)
 
 
+async def script_us(redis: Redis) -> float:
+    """Mean time Redis spent in the book's script per call since the last CONFIG RESETSTAT."""
+    stats = (await redis.info("commandstats")).get("cmdstat_evalsha", {})
+    return float(stats.get("usec_per_call", 0))
+
+
 def summary(label: str, samples: list[float]) -> str:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -89,10 +95,12 @@ async def main(args: argparse.Namespace) -> None:
     print(f"first tick, arming {args.trailing} trailing stops (once in their lives): {arming:.0f} ms")
 
     rng = random.Random(7)
+    await redis.config_resetstat()
     quiet = [(await ticker.timed(Decimal(100) * Decimal(1 + rng.uniform(-0.003, 0)).quantize(Decimal("0.0001"))))
              for _ in range(args.ticks)]  # fmt: skip
     assert all(handed == 0 for _, handed in quiet)
     print(summary(f"tick crossing none ({args.ticks})", [ms for ms, _ in quiet]))
+    print(f"  inside Redis: {await script_us(redis):.0f} µs per tick (the rest is the round trip and the client)")
 
     top = STOP_BASE + (args.stops - 1) * STOP_STEP
     crossed_so_far = 0
@@ -103,12 +111,14 @@ async def main(args: argparse.Namespace) -> None:
         per_order = elapsed / max(handed, 1)
         print(f"tick crossing {wanted:>6}: {elapsed:8.1f} ms to hand over {handed} ({per_order:.3f} ms/order)")
 
+    await redis.config_resetstat()
     highs = [await ticker.timed(Decimal(100) + Decimal(i) / 100) for i in range(1, args.ticks + 1)]
     assert all(handed == 0 for _, handed in highs)
     widest = next(order for order in trailing if order.trail_bps == max(TRAIL_WIDTHS_BPS))
     sample = await make_store(redis).load(widest.order_id)
     moved = (await trail_state(redis, sample)).view()
     print(summary(f"new high, moving every trailing level ({args.ticks})", [ms for ms, _ in highs]))
+    print(f"  inside Redis: {await script_us(redis):.0f} µs per tick")
     print(f"  a trailing stop after them: {moved}; records kept: {await redis.zcard(redis_keys.cond_highs(PAIR))}")
     await redis.aclose()
 

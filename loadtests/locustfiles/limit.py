@@ -30,7 +30,7 @@ from gevent.pool import Group
 from locust import FastHttpUser, between, task
 
 from loadtests.locustfiles import knobs
-from loadtests.locustfiles.orders import limit_body, random_pair, submit
+from loadtests.locustfiles.orders import best_price, cancel, limit_body, price_near, random_pair, submit
 from loadtests.locustfiles.reporting import ORDER, OUTCOME, OrderFailed, OrderTimedOut, record
 from loadtests.locustfiles.streams import OrderStream, event_time, follow_order, ws_base
 
@@ -43,14 +43,6 @@ CANCEL_SHARE = knobs.env_float("LIMIT_CANCEL_SHARE", 0.25)
 CANCEL_AFTER_MIN_S = knobs.env_float("LIMIT_CANCEL_AFTER_MIN_S", 1)
 CANCEL_AFTER_MAX_S = knobs.env_float("LIMIT_CANCEL_AFTER_MAX_S", 4)
 
-#: Significant digits of a limit price: plenty for a 1 bps offset on any pair's price.
-PRICE_DIGITS = 9
-
-
-def price_near(best: Decimal, offset_bps: float) -> Decimal:
-    price = best * (1 + Decimal(offset_bps) / 10_000)
-    return round(price, PRICE_DIGITS - price.adjusted() - 1)
-
 
 class LimitTrader(FastHttpUser):
     wait_time = between(knobs.THINK_MIN_S, knobs.THINK_MAX_S)
@@ -58,7 +50,7 @@ class LimitTrader(FastHttpUser):
     @task
     def rest_orders_around_best(self) -> None:
         token_in, token_out = random_pair()
-        best = self.best_price(token_in, token_out)
+        best = best_price(self.client, token_in, token_out)
         if best is None:
             return
         group = Group()
@@ -68,14 +60,6 @@ class LimitTrader(FastHttpUser):
             group.join()
         finally:
             group.kill()  # the user is stopping: its followers and cancellers go with it
-
-    def best_price(self, token_in: str, token_out: str) -> Decimal | None:
-        with self.client.get(f"/api/quotes/{token_in}-{token_out}", name="quotes", catch_response=True) as response:
-            best = (response.json() or {}).get("best") if response.status_code == 200 else None
-            if not best:
-                response.failure(f"no BEST quote: {response.status_code} {(response.text or '')[:200]}")
-                return None
-            return Decimal(best["price"])
 
     def one_order(self, token_in: str, token_out: str, best: Decimal) -> None:
         expires_in = random.uniform(EXPIRY_MIN_S, EXPIRY_MAX_S)
@@ -87,7 +71,7 @@ class LimitTrader(FastHttpUser):
         canceller = None
         if random.random() < CANCEL_SHARE:
             delay = random.uniform(CANCEL_AFTER_MIN_S, CANCEL_AFTER_MAX_S)
-            canceller = gevent.spawn_later(delay, self.cancel, order_id)
+            canceller = gevent.spawn_later(delay, cancel, self.client, order_id, "limit cancel")
         try:
             stream = follow_order(ws_base(self.host), order_id, expires_in + knobs.ORDER_TIMEOUT_S)
             cancel_won = canceller.get() if canceller is not None else None
@@ -95,17 +79,6 @@ class LimitTrader(FastHttpUser):
             if canceller is not None:
                 canceller.kill()
         report_limit_outcome(stream, started, started + expires_in, cancel_won)
-
-    def cancel(self, order_id: str) -> bool | None:
-        """True: cancelled; False: the order was no longer resting (409, it triggered or expired first)."""
-        with self.client.delete(f"/api/orders/{order_id}", name="limit cancel", catch_response=True) as response:
-            if response.status_code == 200:
-                return True
-            if response.status_code == 409:
-                response.success()
-                return False
-            response.failure(f"{response.status_code}: {(response.text or '')[:200]}")
-            return None
 
 
 def report_limit_outcome(stream: OrderStream, started: float, expires_at: float, cancel_won: bool | None) -> None:

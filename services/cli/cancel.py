@@ -17,7 +17,8 @@ def cancel(
     api_key: ApiKeyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Cancel a resting limit or sniper order (exit 1 when it already triggered or ended; 3 when unknown)."""
+    """Cancel a resting limit, sniper or conditional order (exit 1 when it already triggered or ended; 3 when
+    unknown)."""
 
     def work(client: ApiClient) -> dict[str, Any]:
         cancelled: dict[str, Any] = client.delete(f"/api/orders/{order_id}", what="not cancelled")

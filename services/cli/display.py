@@ -6,6 +6,7 @@ exactly as the API sent it; and the last line, how the order ended.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +23,7 @@ from rich.text import Text
 
 from services.cli.follow import Outcome
 from services.cli.output import print_json_line
+from shared.domain.conditional import Condition, trail_level
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.order_types import OrderType
 
@@ -33,6 +35,9 @@ HAPPY_PATHS: dict[str, tuple[OrderStatus, ...]] = {
     OrderType.MARKET: MARKET_PATH,
     OrderType.LIMIT: RESTING_PATH,
     OrderType.SNIPER: RESTING_PATH,
+    OrderType.STOP: RESTING_PATH,
+    OrderType.TRAILING_STOP: RESTING_PATH,
+    OrderType.OCO: RESTING_PATH,
 }
 
 STATUS_STYLES: dict[str, str] = {
@@ -95,17 +100,61 @@ def _trigger(trigger: dict[str, Any] | None, token_out: str | None) -> str:
     return f"a pool holds {trigger.get('minLiquidity')} {token_out or 'of tokenOut'}"
 
 
+def condition_text(terms: dict[str, Any]) -> str | None:
+    """When a conditional order fires, from its terms (its request, state or `waiting` event); None for other
+    types. `the BEST price is ≤ 140 (stop)`."""
+    stop, take_profit, trail = terms.get("stopPrice"), terms.get("takeProfitPrice"), terms.get("trailBps")
+    if take_profit is not None:
+        return f"the BEST price is ≥ {take_profit} (take-profit) or ≤ {stop} (stop)"
+    if stop is not None:
+        return f"the BEST price is ≤ {stop} (stop)"
+    if trail is not None:
+        activation = terms.get("activationPrice")
+        armed = "next tick" if activation is None else f"first BEST ≥ {activation}"
+        return f"the BEST price falls {trail} bps below its high since armed (armed at the {armed})"
+    return None
+
+
+def _level(high: Any, trail_bps: Any) -> str | None:
+    """A trailing stop's level for this high, as the API computes it; None when either is missing or garbled."""
+    try:
+        return str(trail_level(Decimal(str(high)), int(trail_bps)))
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+
+
+def _fired(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
+    """A conditional order's `triggered`: which condition fired, at what BEST price, against what."""
+    condition, price = event.get("trigger"), event.get("triggerPrice")
+    terms = {**order, **event}
+    if condition == Condition.STOP:
+        return [f"stop: BEST price {price} ≤ stop {terms.get('stopPrice')}"]
+    if condition == Condition.TAKE_PROFIT:
+        return [f"take-profit: BEST price {price} ≥ take-profit {terms.get('takeProfitPrice')}"]
+    if condition == Condition.TRAIL:
+        high, bps = event.get("highWaterMark"), terms.get("trailBps")
+        level = _level(high, bps)
+        if level is None:  # no event is written without its high; should one be, say what it has
+            return [f"trail: BEST price {price} fell {bps} bps below its high"]
+        return [f"trail: BEST price {price} ≤ level {level} (high {high} − {bps} bps)"]
+    return [f"{condition}: BEST price {price}"]
+
+
 def _pending(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
     return ["accepted", f"a replay of {event['replayOf']}"] if event.get("replayOf") else ["accepted"]
 
 
 def _waiting(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
+    if (condition := condition_text(event)) is not None:
+        return [f"resting until {condition}"]
     if event.get("limitPrice") is not None:
         return [f"resting until the BEST price reaches {event['limitPrice']}"]
     return [f"resting until {_trigger(event.get('trigger'), order.get('tokenOut'))}"]
 
 
 def _triggered(event: dict[str, Any], order: dict[str, Any]) -> list[str]:
+    if isinstance(event.get("trigger"), str):  # a condition; a sniper order's trigger is a {"kind": …} object
+        return _fired(event, order)
     if event.get("triggerPrice") is not None:
         return [f"BEST price {event['triggerPrice']} crossed the limit {event.get('limitPrice')}"]
     if venue_event := event.get("venueEvent"):

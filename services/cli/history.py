@@ -89,10 +89,25 @@ def fetch_history(
             return {"orders": rows, "nextCursor": page_cursor, "count": len(rows)}
 
 
+def resting_terms(order: dict[str, Any]) -> str | None:
+    """A resting order's price terms in a few characters: `limit 155`, `stop 140`, `tp 165 / stop 140`,
+    `trail 300 bps` (`from 160` with an activation price); None for an order without any."""
+    if order.get("limitPrice") is not None:
+        return f"limit {order['limitPrice']}"
+    if order.get("takeProfitPrice") is not None:
+        return f"tp {order['takeProfitPrice']} / stop {order.get('stopPrice')}"
+    if order.get("stopPrice") is not None:
+        return f"stop {order['stopPrice']}"
+    if order.get("trailBps") is not None:
+        activation = order.get("activationPrice")
+        return f"trail {order['trailBps']} bps" + ("" if activation is None else f" from {activation}")
+    return None
+
+
 def _history_row(order: dict[str, Any]) -> dict[str, Any]:
     price = order.get("executedPrice")
-    if price is None and order.get("limitPrice") is not None:
-        price = f"limit {order['limitPrice']}"
+    if price is None:
+        price = resting_terms(order)
     error = order.get("error")
     return {
         **order,

@@ -7,6 +7,7 @@ Idempotency-Key reuse, limits, keys), and its refusal is shown as it gave it."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from services.cli.output import print_json_line
 from services.cli.parsing import parse_duration_s
 from services.cli.watch import TimeoutOption, finish, headline, show_lifecycle
 from shared.domain import idempotency
+from shared.domain.conditional import MAX_TRAIL_BPS
 from shared.domain.events import iso_utc
 from shared.domain.order_types import OrderType  # without pydantic: only check_order loads the request model
 
@@ -31,8 +33,9 @@ OrderTypeOption = Annotated[
         "--type",
         case_sensitive=False,
         show_default=False,
-        help="market, limit or sniper. Default: limit with --limit-price, sniper with --listing or "
-        "--min-liquidity, else market.",
+        help="market, limit, sniper, stop, trailing_stop or oco. Default: from the options: limit with "
+        "--limit-price, sniper with --listing or --min-liquidity, stop with --stop, oco with --take-profit and "
+        "--stop, trailing_stop with --trail; else market.",
     ),
 ]
 LimitPriceOption = Annotated[
@@ -43,6 +46,49 @@ ListingFlag = Annotated[bool, typer.Option("--listing", help="Sniper order: fire
 MinLiquidityOption = Annotated[
     str | None, typer.Option(help="Sniper order: fire when a pool holds this much TOKEN_OUT.")
 ]
+StopPriceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--stop",
+        metavar="PRICE",
+        help="Stop order (stopPrice): sell once the BEST price falls to this or below; with --take-profit, the "
+        "stop side of an OCO order.",
+    ),
+]
+TakeProfitOption = Annotated[
+    str | None,
+    typer.Option(
+        "--take-profit",
+        metavar="PRICE",
+        help="OCO order (takeProfitPrice), with --stop: sell once BEST rises to this or above, or falls to the "
+        "stop, whichever comes first. Must be above the stop.",
+    ),
+]
+OcoOption = Annotated[
+    str | None,
+    typer.Option(
+        "--oco",
+        metavar="TAKE_PROFIT:STOP",
+        help="OCO order in one option: --oco 165:140 is --take-profit 165 --stop 140.",
+    ),
+]
+TrailOption = Annotated[
+    int | None,
+    typer.Option(
+        "--trail",
+        metavar="BPS",
+        help=f"Trailing stop (trailBps, 1-{MAX_TRAIL_BPS}): sell once BEST falls this many basis points below "
+        "its highest price since the order was armed.",
+    ),
+]
+ActivationOption = Annotated[
+    str | None,
+    typer.Option(
+        "--activation",
+        metavar="PRICE",
+        help="Trailing stop (activationPrice): arm it only once BEST reaches this; default: at the next tick.",
+    ),
+]
 SlippageBpsOption = Annotated[
     int | None, typer.Option(help="Largest shortfall from the quote, in basis points (0-5000; API: 50).")
 ]
@@ -50,10 +96,11 @@ SlippageOption = Annotated[
     str | None, typer.Option(help="The same as a fraction (0.01 = 100 bps); must agree with --slippage-bps.")
 ]
 ExpiresAtOption = Annotated[
-    str | None, typer.Option(help="Limit/sniper: expire at this RFC 3339 time (at most 7 days away by default).")
+    str | None,
+    typer.Option(help="Resting orders: expire at this RFC 3339 time (at most 7 days away by default)."),
 ]
 ExpiresInOption = Annotated[
-    str | None, typer.Option(help="Limit/sniper: expire this long from now (90s, 15m, 24h, 7d).")
+    str | None, typer.Option(help="Resting orders: expire this long from now (90s, 15m, 24h, 7d).")
 ]
 UserIdOption = Annotated[str | None, typer.Option(help="Owner tag (userId, ≤ 64 characters).")]
 ClientOrderIdOption = Annotated[
@@ -70,6 +117,45 @@ SubmitJsonFlag = Annotated[
 ]
 
 
+#: The options that name an order type by being given, and the type each names. `--stop` with `--take-profit`
+#: is one OCO order (its stop side), so the two do not conflict.
+TYPE_OPTIONS = (
+    ("--limit-price", OrderType.LIMIT),
+    ("--listing", OrderType.SNIPER),
+    ("--min-liquidity", OrderType.SNIPER),
+    ("--stop", OrderType.STOP),
+    ("--take-profit", OrderType.OCO),
+    ("--trail", OrderType.TRAILING_STOP),
+    ("--activation", OrderType.TRAILING_STOP),
+)
+
+
+def implied_type(given: Collection[str]) -> OrderType:
+    """The order type the `given` options of TYPE_OPTIONS make (market: none); a usage error when they make
+    more than one."""
+    types = {order_type for option, order_type in TYPE_OPTIONS if option in given}
+    if OrderType.OCO in types:
+        types.discard(OrderType.STOP)
+    if len(types) > 1:
+        options = [option for option, _ in TYPE_OPTIONS if option in given]
+        names = ", ".join(options[:-1]) + f" and {options[-1]}"
+        kinds = ", ".join(sorted(types))
+        raise typer.BadParameter(f"{names} make different order types ({kinds}); give the options of one type")
+    return next(iter(types), OrderType.MARKET)
+
+
+def oco_prices(oco: str | None, take_profit: str | None, stop: str | None) -> tuple[str | None, str | None]:
+    """(take-profit, stop) from `--oco TP:STOP`, or the two options as given; a usage error for both spellings."""
+    if oco is None:
+        return take_profit, stop
+    if take_profit is not None or stop is not None:
+        raise typer.BadParameter("give --oco TAKE_PROFIT:STOP or --take-profit and --stop, not both")
+    take_profit, colon, stop = oco.partition(":")
+    if not colon or not take_profit.strip() or not stop.strip():
+        raise typer.BadParameter(f"--oco takes TAKE_PROFIT:STOP, e.g. 165:140, not {oco!r}")
+    return take_profit.strip(), stop.strip()
+
+
 def order_body(
     token_in: str,
     token_out: str,
@@ -79,20 +165,34 @@ def order_body(
     limit_price: str | None = None,
     listing: bool = False,
     min_liquidity: str | None = None,
+    stop_price: str | None = None,
+    take_profit_price: str | None = None,
+    trail_bps: int | None = None,
+    activation_price: str | None = None,
     slippage_bps: int | None = None,
     slippage: str | None = None,
     expires_at: str | None = None,
     user_id: str | None = None,
     client_order_id: str | None = None,
 ) -> dict[str, Any]:
-    """The contract's request body for these options; the type follows from them unless given."""
+    """The contract's request body for these options; the type follows from them unless given. Options of two
+    types are a usage error; a --type that disagrees with the options is left to check_order (the API's rule)."""
     if listing and min_liquidity is not None:
         raise typer.BadParameter("a sniper order waits for --listing or --min-liquidity, not both")
+    given = {
+        "--limit-price": limit_price,
+        "--listing": listing or None,
+        "--min-liquidity": min_liquidity,
+        "--stop": stop_price,
+        "--take-profit": take_profit_price,
+        "--trail": trail_bps,
+        "--activation": activation_price,
+    }
+    implied = implied_type([option for option, value in given.items() if value is not None])
+    order_type = implied if order_type is None else order_type
     trigger = {"kind": "listing"} if listing else None
     if min_liquidity is not None:
         trigger = {"kind": "liquidity", "minLiquidity": min_liquidity}
-    if order_type is None:
-        order_type = OrderType.LIMIT if limit_price is not None else OrderType.SNIPER if trigger else OrderType.MARKET
     fields = {
         "type": order_type.value,
         "tokenIn": token_in,
@@ -102,6 +202,10 @@ def order_body(
         "slippage": slippage,
         "limitPrice": limit_price,
         "trigger": trigger,
+        "stopPrice": stop_price,
+        "takeProfitPrice": take_profit_price,
+        "trailBps": trail_bps,
+        "activationPrice": activation_price,
         "expiresAt": expires_at,
         "userId": user_id,
         "clientOrderId": client_order_id,
@@ -183,6 +287,11 @@ def submit(
     limit_price: LimitPriceOption = None,
     listing: ListingFlag = False,
     min_liquidity: MinLiquidityOption = None,
+    stop_price: StopPriceOption = None,
+    take_profit_price: TakeProfitOption = None,
+    oco: OcoOption = None,
+    trail_bps: TrailOption = None,
+    activation_price: ActivationOption = None,
     slippage_bps: SlippageBpsOption = None,
     slippage: SlippageOption = None,
     expires_at: ExpiresAtOption = None,
@@ -199,10 +308,12 @@ def submit(
 ) -> None:
     """Submit an order, then follow it live until it ends.
 
-    Market by default; limit with --limit-price; sniper with --listing or --min-liquidity.
+    Market by default; limit with --limit-price; sniper with --listing or --min-liquidity; stop with --stop;
+    OCO with --take-profit and --stop (or --oco TAKE_PROFIT:STOP); trailing stop with --trail (and --activation).
 
     Exit 0 when it is confirmed; 6 failed, 7 cancelled, 8 expired; 1 refused (by the API, or checked here).
     """
+    take_profit_price, stop_price = oco_prices(oco, take_profit_price, stop_price)
     body = order_body(
         token_in,
         token_out,
@@ -211,6 +322,10 @@ def submit(
         limit_price=limit_price,
         listing=listing,
         min_liquidity=min_liquidity,
+        stop_price=stop_price,
+        take_profit_price=take_profit_price,
+        trail_bps=trail_bps,
+        activation_price=activation_price,
         slippage_bps=slippage_bps,
         slippage=slippage,
         expires_at=expiry(expires_at, expires_in),

@@ -9,7 +9,7 @@ from uuid import UUID
 import typer
 
 from services.cli.api_client import ApiClient, ApiKeyOption, ApiUrlOption, run_api_command
-from services.cli.display import JsonLines, LiveDisplay, summary
+from services.cli.display import JsonLines, LiveDisplay, condition_text, summary
 from services.cli.errors import CliError, ExitCode
 from services.cli.follow import Outcome, follow
 
@@ -27,10 +27,13 @@ TimeoutOption = Annotated[
 
 
 def headline(order: dict[str, Any]) -> str:
-    """`limit: sell 2 SOL for USDC at 155 or better`."""
+    """`limit: sell 2 SOL for USDC at 155 or better`; `stop: sell 2 SOL for USDC when the BEST price is ≤ 140
+    (stop)`."""
     text = f"{order.get('type')}: sell {order.get('amount')} {order.get('tokenIn')} for {order.get('tokenOut')}"
     if order.get("limitPrice") is not None:
         text += f" at {order['limitPrice']} or better"
+    if (condition := condition_text(order)) is not None:
+        text += f" when {condition}"
     trigger = order.get("trigger") or {}
     if trigger.get("kind") == "listing":
         text += " when a pool lists the pair"
@@ -43,15 +46,32 @@ def headline(order: dict[str, Any]) -> str:
     return text
 
 
+#: What a resting order waits for, as its `waiting` event carries it.
+RESTING_TERMS = ("limitPrice", "trigger", "stopPrice", "takeProfitPrice", "trailBps", "activationPrice")
+
+
 def with_resting_terms(order: dict[str, Any]) -> dict[str, Any]:
-    """The order's state with its limitPrice / trigger, from its `waiting` event when the state lacks them
-    (the live state in Redis does not repeat them; the archived one in PostgreSQL does)."""
+    """The order's state with its resting terms (limitPrice, trigger, a conditional order's fields), from its
+    `waiting` event when the state lacks them (the live state in Redis does not repeat them; the archived one in
+    PostgreSQL does)."""
     for event in order.get("events") or ():
         if event.get("status") == "waiting":
-            for name in ("limitPrice", "trigger"):
+            for name in RESTING_TERMS:
                 if order.get(name) is None and event.get(name) is not None:
                     order[name] = event[name]
     return order
+
+
+def trail_now(order: dict[str, Any]) -> str:
+    """Where a waiting trailing stop stands (GET /api/orders/{id} adds `armed`, `highWaterMark`, `stopLevel`);
+    empty for every other order."""
+    if order.get("armed") is None:
+        return ""
+    if not order["armed"]:
+        return ", not armed yet"
+    if order.get("stopLevel") is None:
+        return ", armed"
+    return f", armed: high {order.get('highWaterMark')}, stop level {order['stopLevel']}"
 
 
 def show_lifecycle(
@@ -99,7 +119,7 @@ def watch(
     def work(client: ApiClient) -> tuple[dict[str, Any], Outcome]:
         order = with_resting_terms(client.get(f"/api/orders/{order_id}", what=""))
         if not as_json:
-            typer.echo(f"order {order_id} {headline(order)}; now {order.get('status')}")
+            typer.echo(f"order {order_id} {headline(order)}; now {order.get('status')}{trail_now(order)}")
         return order, show_lifecycle(client, order, as_json=as_json, after=after, timeout_s=timeout)
 
     order, outcome = run_api_command(as_json, api, api_key, work, one_line=True)

@@ -3,7 +3,10 @@ tick the contract says, and on random paths it fires exactly what the one-order-
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -247,3 +250,42 @@ async def test_on_random_paths_the_book_fires_what_the_reference_fires_tick_for_
                 want.price,
                 want.high_water_mark,
             )
+
+
+@pytest.mark.parametrize("ender", ["cancel", "expiry"])
+async def test_a_cancel_or_an_expiry_racing_the_trigger_leaves_each_order_ended_exactly_one_way(
+    redis, store, book, path, ender
+):
+    from shared.store.expiries import ExpirySweeper
+    from shared.store.order_store import StaleWrite
+
+    orders = []
+    for i in range(60):
+        kind = ("stop", "oco", "trailing_stop")[i % 3]
+        fields = {"stop": {"stopPrice": "95"}, "oco": {"takeProfitPrice": "120", "stopPrice": "95"},
+                  "trailing_stop": {"trailBps": 100}}[kind]  # fmt: skip
+        tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        orders.append(await place_conditional_order(store, kind, expiresAt=tomorrow, **fields))
+    await path.tick("100")  # the trailing stops arm
+
+    async def trigger() -> None:
+        await book.hand_over_taken(await path.tick("90"))
+
+    async def end_them() -> None:
+        if ender == "expiry":
+            far_future_ms = 5_000_000_000_000
+            await ExpirySweeper(redis, store, redis_keys.COND_EXPIRIES).sweep(now_ms=far_future_ms)
+            return
+        for order in orders:
+            with contextlib.suppress(ClaimLost, StaleWrite, AssertionError):
+                await cancel_resting(store, order)
+
+    await asyncio.gather(trigger(), end_them())
+    await book.recover(await book.stranded(older_than_ms=-1000))  # what the race left in the hand-off
+    ends = [[m["status"] for m in await event_messages(store, o)][2:] for o in orders]
+    ended_by = {"cancel": "cancelled", "expiry": "expired"}[ender]
+    assert all(end in (["triggered"], [ended_by]) for end in ends), ends
+    triggered = sum(end == ["triggered"] for end in ends)
+    assert await redis.llen(redis_keys.dramatiq_queue()) == triggered
+    for key in (redis_keys.cond_stops(PAIR), redis_keys.cond_take_profits(PAIR), redis_keys.COND_HANDOFF):
+        assert await redis.zcard(key) == 0, key

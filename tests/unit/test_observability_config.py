@@ -9,6 +9,7 @@ import re
 import yaml
 
 from deploy.local import SERVICES
+from shared.domain.order_types import OrderType
 from shared.observability.probes import DEFAULT_METRICS_PORTS
 from tests.support.dashboard import (
     ROOT,
@@ -97,6 +98,27 @@ def test_the_dashboard_covers_what_the_issue_asks_for():
     ):
         assert needed in exprs, needed
     assert all(series_in(expr) for expr in expressions(load_dashboard())), "an expression reads no known series"
+
+
+def test_the_conditional_orders_row_shows_resting_orders_triggers_and_tick_cost():
+    board = load_dashboard()["panels"]
+    rows = [i for i, panel in enumerate(board) if panel["type"] == "row"]
+    start = next(i for i in rows if board[i]["title"] == "Conditional orders")
+    end = next((i for i in rows if i > start), len(board))
+    exprs = " ".join(target["expr"] for panel in board[start + 1 : end] for target in panel["targets"])
+    for needed in (
+        "sum by (type) (max by (type, pair) (engine_conditional_orders_resting))",
+        "sum by (condition) (rate(engine_conditional_triggers_total[$__rate_interval]))",
+        "histogram_quantile(0.5, sum by (le) (rate(engine_conditional_tick_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le) (rate(engine_conditional_tick_seconds_bucket",
+    ):
+        assert needed in exprs, needed
+
+
+def test_the_order_type_variable_offers_every_order_type():
+    [variable] = [v for v in load_dashboard()["templating"]["list"] if v["name"] == "type"]
+    assert variable["query"].split(",") == [order_type.value for order_type in OrderType]
+    assert [o["value"] for o in variable["options"]] == ["$__all", *variable["query"].split(",")]
 
 
 def test_every_metric_the_dashboard_reads_is_documented_in_the_operations_page():
