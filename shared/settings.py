@@ -146,7 +146,9 @@ class Settings(BaseSettings):
         description="longest a limit/sniper order may rest; also the expiry of one sent without expiresAt",
     )
     max_resting_per_owner: int = Field(
-        1000, ge=0, description="resting limit, sniper and conditional orders one client may have at once (→ 409); 0 = off"
+        1000,
+        ge=0,
+        description="resting limit, sniper and conditional orders one client may have at once (→ 409); 0 = off",
     )
     redis_memory_high_fraction: float = Field(
         0.9, ge=0, le=1, description="Redis used_memory / maxmemory above which submissions get 503; 0 = off"
