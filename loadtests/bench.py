@@ -290,7 +290,11 @@ def main() -> None:
         help="one /ws?userId= socket per client, or one socket per order",
     )
     parser.add_argument(
-        "--timeout", type=float, default=60, help="seconds to wait for terminal events after the last submit"
+        "--timeout",
+        type=float,
+        default=120,
+        # A dropped transaction (SIM_DROP_RATE) is re-sent only once its blockhash has expired, a minute later.
+        help="seconds to wait for terminal events after the last submit",
     )
     parser.add_argument("--engine-pids", choices=("auto", "none"), default="auto", help="CPU accounting of the engine")
     parser.add_argument("--warmup-s", type=float, default=5, help="seconds of load before measuring (not counted)")
