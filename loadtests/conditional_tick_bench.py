@@ -31,6 +31,7 @@ from shared.service import new_event_loop
 from shared.settings import Settings
 from shared.store.conditional_book import ConditionalBook, trail_state
 from tests.support.orders import make_store, place_conditional_order
+from tests.support.ticks import TickIds
 
 PAIR = "SOL-USDC"
 STOP_BASE = Decimal("99")
@@ -58,13 +59,12 @@ async def rest_orders(redis: Redis, stops: int, trailing: int, concurrency: int 
 class Ticker:
     def __init__(self, book: ConditionalBook) -> None:
         self.book = book
-        self.next_id = 1
+        self.ids = TickIds()
 
     async def timed(self, price: Decimal) -> tuple[float, int]:
         """(ms from the tick to the last fired order handed over, orders handed over)"""
         started = time.perf_counter()
-        taken = await self.book.apply_ticks(PAIR, [(f"{self.next_id}-0", str(price))])
-        self.next_id += 1
+        taken = await self.book.apply_ticks(PAIR, [(self.ids.next(), str(price))])
         handed = await self.book.hand_over_taken(taken) if taken else []
         return (time.perf_counter() - started) * 1000, len(handed)
 

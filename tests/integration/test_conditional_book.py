@@ -19,6 +19,7 @@ from shared.store.conditional_book import ConditionalBook, trail_state
 from shared.store.order_store import ClaimLost, OrderStore
 from tests.support.conditional_reference import ConditionalTerms, ReferenceBook
 from tests.support.orders import cancel_resting, event_messages, make_store, place_conditional_order
+from tests.support.ticks import TickIds
 
 PAIR = "SOL-USDC"
 
@@ -28,14 +29,10 @@ class Path:
 
     def __init__(self, book: ConditionalBook) -> None:
         self.book = book
-        self.next_id = 1
+        self.ids = TickIds()
 
     async def tick(self, *prices: str) -> list[Taken]:
-        ticks = []
-        for price in prices:
-            ticks.append((f"{self.next_id}-0", price))
-            self.next_id += 1
-        return await self.book.apply_ticks(PAIR, ticks)
+        return await self.book.apply_ticks(PAIR, [(self.ids.next(), price) for price in prices])
 
 
 def fired_ids(taken: list[Taken]) -> list:
@@ -140,11 +137,29 @@ async def test_a_take_profit_and_a_stop_in_one_tick_both_fire(store, path):
 async def test_ticks_already_applied_are_skipped_so_replicas_and_restarts_fire_once(book, store):
     await place_conditional_order(store, "stop", stopPrice="95")
     await place_conditional_order(store, "trailing_stop", trailBps=500)
-    ticks = [("1-0", "100"), ("2-0", "94")]
+    ids = TickIds()
+    ticks = [(ids.next(), "100"), (ids.next(), "94")]
     first = await book.apply_ticks(PAIR, ticks)
     assert len(first) == 2
     assert await book.apply_ticks(PAIR, ticks) == []  # a second replica, or a restart reading them again
-    assert await book.apply_ticks(PAIR, [("1-5", "50"), ("2-0", "50")]) == []  # older or equal ids
+    assert await book.apply_ticks(PAIR, [(ids.earlier(5), "50"), ticks[-1]]) == []  # older or equal ids
+
+
+async def test_a_replayed_tick_from_before_an_order_was_placed_never_fires_or_arms_it(store, book):
+    """A restarted worker replays the ticks it missed; an order placed meanwhile waits for prices after it."""
+    ids = TickIds()
+    before = [(ids.next(), "100")]
+    await asyncio.sleep(0.005)
+    stop = await place_conditional_order(store, "stop", stopPrice="200")
+    oco = await place_conditional_order(store, "oco", takeProfitPrice="90", stopPrice="50")
+    trail = await place_conditional_order(store, "trailing_stop", trailBps=100)
+    await asyncio.sleep(0.005)
+    assert await book.apply_ticks(PAIR, before) == []  # crosses the stop and the take-profit, from before them
+    state = await store.load(trail.order_id)
+    assert not (await trail_state(book.redis, state)).armed
+    fired = await book.apply_ticks(PAIR, [(ids.next(), "100")])
+    assert {order_id_of(t.member) for t in fired} == {stop.order_id, oco.order_id}
+    assert (await trail_state(book.redis, state)).armed
 
 
 async def test_cancel_of_an_oco_removes_both_sides_and_loses_to_a_trigger_that_came_first(redis, store, book, path):

@@ -11,6 +11,7 @@ from shared import redis_keys
 from shared.store.conditional_book import ConditionalBook, trail_state
 from tests.support.orders import event_messages, make_store, place_conditional_order
 from tests.support.processes import Engine
+from tests.support.ticks import TickIds
 
 
 @pytest.fixture
@@ -95,7 +96,8 @@ async def test_orders_taken_but_not_handed_over_are_recovered_once(redis, engine
     store = make_store(redis)
     orders = await mixed_orders(store, 6)
     book = ConditionalBook(redis, store)
-    await book.apply_ticks("SOL-USDC", [("1-0", "100"), ("2-0", "101"), ("3-0", "50")])  # then this worker died
+    ids = TickIds()
+    await book.apply_ticks("SOL-USDC", [(ids.next(), "100"), (ids.next(), "101"), (ids.next(), "50")])  # then it died
     assert await redis.zcard(redis_keys.COND_HANDOFF) == 6
     engine.start("limit-worker")
     async with asyncio.timeout(20):

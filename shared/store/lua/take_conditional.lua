@@ -12,6 +12,13 @@
 -- A Lua number sent to Redis is formatted with 14 digits; a threshold needs all 17 to compare exactly.
 local function exact(number) return string.format('%.17g', number) end
 
+-- An order waits for prices from after it was placed: a tick is applied to an order only if the order's rest
+-- member (`<createdAt µs>:<orderId>`) is older than the tick's stream id (its ms). That only ever matters when
+-- a restarted worker replays ticks it missed, some from before orders placed while it was down.
+local function placed_by(member, tick_us)
+  return tonumber(string.sub(member, 1, 17)) <= tick_us
+end
+
 local function stream_id_after(id, last)
   if not last then return true end
   local ms, n = string.match(id, '^(%d+)-(%d+)$')
@@ -52,6 +59,7 @@ for at = 1, #ticks, 2 do
   if stream_id_after(id, last_id) then
     last_id, seq, applied = id, seq + 1, true
     local p = tonumber(price)
+    local tick_us = tonumber(string.match(id, '^(%d+)-')) * 1000 + 999  -- the whole of its millisecond
 
     -- The record stack: pop the records this tick matches or beats (the latest ones), push the tick.
     local beaten = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', price)
@@ -66,30 +74,28 @@ for at = 1, #ticks, 2 do
 
     -- Stops (and OCO stop sides): BEST <= stopPrice, highest stop first. An OCO leaves its other side here.
     local stops = redis.call('ZRANGEBYSCORE', KEYS[1], price, '+inf', 'WITHSCORES')
-    if #stops > 0 then
-      redis.call('ZREMRANGEBYSCORE', KEYS[1], price, '+inf')
-      for _, member in ipairs(highest_first(stops)) do
+    for _, member in ipairs(highest_first(stops)) do
+      if placed_by(member, tick_us) then
+        redis.call('ZREM', KEYS[1], member)
         redis.call('ZREM', KEYS[2], member)
         take(member, 'stop', price, '')
       end
     end
 
     -- OCO take-profit sides: BEST >= takeProfitPrice, lowest first.
-    local profits = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', price)
-    if #profits > 0 then
-      redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', price)
-      for _, member in ipairs(profits) do
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', price)) do
+      if placed_by(member, tick_us) then
+        redis.call('ZREM', KEYS[2], member)
         redis.call('ZREM', KEYS[1], member)
         take(member, 'take_profit', price, '')
       end
     end
 
     -- Arm the trailing stops this price activates: their tick is now, so their high is this price.
-    local arming = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', price)
-    if #arming > 0 then
-      redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', price)
-      for _, entry in ipairs(arming) do
-        local bps, member = string.match(entry, '^(%d+)/(.*)$')
+    for _, entry in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', price)) do
+      local bps, member = string.match(entry, '^(%d+)/(.*)$')
+      if placed_by(member, tick_us) then
+        redis.call('ZREM', KEYS[3], entry)
         redis.call('ZADD', ARGV[1] .. bps, 'XX', seq, member)
       end
     end
