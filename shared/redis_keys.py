@@ -166,10 +166,9 @@ def sniper_liquidity(pair: str) -> str:
 
 # --- resting conditional orders (docs/conditional-orders.md) ---------------------------------------------
 COND_EXPIRIES = "cond:expiries"
-#: As LIMIT_HANDOFF, for conditional orders; COND_HANDOFF_DETAILS remembers why each one fired.
+#: As LIMIT_HANDOFF, for conditional orders; a member says why its order fired (shared/domain/conditional.py
+#: `Taken`), so a recovered hand-over is exactly the one the worker that died would have made.
 COND_HANDOFF = "cond:handoff"
-#: Hash: hand-off member → `<condition>|<trigger price>|<high-water mark or ''>`, written when it is taken.
-COND_HANDOFF_DETAILS = "cond:handoff:details"
 COND_DOORBELL = "cond:doorbell"
 #: The last `stream:ticks` id the conditional book has applied: where a restarted worker resumes reading.
 COND_TICKS_CURSOR = "cond:ticks-cursor"

@@ -49,7 +49,8 @@ def activates(best: Decimal, activation_price: Decimal | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """An order a tick fired: its hand-off member, and why."""
+    """An order a tick fired, and why: what its hand-off member says (`<condition>|<price>|<high>|<rest member>`,
+    as shared/store/lua/take_conditional.lua writes it; the rest member ends with the order id)."""
 
     member: str
     condition: Condition
@@ -58,12 +59,7 @@ class Taken:
     #: Known once handed over (`ConditionalBook.hand_over_taken`).
     order_type: OrderType | None = None
 
-    def encoded(self) -> str:
-        """As take_conditional.lua writes it to the hand-off details."""
-        high = "" if self.high_water_mark is None else str(self.high_water_mark)
-        return f"{self.condition.value}|{self.price}|{high}"
-
     @classmethod
-    def decoded(cls, member: str, details: str) -> Taken:
-        condition, price, high = details.split("|")
+    def from_member(cls, member: str) -> Taken:
+        condition, price, high, _rest_member = member.split("|", 3)
         return cls(member, Condition(condition), Decimal(price), Decimal(high) if high else None)

@@ -16,12 +16,12 @@ from decimal import Decimal
 from redis.asyncio import Redis
 
 from shared import redis_keys
-from shared.domain.conditional import Condition, Taken, trail_level
+from shared.domain.conditional import Taken, trail_level
 from shared.domain.limits import order_id_of, rest_member
 from shared.domain.order_types import OrderType
 from shared.domain.orders import Order
 from shared.store.order_store import OrderState, OrderStore, RestingPlace
-from shared.store.replies import members, text
+from shared.store.replies import members
 from shared.store.resting import RestingBook, TriggerFields
 from shared.store.scripts import TakeConditionalArgs, lua_source, run
 
@@ -103,16 +103,11 @@ class ConditionalBook(RestingBook):
             records_by_tick=redis_keys.cond_highs_at(pair),
             tick_state=redis_keys.cond_ticks(pair),
             hand_off_set=self.handoff_key,
-            hand_off_details=redis_keys.COND_HANDOFF_DETAILS,
             trail_key_prefix=redis_keys.cond_trail_prefix(pair),
             now_ms=int(time.time() * 1000),
             ticks=ticks,
         )
-        flat = [text(item) for item in await run(self._take, args)]
-        return [
-            Taken(member, Condition(condition), Decimal(price), Decimal(high) if high else None)
-            for member, condition, price, high in zip(flat[::4], flat[1::4], flat[2::4], flat[3::4], strict=True)
-        ]
+        return [Taken.from_member(member) for member in members(await run(self._take, args))]
 
     async def hand_over_taken(self, taken: Sequence[Taken]) -> list[Taken]:
         """Append `triggered` (with the condition, price and high that fired it) and enqueue execution; what
@@ -126,22 +121,12 @@ class ConditionalBook(RestingBook):
                 extra["highWaterMark"] = str(fired.high_water_mark)
             return extra | state.order.conditions(), {}
 
-        members = [t.member for t in taken]
-        handed = {order.order_id: order.type for order in await self.hand_over(members, details)}
-        if members:
-            await self.redis.hdel(redis_keys.COND_HANDOFF_DETAILS, *members)
+        handed = {order.order_id: order.type for order in await self.hand_over([t.member for t in taken], details)}
         return [replace(t, order_type=handed[order_id_of(t.member)]) for t in taken if order_id_of(t.member) in handed]
 
     async def recover(self, members: Sequence[str]) -> list[Taken]:
-        """Hand over members a dead worker left in the hand-off set, with the details it recorded."""
-        if not members:
-            return []
-        recorded = await self.redis.hmget(redis_keys.COND_HANDOFF_DETAILS, list(members))
-        taken = [Taken.decoded(m, text(d)) for m, d in zip(members, recorded, strict=True) if d is not None]
-        lost = [m for m, d in zip(members, recorded, strict=True) if d is None]
-        if lost:  # handed over already (its details are deleted after the hand-over): nothing left to do
-            await self.redis.zrem(self.handoff_key, *lost)
-        return await self.hand_over_taken(taken)
+        """Hand over members a dead worker left in the hand-off set: each says why its order fired."""
+        return await self.hand_over_taken([Taken.from_member(member) for member in members])
 
 
 async def trail_state(redis: Redis, state: OrderState) -> TrailState:

@@ -268,7 +268,6 @@ class TakeConditionalArgs:
     records_by_tick: str
     tick_state: str
     hand_off_set: str
-    hand_off_details: str
     # ARGV
     trail_key_prefix: str
     now_ms: int
@@ -284,7 +283,6 @@ class TakeConditionalArgs:
             self.records_by_tick,
             self.tick_state,
             self.hand_off_set,
-            self.hand_off_details,
         ]
         argv: list[ScriptArg] = [self.trail_key_prefix, self.now_ms, *(item for tick in self.ticks for item in tick)]
         return keys, argv

@@ -105,4 +105,3 @@ async def test_orders_taken_but_not_handed_over_are_recovered_once(redis, engine
             await asyncio.sleep(0.1)
     assert all(s == ["pending", "waiting", "triggered"] for s in await statuses(store, orders))
     assert await redis.llen(redis_keys.dramatiq_queue()) == 6
-    assert await redis.hlen(redis_keys.COND_HANDOFF_DETAILS) == 0

@@ -76,7 +76,6 @@ CASES: list[tuple[Any, list[ScriptArg]]] = [
             records_by_tick="rt",
             tick_state="ts",
             hand_off_set="h",
-            hand_off_details="d",
             trail_key_prefix="trail:",
             now_ms=1,
             ticks=[("1-0", "150.5"), ("2-0", "149")],

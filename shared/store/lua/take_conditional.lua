@@ -1,13 +1,14 @@
 -- Apply a batch of one pair's BEST ticks, in order, to its resting conditional orders: keep the record
 -- stack (the ticks priced above every later tick), arm trailing stops whose activation price is reached, and
--- take every stop, take-profit and trailing stop a tick crosses into the hand-off set, noting why it fired.
+-- take every stop, take-profit and trailing stop a tick crosses into the hand-off set, as a member that says
+-- why it fired: `<condition>|<trigger price>|<high-water mark or ''>|<rest member>`.
 -- Design and proofs: docs/conditional-orders.md. One script, so replicas and restarts reading the same ticks
 -- apply each tick once (ticks at or before the pair's lastId are skipped) and take each order once.
 -- The slots below are named the same in TakeConditionalArgs (shared/store/scripts.py): change both together.
 -- KEYS: 1 stops, 2 take-profits, 3 activations, 4 trail widths (index), 5 records by price (member = tick),
---       6 records by tick (member = price), 7 tick state (hash: lastId, seq), 8 hand-off set, 9 hand-off details
+--       6 records by tick (member = price), 7 tick state (hash: lastId, seq), 8 hand-off set
 -- ARGV: 1 trail key prefix, 2 now_ms, then tick id, price pairs in stream order
--- Returns member, condition, trigger price, high-water mark ('' unless trail) for each order taken, in order.
+-- Returns the hand-off member of each order taken, in the order they fired.
 
 -- A Lua number sent to Redis is formatted with 14 digits; a threshold needs all 17 to compare exactly.
 local function exact(number) return string.format('%.17g', number) end
@@ -41,12 +42,9 @@ end
 
 local taken = {}
 local function take(member, condition, price, high)
-  redis.call('ZADD', KEYS[8], ARGV[2], member)
-  redis.call('HSET', KEYS[9], member, condition .. '|' .. price .. '|' .. high)
-  taken[#taken + 1] = member
-  taken[#taken + 1] = condition
-  taken[#taken + 1] = price
-  taken[#taken + 1] = high
+  local handed = condition .. '|' .. price .. '|' .. high .. '|' .. member
+  redis.call('ZADD', KEYS[8], ARGV[2], handed)
+  taken[#taken + 1] = handed
 end
 
 local state = redis.call('HMGET', KEYS[7], 'lastId', 'seq')
