@@ -239,6 +239,7 @@ UNBOUNDED_OK = (
     b"quotes:",
     b"limit:",
     b"sniper:",
+    b"cond:doorbell",  # one element at most; the rest of `cond:` is gone once no conditional order rests
     b"sim:seed",
     b"sim:epoch",
     b"sim:venue-events:until",
