@@ -28,6 +28,9 @@ DOWN_AFTER_MS = 1000
 #: Also how long a failover may take, and (twice this) how long sentinels wait before failing the same
 #: master over again: small, so the test's successive failovers are not held back.
 FAILOVER_TIMEOUT_MS = 3000
+#: The key `replicas_caught_up` writes so that WAIT covers every write before it, and how long WAIT waits.
+CAUGHT_UP_PROBE = "test:replicas-caught-up"
+WAIT_MS = 1000
 #: Longest wait for anything the cluster does (start, sync, promote); each wait polls and ends early.
 DEADLINE_S = 30.0
 POLL_S = 0.02
@@ -219,14 +222,14 @@ class SentinelCluster:
         return info["role"] == "master" and sum(r.get("state") == "online" for r in online) >= needed
 
     def replicas_caught_up(self, master: Node) -> bool:
-        """Every replica online and at the master's replication offset: whichever the sentinels promote then
-        holds every write the master took so far."""
-        info = master.client(DATA_PASSWORD).info("replication")
-        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
-        caught_up = [
-            r for r in online if r.get("state") == "online" and r.get("offset", -1) >= info["master_repl_offset"]
-        ]
-        return info["role"] == "master" and len(caught_up) >= self.replicas
+        """Every replica holds every write the master took so far: whichever the sentinels promote then loses
+        nothing. A probe write, then WAIT for all replicas: WAIT asks them to acknowledge at once, where the
+        offsets INFO shows are their last once-a-second acknowledgements, always behind a master taking writes."""
+        client = master.client(DATA_PASSWORD)
+        if client.info("replication")["role"] != "master":
+            return False
+        client.set(CAUGHT_UP_PROBE, "1")
+        return int(client.wait(self.replicas, WAIT_MS)) >= self.replicas
 
     def every_sentinel_names(self, port: int) -> bool:
         return all(
