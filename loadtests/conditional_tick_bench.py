@@ -105,8 +105,8 @@ async def main(args: argparse.Namespace) -> None:
         print(f"  inside Redis: {await script_us(redis):.0f} µs per tick (the rest is the round trip and the client)")
 
     await quiet_ticks("right after the bulk placement")
-    # Redis grows its keyspace's hash table for the 200,000 new orders and rehashes it a millisecond at a time
-    # from its cron; commands that arrive meanwhile wait. A book that filled over minutes never sees that.
+    # Right after the bulk placement Redis is busier inside the same script (most likely growing its keyspace's
+    # hash table for 200,000 new orders and rehashing it step by step); a book that fills over minutes never is.
     await asyncio.sleep(args.settle_s)
     await quiet_ticks(f"{args.settle_s:g} s later")
 
