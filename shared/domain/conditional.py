@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from shared.domain.order_types import OrderType
+from shared.domain.slippage import BPS
 
 MAX_TRAIL_BPS = 5000
-BPS = 10_000
 
 
 class Condition(StrEnum):
@@ -56,8 +55,6 @@ class Taken:
     condition: Condition
     price: Decimal
     high_water_mark: Decimal | None = None
-    #: Known once handed over (`ConditionalBook.hand_over_taken`).
-    order_type: OrderType | None = None
 
     @classmethod
     def from_member(cls, member: str) -> Taken:

@@ -131,23 +131,13 @@ TYPE_FIELDS: dict[OrderType, TypeFields] = {
 }
 
 
-def _owners(name: str) -> str:
-    names = [t.value for t, fields in TYPE_FIELDS.items() if name in fields.required | fields.optional]
-    return " and ".join(names)
+#: The request fields (by attribute name) some types take and every other type refuses.
+TYPED_FIELDS = frozenset(name for fields in TYPE_FIELDS.values() for name in fields.required | fields.optional)
 
 
-#: Attribute → (its JSON name, the types it belongs to), for the messages of `_check_type_fields`.
-_TYPED_FIELDS = {
-    name: (alias, _owners(name))
-    for name, alias in (
-        ("limit_price", "limitPrice"),
-        ("trigger", "trigger"),
-        ("stop_price", "stopPrice"),
-        ("take_profit_price", "takeProfitPrice"),
-        ("trail_bps", "trailBps"),
-        ("activation_price", "activationPrice"),
-    )
-}
+def owners_of(name: str) -> list[OrderType]:
+    """The types that take the typed field `name`."""
+    return [t for t, fields in TYPE_FIELDS.items() if name in fields.required | fields.optional]
 
 
 class OrderRequest(BaseModel):
@@ -180,8 +170,7 @@ class OrderRequest(BaseModel):
     @field_validator("slippage", "limit_price", "stop_price", "take_profit_price", "activation_price", mode="before")
     @classmethod
     def _optional_decimal(cls, value: object, info: ValidationInfo) -> Decimal | None:
-        alias = OrderRequest.model_fields[str(info.field_name)].alias or str(info.field_name)
-        return None if value is None else _to_decimal(value, alias)
+        return None if value is None else _to_decimal(value, json_name(str(info.field_name)))
 
     @field_validator("token_in", "token_out", mode="before")
     @classmethod
@@ -242,18 +231,17 @@ class OrderRequest(BaseModel):
     def _check_type_fields(self) -> None:
         """Each type's own fields are required (or optional) for it and forbidden for every other type."""
         own = TYPE_FIELDS[self.type]
-        for name, (alias, owners) in _TYPED_FIELDS.items():
+        for name in TYPED_IN_CHECK_ORDER:
             if getattr(self, name) is not None and name not in own.required | own.optional:
-                raise _fail("forbidden_field", f"{alias} is only allowed for {owners} orders")
+                owners = " and ".join(t.value for t in owners_of(name))
+                raise _fail("forbidden_field", f"{json_name(name)} is only allowed for {owners} orders")
         for name in sorted(own.required):
             if getattr(self, name) is None:
-                alias = _TYPED_FIELDS[name][0]
                 code = "missing_trigger" if name == "trigger" else f"missing_{name}"
-                raise _fail(code, f"{alias} is required for {self.type.value} orders")
-        for name in ("limit_price", "stop_price", "take_profit_price", "activation_price"):
-            price = getattr(self, name)
-            if price is not None:
-                _check_price(price, _TYPED_FIELDS[name][0], f"invalid_{name}")
+                raise _fail(code, f"{json_name(name)} is required for {self.type.value} orders")
+        for name in TYPED_IN_CHECK_ORDER:
+            if isinstance(price := getattr(self, name), Decimal):
+                _check_price(price, json_name(name), f"invalid_{name}")
         if self.type is OrderType.OCO:
             assert self.take_profit_price is not None and self.stop_price is not None  # required above
             if self.take_profit_price <= self.stop_price:
@@ -280,6 +268,17 @@ class OrderRequest(BaseModel):
         if self.slippage is not None:
             return int(self.slippage * 10_000)
         return DEFAULT_SLIPPAGE_BPS
+
+
+#: A conditional order's own fields, as clients spell them (`Order.conditions`; null in views of other types).
+CONDITION_FIELDS = ("stopPrice", "takeProfitPrice", "trailBps", "activationPrice")
+#: The typed fields in the model's order: the order they are checked in, so the first refusal names the first.
+TYPED_IN_CHECK_ORDER = tuple(name for name in OrderRequest.model_fields if name in TYPED_FIELDS)
+
+
+def json_name(field_name: str) -> str:
+    """A request field's name as clients spell it (its alias; `trigger` has none)."""
+    return OrderRequest.model_fields[field_name].alias or field_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,13 +345,8 @@ class Order:
 
     def conditions(self) -> dict[str, object]:
         """A conditional order's own fields, as the request spelled them (none for other types)."""
-        fields = {
-            "stopPrice": _text(self.stop_price),
-            "takeProfitPrice": _text(self.take_profit_price),
-            "trailBps": self.trail_bps,
-            "activationPrice": _text(self.activation_price),
-        }
-        return {name: value for name, value in fields.items() if value is not None}
+        values = (_text(self.stop_price), _text(self.take_profit_price), self.trail_bps, _text(self.activation_price))
+        return {name: value for name, value in zip(CONDITION_FIELDS, values, strict=True) if value is not None}
 
     def spec_json(self) -> bytes:
         return orjson.dumps(self.to_spec())

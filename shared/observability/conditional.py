@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.domain.conditional import Taken
+from shared.domain.order_types import OrderType
 from shared.observability.orders import OrderOutcomes, _Children
 
 #: Seconds per batch of ticks: a batch that fires nothing costs tens of microseconds of Redis time plus a round
@@ -41,12 +42,11 @@ class ConditionalMetrics:
             "engine_conditional_ticks_total", "BEST ticks read by the conditional book", registry=registry
         )
 
-    def fired(self, handed: Sequence[Taken]) -> None:
-        """Orders the book fired and handed over (not those a cancel or expiry had ended first)."""
-        for taken in handed:
+    def fired(self, handed: Sequence[tuple[Taken, OrderType]]) -> None:
+        """Orders the book fired and handed over (not those a cancel or expiry had ended first), with their types."""
+        for taken, order_type in handed:
             self._triggers(taken.condition.value).inc()
-            if taken.order_type is not None:
-                self.outcomes.triggered(taken.order_type.value)
+            self.outcomes.triggered(order_type.value)
 
     @contextmanager
     def timing_ticks(self, count: int) -> Iterator[None]:

@@ -109,9 +109,10 @@ class ConditionalBook(RestingBook):
         )
         return [Taken.from_member(member) for member in members(await run(self._take, args))]
 
-    async def hand_over_taken(self, taken: Sequence[Taken]) -> list[Taken]:
+    async def hand_over_taken(self, taken: Sequence[Taken]) -> list[tuple[Taken, OrderType]]:
         """Append `triggered` (with the condition, price and high that fired it) and enqueue execution; what
-        this call handed over (not what a cancel, an expiry or another worker had ended first)."""
+        this call handed over, with each order's type (not what a cancel, an expiry or another worker had ended
+        first)."""
         why = {order_id_of(t.member): t for t in taken}
 
         def details(state: OrderState) -> TriggerFields:
@@ -121,10 +122,10 @@ class ConditionalBook(RestingBook):
                 extra["highWaterMark"] = str(fired.high_water_mark)
             return extra | state.order.conditions(), {}
 
-        handed = {order.order_id: order.type for order in await self.hand_over([t.member for t in taken], details)}
-        return [replace(t, order_type=handed[order_id_of(t.member)]) for t in taken if order_id_of(t.member) in handed]
+        handed = await self.hand_over([t.member for t in taken], details)
+        return [(why[order.order_id], order.type) for order in handed]
 
-    async def recover(self, members: Sequence[str]) -> list[Taken]:
+    async def recover(self, members: Sequence[str]) -> list[tuple[Taken, OrderType]]:
         """Hand over members a dead worker left in the hand-off set: each says why its order fired."""
         return await self.hand_over_taken([Taken.from_member(member) for member in members])
 

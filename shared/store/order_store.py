@@ -20,7 +20,7 @@ from redis.asyncio.client import Pipeline
 from shared import redis_keys
 from shared.domain.events import OrderEvent, iso_utc
 from shared.domain.lifecycle import OrderStatus, check_transition, is_terminal
-from shared.domain.orders import Order
+from shared.domain.orders import CONDITION_FIELDS, Order
 from shared.redis_client import REDIS_UNAVAILABLE
 from shared.redis_replicas import barrier
 from shared.store.leases import Lease
@@ -32,8 +32,6 @@ from shared.store.scripts import NO_KEY, CreateOrderArgs, TransitionArgs, lua_so
 CREATE_RETRY_MIN_S = 0.05
 CREATE_RETRY_MAX_S = 0.5
 REST_OWNER_FIELD = "restOwner"
-#: A conditional order's terms, shown (null for other types) wherever an order is: here, history, the dashboard.
-CONDITION_FIELDS = ("stopPrice", "takeProfitPrice", "trailBps", "activationPrice")
 
 
 class CreateOutcome(StrEnum):

@@ -90,21 +90,21 @@ def test_each_types_fields_reach_the_page_from_the_api():
     and the trail's bounds: all from shared/domain, so a new type or field needs no JavaScript edit."""
     from shared.domain.conditional import MAX_TRAIL_BPS
     from shared.domain.order_types import PRICE_TRIGGERED_TYPES
-    from shared.domain.orders import _TYPED_FIELDS, MAX_SLIPPAGE_BPS, TYPE_FIELDS
+    from shared.domain.orders import MAX_SLIPPAGE_BPS, TYPE_FIELDS, TYPED_FIELDS, OrderRequest, json_name, owners_of
 
     rules = dashboard_rules(Settings())
     assert rules["integerBounds"] == {
         "slippageBps": {"min": 0, "max": MAX_SLIPPAGE_BPS},
         "trailBps": {"min": 1, "max": MAX_TRAIL_BPS},
     }
-    alias = {name: spelled for name, (spelled, _) in _TYPED_FIELDS.items()}
     for order_type, fields in TYPE_FIELDS.items():
         own = rules["typeFields"][order_type.value]
-        assert own["required"] == [alias[name] for name in sorted(fields.required)]
-        assert own["optional"] == [alias[name] for name in sorted(fields.optional)]
+        assert own["required"] == [json_name(name) for name in sorted(fields.required)]
+        assert own["optional"] == [json_name(name) for name in sorted(fields.optional)]
     typed = rules["typedFields"]
-    assert [field["name"] for field in typed] == [spelled for spelled, _ in _TYPED_FIELDS.values()]
-    assert [" and ".join(field["owners"]) for field in typed] == [owners for _, owners in _TYPED_FIELDS.values()]
+    in_check_order = [name for name in OrderRequest.model_fields if name in TYPED_FIELDS]
+    assert [field["name"] for field in typed] == [json_name(name) for name in in_check_order]
+    assert [field["owners"] for field in typed] == [[t.value for t in owners_of(name)] for name in in_check_order]
     assert {field["name"]: field["kind"] for field in typed}["trailBps"] == "integer"
     assert set(rules["priceTriggeredTypes"]) == {t.value for t in PRICE_TRIGGERED_TYPES}
 

@@ -15,7 +15,7 @@ from annotated_types import Ge, Le, MaxLen, MinLen
 from shared.domain import orders, tokens
 from shared.domain.lifecycle import TERMINAL, OrderStatus
 from shared.domain.order_types import PRICE_TRIGGERED_TYPES, OrderType
-from shared.domain.orders import TYPE_FIELDS, OrderRequest, SniperTrigger
+from shared.domain.orders import TYPE_FIELDS, TYPED_IN_CHECK_ORDER, OrderRequest, SniperTrigger, json_name, owners_of
 from shared.settings import Settings
 from shared.venues.base import Dex
 
@@ -44,10 +44,6 @@ def _trigger_kinds() -> list[str]:
     return list(get_args(SniperTrigger.model_fields["kind"].annotation))
 
 
-def _alias(field_name: str) -> str:
-    return OrderRequest.model_fields[field_name].alias or field_name
-
-
 def _kind(field_name: str) -> str:
     """How the page reads and checks a type's field: an exact decimal, a strict integer, or the sniper's trigger."""
     annotation = get_args(OrderRequest.model_fields[field_name].annotation)
@@ -61,18 +57,16 @@ def _kind(field_name: str) -> str:
 def _typed_fields() -> list[dict[str, Any]]:
     """Every field that belongs to some types only, in the order the API checks them (the model's field order),
     with the types that take it and the codes it is refused with (`OrderRequest._check_type_fields`)."""
-    typed = {name for fields in TYPE_FIELDS.values() for name in fields.required | fields.optional}
     return [
         {
-            "name": _alias(name),
+            "name": json_name(name),
             "kind": _kind(name),
-            "owners": [t.value for t, fields in TYPE_FIELDS.items() if name in fields.required | fields.optional],
+            "owners": [t.value for t in owners_of(name)],
             "missingCode": f"missing_{name}",
             # Only prices are range-checked once present (> 0, at most maxPriceDigits significant digits).
             "invalidCode": f"invalid_{name}" if _kind(name) == "decimal" else None,
         }
-        for name in OrderRequest.model_fields
-        if name in typed
+        for name in TYPED_IN_CHECK_ORDER
     ]
 
 
@@ -80,8 +74,8 @@ def _type_fields() -> dict[str, dict[str, list[str]]]:
     """Each type's own fields by JSON name; the required ones in the order the API reports a missing one."""
     return {
         order_type.value: {
-            "required": [_alias(name) for name in sorted(fields.required)],
-            "optional": [_alias(name) for name in sorted(fields.optional)],
+            "required": [json_name(name) for name in sorted(fields.required)],
+            "optional": [json_name(name) for name in sorted(fields.optional)],
         }
         for order_type, fields in TYPE_FIELDS.items()
     }
