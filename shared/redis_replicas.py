@@ -11,13 +11,19 @@ as "Redis is away for a moment": it retries, and a write that did land after all
 
 How many, `ReplicaCount.required()`:
 
-* With sentinels, every replica they see in sync with the master they name (up, a replica of that master,
-  link up), and at least REDIS_MIN_REPLICA_ACKS, counted again every REPLICA_RECOUNT_S and after any
-  shortfall.
+* With sentinels, every replica this client has seen in sync with the master they name (up, a replica of
+  that master, link up) and that they still see up, and at least REDIS_MIN_REPLICA_ACKS, counted again
+  every REPLICA_RECOUNT_S and after any shortfall.
   Every replica, not one: Sentinel promotes the replica whose offset it last saw highest, and it may have
-  seen that before the write, so only a write every replica holds is surely on the promoted one. And a
-  master the sentinels replaced cannot gather them: the promoted replica left it, so nothing its stale
+  seen that before the write, so only a write every replica holds is surely on the promoted one.
+  Seen in sync *once* since the master's last failover, not in sync now: a replica that stops
+  replicating without going down is being promoted (or moved to the one that is). Counting only those
+  in sync now let the count fall, mid-failover, to the replicas still attached to the old master, or to
+  none, and a write there was answered by a replica about to resync from the new master and drop it.
+  Counted this way, a master the sentinels are replacing cannot gather its replicas: nothing its stale
   clients write there is ever acknowledged.
+  A replica that goes down stops counting once the sentinels see it down (their down-after). A count that
+  cannot be taken (no sentinel answers) keeps the last one: waiting for none then would be the same hole.
 * Without sentinels, REDIS_MIN_REPLICA_ACKS: 0 (the default) sends no WAIT at all, and a single Redis pays
   nothing.
 
@@ -82,16 +88,12 @@ def writes(commands: Iterable[tuple[Any, ...]]) -> bool:
     return any(command_name(args) not in READ_ONLY_COMMANDS for args in commands)
 
 
-def replicas_in_sync(replicas: Iterable[Mapping[str, Any]], master: tuple[str, int]) -> int:
-    """How many of `SENTINEL REPLICAS`'s entries (as redis-py parses them) replicate `master` now: up, saying
-    they are replicas, of that master, with the link up. Not one that still replicates a master the sentinels
-    just replaced, nor that master itself until it is demoted (a write on the new master cannot wait for
-    them), nor one still syncing."""
-    return sum(
-        1
-        for replica in replicas
-        if not replica.get("is_sdown")
-        and not replica.get("is_odown")
+def in_sync(replica: Mapping[str, Any], master: tuple[str, int]) -> bool:
+    """Whether a `SENTINEL REPLICAS` entry (as redis-py parses it) replicates `master` now: up, saying it is a
+    replica, of that master, with the link up. Not one that still replicates a master the sentinels just
+    replaced, nor that master itself until it is demoted, nor one still syncing."""
+    return (
+        is_up(replica)
         and not replica.get("is_disconnected")
         and str(replica.get("role-reported")) == "slave"
         and str(replica.get("master-link-status")) == "ok"
@@ -99,10 +101,28 @@ def replicas_in_sync(replicas: Iterable[Mapping[str, Any]], master: tuple[str, i
     )
 
 
+def is_up(replica: Mapping[str, Any]) -> bool:
+    """Not judged down by the sentinels. A replica the sentinels are merely reconnecting to is still up: the
+    one being promoted is exactly that, since promoting it drops their links (`CLIENT KILL TYPE normal`)."""
+    return not replica.get("is_sdown") and not replica.get("is_odown")
+
+
+def replicas_in_sync(replicas: Iterable[Mapping[str, Any]], master: tuple[str, int]) -> int:
+    return sum(1 for replica in replicas if in_sync(replica, master))
+
+
+def replicas_to_wait_for(replicas: Iterable[Mapping[str, Any]], master: tuple[str, int], seen_in_sync: set[str]) -> int:
+    """How many of `master`'s replicas a write on it waits for: those ever seen in sync with it (recorded in
+    `seen_in_sync`, which the caller keeps per master) that are up (see the module's docstring)."""
+    listed = list(replicas)
+    seen_in_sync.update(str(replica.get("name")) for replica in listed if in_sync(replica, master))
+    return sum(1 for replica in listed if str(replica.get("name")) in seen_in_sync and is_up(replica))
+
+
 @dataclass
 class ReplicaCount:
     """How many replicas each write waits for: the minimum, or (with `counter`, the sentinels') the number
-    in sync, cached for REPLICA_RECOUNT_S. A counter that cannot reach the sentinels counts none.
+    to wait for, cached for REPLICA_RECOUNT_S. A counter that cannot reach the sentinels keeps its last count.
     `counter` is a coroutine function for the asyncio clients, a plain one for the blocking clients."""
 
     min_acks: int
@@ -158,38 +178,66 @@ class ReplicaCount:
         return True
 
     def _sentinels_away(self) -> None:
-        self._due_at = 0.0  # ask again next time; meanwhile wait for the minimum
-        self._counted = 0
+        # Ask again soon (not at once: every write would ask every sentinel); meanwhile wait for as many as last time.
+        self._due_at = time.monotonic() + REPLICA_RECOUNT_S / 10
+
+
+class NoCount(RedisError):
+    """No sentinel answered with a view of the master the client writes to: the count keeps its last value."""
+
+
+class ReplicasSeen:
+    """What a counter has seen in sync with each master, per era: a master's address and the sentinels'
+    config epoch for it, which every failover raises. A replica seen in sync with a master in an earlier era
+    (before a failover took it away and another brought it back) says nothing about this one."""
+
+    def __init__(self) -> None:
+        self._by_era: dict[tuple[str, int, int], set[str]] = {}
+
+    def count(self, master: tuple[str, int], state: Mapping[str, Any], replicas: Iterable[Mapping[str, Any]]) -> int:
+        """`replicas_to_wait_for` `master`, from one sentinel's `SENTINEL MASTER` (`state`) and `SENTINEL
+        REPLICAS`; NoCount if that sentinel names another master (it has not seen the failover yet, or has
+        seen one the client has not)."""
+        if (str(state.get("ip")), int(state.get("port") or 0)) != master:
+            raise NoCount(f"this sentinel names {state.get('ip')}:{state.get('port')}, not {master[0]}:{master[1]}")
+        era = (*master, int(state.get("config-epoch") or 0))
+        return replicas_to_wait_for(replicas, master, self._by_era.setdefault(era, set()))
 
 
 def sentinel_counter(pool: Any) -> Callable[[], Awaitable[int]]:
-    """Counts, for an asyncio sentinel-managed `pool`, the replicas in sync with the master the sentinels name
-    now, as the first sentinel that answers sees them. Asking where the master is also moves the pool there
-    if it moved: the writes counted for go to the master they were counted against."""
+    """Counts, for an asyncio sentinel-managed `pool`, the replicas a write on the master the sentinels name
+    now waits for (`ReplicasSeen`), as the first sentinel that answers for that master sees them. Asking
+    where the master is also moves the pool there if it moved: the writes counted for go to the master they
+    were counted against. What it has seen lives as long as the pool: a process started mid-failover has
+    seen nothing yet, and counts only what is in sync by then."""
+    seen = ReplicasSeen()
 
     async def count() -> int:
         master = await pool.get_master_address()
         for sentinel in pool.sentinel_manager.sentinels:
             try:
-                return replicas_in_sync(await sentinel.sentinel_slaves(pool.service_name), master)
+                state = await sentinel.sentinel_master(pool.service_name)
+                return seen.count(master, state, await sentinel.sentinel_slaves(pool.service_name))
             except (RedisError, OSError):
                 continue
-        return 0
+        raise NoCount(f"no sentinel answered for {master[0]}:{master[1]}")
 
     return count
 
 
 def blocking_sentinel_counter(pool: Any) -> Callable[[], int]:
     """`sentinel_counter` for a blocking client's pool."""
+    seen = ReplicasSeen()
 
     def count() -> int:
         master = pool.get_master_address()
         for sentinel in pool.sentinel_manager.sentinels:
             try:
-                return replicas_in_sync(sentinel.sentinel_slaves(pool.service_name), master)
+                state = sentinel.sentinel_master(pool.service_name)
+                return seen.count(master, state, sentinel.sentinel_slaves(pool.service_name))
             except (RedisError, OSError):
                 continue
-        return 0
+        raise NoCount(f"no sentinel answered for {master[0]}:{master[1]}")
 
     return count
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
@@ -167,9 +167,25 @@ class OrderExecutor:
 
     async def _take_lease(self, order_id: UUID) -> tuple[Lease | None, OrderState | None]:
         """The order's lease and its state; waits while another live execution holds the lease, and gives
-        up (None) when the order turns out to be gone or finished."""
+        up (None) when the order turns out to be gone or finished.
+
+        Redis away (a failover, writes its replicas cannot acknowledge yet) is waited out for up to
+        REDIS_RIDE_OUT_S, as mid-execution: nothing has happened yet, and an attempt spent on it would
+        bring a short outage to the dead letters, the order still pending, once it outlasted the retries."""
+        deadline = time.monotonic() + REDIS_RIDE_OUT_S
+        delay = REDIS_RETRY_MIN_S
+        # One token throughout: a take whose reply was lost is sent again as it was, and finds the lease its own.
+        candidate = Lease(order_id, uuid4().hex)
         while True:
-            lease, raw = await self.leases.take_and_read(order_id)
+            try:
+                lease, raw = await self.leases.take_and_read(order_id, candidate)
+            except REDIS_UNAVAILABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                order_logger(order_id).warning("cannot take the order's lease yet ({!r}); again in {} s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REDIS_RETRY_MAX_S)
+                continue
             state = self.store.state_from(raw)
             if lease is not None:
                 return lease, state

@@ -43,10 +43,13 @@ class OrderLeases:
         lease, _ = await self.take_and_read(order_id)
         return lease
 
-    async def take_and_read(self, order_id: UUID) -> tuple[Lease | None, dict[bytes, bytes]]:
+    async def take_and_read(
+        self, order_id: UUID, lease: Lease | None = None
+    ) -> tuple[Lease | None, dict[bytes, bytes]]:
         """`take`, and the order's hash as HGETALL returns it, in one script. The hash is read after the
-        lease is taken: when it was, no other holder can change the order after the read."""
-        lease = Lease(order_id, uuid4().hex)
+        lease is taken: when it was, no other holder can change the order after the read. Pass the `lease`
+        of a take whose reply was lost to send it again: if it landed, the lease is still this one's."""
+        lease = lease or Lease(order_id, uuid4().hex)
         taken, flat = await self._take(lease)
         raw: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=True))
         return (lease if taken else None), raw

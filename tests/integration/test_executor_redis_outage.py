@@ -80,3 +80,25 @@ async def test_redis_away_longer_than_the_ride_out_is_the_attempts_failure(redis
     with pytest.raises(RedisConnectionError):  # dramatiq retries the message, as for any failed attempt
         await run.execute(order.order_id, attempt=1)
     assert [m["status"] for m in await event_messages(run.store, order)] == ["pending"]
+
+
+async def test_redis_away_when_the_lease_is_taken_costs_time_not_an_attempt(redis, monkeypatch):
+    """The take that lands but whose reply is lost (writes the replicas cannot acknowledge yet) is sent again
+    with the same token, and finds the lease its own instead of waiting out its TTL."""
+    monkeypatch.setattr(executor_module, "REDIS_RETRY_MIN_S", 0.01)
+    ledger = InMemoryLedger()
+    run = executor(redis, {dex: ScriptedVenue(dex, ledger) for dex in Dex}, max_attempts=1)
+    order = await place_market_order(run.store)
+    take_and_read, replies_lost = run.leases.take_and_read, [1, 1]
+
+    async def take_whose_reply_is_lost(order_id, lease=None):
+        taken = await take_and_read(order_id, lease)
+        if replies_lost:
+            replies_lost.pop()
+            raise RedisConnectionError("0 of 2 replicas acknowledged the write in time")
+        return taken
+
+    monkeypatch.setattr(run.leases, "take_and_read", take_whose_reply_is_lost)
+    await run.execute(order.order_id, attempt=1)
+    messages = await event_messages(run.store, order)
+    assert [m["status"] for m in messages] == ["pending", "routing", "building", "submitted", "confirmed"]

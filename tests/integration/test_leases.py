@@ -49,3 +49,14 @@ async def test_a_holder_back_from_an_outage_retakes_an_expired_lease_but_never_a
     assert await leases.renew(lease)  # the same token holds it again
     await redis.set(lease.key, "another-worker")  # expired, and another execution took the order
     assert not await leases.retake(lease) and await redis.get(lease.key) == b"another-worker"
+
+
+async def test_a_take_sent_again_after_its_reply_was_lost_finds_the_lease_its_own(redis):
+    leases = OrderLeases(redis, ttl_ms=5000)
+    order_id = uuid4()
+    candidate = Lease(order_id, "one-token")
+    first, _ = await leases.take_and_read(order_id, candidate)
+    again, _ = await leases.take_and_read(order_id, candidate)  # as after a reply lost to a failover
+    assert first == again == candidate
+    other, _ = await leases.take_and_read(order_id)
+    assert other is None and await redis.get(candidate.key) == b"one-token"

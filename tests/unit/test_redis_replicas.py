@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from shared.redis_replicas import READ_ONLY_COMMANDS, NotReplicated, ReplicaCount, replicas_in_sync, writes
+from shared.redis_replicas import (
+    READ_ONLY_COMMANDS,
+    NoCount,
+    NotReplicated,
+    ReplicaCount,
+    ReplicasSeen,
+    replicas_in_sync,
+    replicas_to_wait_for,
+    writes,
+)
 from shared.settings import Settings
 
 MASTER = ("127.0.0.1", 6380)
 
 
-def _replica(**fields: object) -> dict[str, object]:
+def _replica(name: str = "127.0.0.1:6381", **fields: object) -> dict[str, object]:
     in_sync = {"role-reported": "slave", "master-link-status": "ok", "master-host": "127.0.0.1", "master-port": 6380}
-    return {"is_sdown": False, "is_odown": False, **in_sync, **fields}
+    return {"name": name, "is_sdown": False, "is_odown": False, **in_sync, **fields}
 
 
 def test_only_replicas_replicating_the_named_master_now_count():
@@ -25,6 +34,46 @@ def test_only_replicas_replicating_the_named_master_now_count():
         _replica(is_odown=True),
     ]
     assert replicas_in_sync(replicas, MASTER) == 1
+
+
+def test_a_replica_seen_in_sync_is_waited_for_until_the_sentinels_see_it_down():
+    """Mid-failover the replica being promoted stops replicating the old master, and the other is moved to
+    it: counted as in sync now, the old master's writes would wait for fewer and fewer, then none."""
+    seen: set[str] = set()
+    promoted, other = "127.0.0.1:6381", "127.0.0.1:6382"
+    steady = [_replica(promoted), _replica(other)]
+    assert replicas_to_wait_for(steady, MASTER, seen) == 2
+    promoting = [_replica(promoted, **{"role-reported": "master", "master-port": 0}), _replica(other)]
+    assert replicas_in_sync(promoting, MASTER) == 1
+    assert replicas_to_wait_for(promoting, MASTER, seen) == 2
+    moved = [promoting[0], _replica(other, **{"master-port": 6381})]
+    assert replicas_in_sync(moved, MASTER) == 0
+    assert replicas_to_wait_for(moved, MASTER, seen) == 2  # a WAIT on the old master can never gather them
+    relinking = [_replica(promoted, is_disconnected=True, **{"role-reported": "master"}), _replica(other)]
+    assert replicas_to_wait_for(relinking, MASTER, seen) == 2  # promoting it dropped the sentinels' links
+    dead = [_replica(promoted, is_sdown=True), _replica(other)]
+    assert replicas_to_wait_for(dead, MASTER, seen) == 1
+
+
+def test_what_was_seen_in_sync_counts_only_for_the_same_era_of_the_same_master():
+    """A master failed away from and back to: its old replica, listed again but not yet in sync, is not
+    waited for (the writes would wait out its demotion and resync for nothing)."""
+    seen = ReplicasSeen()
+    state = {"ip": "127.0.0.1", "port": 6380, "config-epoch": 1}
+    assert seen.count(MASTER, state, [_replica("127.0.0.1:6379")]) == 1
+    returning = _replica("127.0.0.1:6379", **{"role-reported": "master", "master-port": 0})
+    assert seen.count(MASTER, state, [returning]) == 1
+    assert seen.count(MASTER, {**state, "config-epoch": 3}, [returning]) == 0
+    with pytest.raises(NoCount):  # a sentinel that names another master counts nothing for this one
+        seen.count(MASTER, {**state, "port": 6379}, [returning])
+
+
+def test_a_replica_never_seen_in_sync_is_not_waited_for():
+    """The old master, listed as a replica of the new one until it is demoted and has resynced."""
+    seen: set[str] = set()
+    old_master = _replica("127.0.0.1:6379", **{"role-reported": "master", "master-port": 0})
+    assert replicas_to_wait_for([old_master, _replica()], MASTER, seen) == 1
+    assert replicas_to_wait_for([_replica("127.0.0.1:6379"), _replica()], MASTER, seen) == 2
 
 
 @pytest.mark.parametrize(
@@ -76,6 +125,25 @@ async def test_the_minimum_holds_when_the_sentinels_count_fewer_or_cannot_be_rea
 
     count = ReplicaCount(min_acks=1, timeout_ms=100, counter=away)
     assert await count.required() == 1
+
+
+async def test_a_count_that_cannot_be_taken_keeps_the_last_one():
+    """Sentinels busy with a failover may not answer: waiting for none then would let the old master's
+    writes through unacknowledged."""
+    answers: list[int | Exception] = [2, OSError("no sentinel answers"), 1]
+
+    async def counter() -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    count = ReplicaCount(min_acks=0, timeout_ms=100, counter=counter)
+    assert await count.required() == 2
+    count._due_at = 0.0
+    assert await count.required() == 2  # the sentinels did not answer: as many as last time
+    count._due_at = 0.0
+    assert await count.required() == 1  # asked again, and answered
 
 
 def test_a_shortfall_is_a_connection_error_every_retry_loop_already_handles():
