@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loadtests import engine_cpu  # noqa: E402
 from loadtests.raw_http import HttpError, RawHttpPool  # noqa: E402
 
-EVENTS_STREAM = "stream:events"
+EVENTS_STREAM = "stream:events:{p0}"  # the engine's default: one partition
 #: The clientOrderId of the orders placed after the warm-up: their events are the ones counted.
 MEASURED = "measured"
 STAGES = ("routing", "building", "submitted", "confirmed")

@@ -15,7 +15,9 @@ import time
 
 from redis.asyncio import Redis
 
-from shared.redis_keys import DBSYNC_GROUP, EVENTS_STREAM
+from shared.redis_keys import DBSYNC_GROUP, events_stream
+
+EVENTS_STREAM = events_stream(0)  # the engine's default: one partition
 
 
 def _ms_of(entry_id: bytes | str) -> int:

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 
 from shared import redis_keys
 from shared.domain.lifecycle import is_terminal
+from shared.domain.partitions import all_partitions
 from shared.outage_log import OutageLog
 from shared.redis_client import REDIS_UNAVAILABLE
 from shared.redis_replicas import barrier
@@ -135,20 +136,22 @@ class UserListener:
 
 
 class EventHub:
-    def __init__(self, redis: Redis, *, stream: str = redis_keys.EVENTS_STREAM) -> None:
+    """Tails every partition's event stream (shared/domain/partitions.py) in one XREAD, from where it joined."""
+
+    def __init__(self, redis: Redis, *, partitions: int = 1) -> None:
         self.redis = redis
-        self.stream = stream
+        self.streams = [redis_keys.events_stream(partition) for partition in all_partitions(partitions)]
         self._by_order: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
         self._by_user: dict[str, list[UserListener]] = {}
         self.delivered = 0
         self._stopping = False
 
     async def run(self) -> None:
-        last_id: bytes | str = "$"
+        last_ids: dict[str | bytes, bytes | str] = dict.fromkeys(self.streams, "$")
         outage = OutageLog("event reader lost Redis")
         while not self._stopping:
             try:
-                reply = await self.redis.xread({self.stream: last_id}, count=READ_BATCH, block=READ_BLOCK_MS)
+                reply = await self.redis.xread(last_ids, count=READ_BATCH, block=READ_BLOCK_MS)  # type: ignore[arg-type]  # redis-py: invariant dict types
                 batches = cast(_XReadReply, reply)
                 if batches:  # hand on only what a failover cannot take back (shared/redis_replicas.py)
                     await barrier(self.redis)
@@ -158,11 +161,12 @@ class EventHub:
                 continue
             outage.ok()
             read = 0
-            for _stream, entries in batches:
+            for stream, entries in batches:
                 read += len(entries)
-                for entry_id, fields in entries:
-                    last_id = entry_id
+                for _entry_id, fields in entries:
                     self._dispatch(fields)
+                if entries:
+                    last_ids[stream.decode()] = entries[-1][0]
             if read and read < READ_BATCH:
                 await asyncio.sleep(READ_LINGER_S)
 

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from shared.domain.partitions import order_tag, tag
+
 #: dramatiq's key namespace (its default) and the queue the execution worker consumes.
 DRAMATIQ_NAMESPACE = "dramatiq"
 EXECUTION_QUEUE = "execution"
 
-#: Every lifecycle event of every order, in commit order. db-sync consumes it with a consumer group and
-#: trims what it has persisted; each API process tails it once to fan events out to its WebSockets.
-EVENTS_STREAM = "stream:events"
+#: The consumer group db-sync reads each partition's event stream with.
 DBSYNC_GROUP = "db-sync"
+#: What every partition's event stream is named after (a pattern, for tools that look for them all).
+EVENTS_STREAM_PREFIX = "stream:events:"
+
+
+def events_stream(partition: int) -> str:
+    """Stream: every lifecycle event of the partition's orders, in commit order. db-sync consumes it with a
+    consumer group and trims what it has persisted; each API process tails every partition's once, to fan
+    events out to its WebSockets."""
+    return f"{EVENTS_STREAM_PREFIX}{tag(partition)}"
+
 
 #: BEST price ticks published by the quote stream for services that react to prices.
 TICKS_STREAM = "stream:ticks"
@@ -31,24 +41,39 @@ SIM_SEED = "sim:seed"
 SIM_EPOCH = "sim:epoch"
 
 
+# An order's own keys carry its partition's hash tag (shared/domain/partitions.py): on a Cluster they share a slot.
 def order(order_id: UUID | str) -> str:
     """Hash: the order's accepted request, current status, last seq and results."""
-    return f"order:{order_id}"
+    return f"order:{order_tag(order_id)}:{order_id}"
+
+
+#: What every order hash is named after (a pattern, for tools that look for them all; it finds their event lists too).
+ORDER_KEY_PREFIX = "order:"
+
+
+def order_id_of(key: str) -> str | None:
+    """The order id an `order(...)` key names; None for any other key (an order's event list, say)."""
+    prefix, _, rest = key.partition(":")
+    tag, _, order_id = rest.partition(":")
+    if f"{prefix}:" != ORDER_KEY_PREFIX or not tag.startswith("{") or not order_id or ":" in order_id:
+        return None
+    return order_id
 
 
 def order_events(order_id: UUID | str) -> str:
     """List: the order's event messages (JSON), index = seq - 1."""
-    return f"order:{order_id}:events"
+    return f"{order(order_id)}:events"
 
 
 def order_lease(order_id: UUID | str) -> str:
     """String: the execution worker currently driving this order (token), with a TTL."""
-    return f"lease:order:{order_id}"
+    return f"lease:{order_tag(order_id)}:{order_id}"
 
 
-def idempotency(key: str) -> str:
-    """String: `<orderId> <bodyHash>` for an Idempotency-Key, 24 h."""
-    return f"idem:{key}"
+def idempotency(scope: str, partition: int) -> str:
+    """String: `<orderId> <bodyHash>` for an Idempotency-Key (as scoped by its owner), 24 h; in the partition
+    of the order it names (`shared.domain.partitions.scope_partition`)."""
+    return f"idem:{tag(partition)}:{scope}"
 
 
 def quotes(token_in: str, token_out: str, venue: str) -> str:
@@ -80,7 +105,7 @@ def dramatiq_dead_letter_messages(queue: str = EXECUTION_QUEUE) -> str:
 
 def dead_letter_replay(order_id: UUID | str) -> str:
     """String: what replaying the order's dead letter did (JSON), so a second replay answers the same."""
-    return f"dlq:replayed:{order_id}"
+    return f"dlq:replayed:{order_tag(order_id)}:{order_id}"
 
 
 def venue_transaction(tx_hash: str) -> str:

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     redis_min_replica_acks: int = Field(
         0, ge=0, le=16, description="replicas that must acknowledge each write before it counts as done"
     )
+    # Order partitions (shared/domain/partitions.py): new orders are spread over this many, each under its own hash tag,
+    # so that on a Redis Cluster they spread over its shards. Raise it freely; lower it only with the partitions
+    # above the new count drained.
+    partitions: int = Field(
+        1, ge=1, le=256, description="order partitions: how many event streams and queues new orders spread over"
+    )
     redis_replica_ack_timeout_ms: int = Field(
         1000, ge=10, le=60_000, description="how long a write waits for its replica acknowledgements"
     )

@@ -85,8 +85,8 @@ def create_app(settings: Settings) -> EngineApi:
             # A server that does not answer enforces no statement_timeout: history reads give up on their own.
             execution_options=client_deadline_options(settings.database_statement_timeout_ms),
         )
-        store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
-        hub = EventHub(reader_redis)
+        store = OrderStore.from_settings(redis, settings)
+        hub = EventHub(reader_redis, partitions=settings.partitions)
         reader = asyncio.create_task(hub.run(), name="event-reader")
         sim = await load_sim_config(redis, settings)
         keys = KeyRing(redis, parse_configured(settings.api_keys))

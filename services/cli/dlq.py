@@ -45,7 +45,7 @@ OrderIdArgument = Annotated[UUID, typer.Argument(help="The dead-lettered order's
 
 def _run(as_json: bool, work: Callable[[DeadLetters], Awaitable[T]]) -> T:
     async def with_dead_letters(settings: Settings, redis: Redis) -> T:
-        store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
+        store = OrderStore.from_settings(redis, settings)
         try:
             return await work(DeadLetters(redis, store, RedisLedger(redis)))
         except DeadLetterNotFound as exc:

@@ -1,8 +1,8 @@
-"""db-sync: persists every order lifecycle event from `stream:events` into PostgreSQL.
+"""db-sync: persists every order lifecycle event from the partitions' event streams into PostgreSQL.
 
 `python -m services.db_sync`. Migrates the schema first (advisory-locked, so harmless beside other
-services doing the same), then runs the consumer loop until SIGTERM/SIGINT, which finishes and acks the
-batch in hand and exits 0.
+services doing the same), then runs one consumer loop per partition (shared/domain/partitions.py), each in a thread
+of its own, until SIGTERM/SIGINT, which finishes and acks each one's batch in hand and exits 0.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import threading
 
 from loguru import logger
 
+from shared.domain.partitions import all_partitions
 from shared.logging import setup_logging
 from shared.observability.dbsync import SyncerMetrics
 from shared.observability.probes import Heartbeat, ServiceProbes, start_probes
@@ -20,6 +21,7 @@ from shared.observability.redis_gauges import RedisGauges, dbsync_backlog
 from shared.persistence.migrate import upgrade
 from shared.persistence.sync import StreamSyncer, make_engine
 from shared.redis_client import replica_count, sync_redis_client
+from shared.redis_keys import events_stream
 from shared.settings import Settings
 
 
@@ -66,31 +68,54 @@ def _run(settings: Settings, stop: threading.Event, probes: ServiceProbes, alive
         return 0
     # No pre-ping: the syncer retries a batch at once when its pooled connection turns out dead.
     engine = make_engine(
-        settings.sqlalchemy_url, pool_pre_ping=False, statement_timeout_ms=settings.dbsync_statement_timeout_ms
+        settings.sqlalchemy_url,
+        pool_pre_ping=False,
+        statement_timeout_ms=settings.dbsync_statement_timeout_ms,
+        pool_size=max(2, settings.partitions),  # one syncer per partition, each with a batch in hand at times
     )
     client = sync_redis_client(
         settings,
         socket_timeout=max(10.0, settings.dbsync_block_ms / 1000 + 5),
         socket_connect_timeout=5,
     )
-    syncer = StreamSyncer(
-        engine,
-        client,
-        batch_size=settings.dbsync_batch_size,
-        block_ms=settings.dbsync_block_ms,
-        linger_ms=settings.dbsync_linger_ms,
-        heartbeat=alive,
-        replica_count=replica_count(settings, client.connection_pool),
-    )
-    probes.registry.register(SyncerMetrics(syncer))
-    gauges = RedisGauges(settings, [dbsync_backlog])
+    acknowledged = replica_count(settings, client.connection_pool)
+    syncers = [
+        StreamSyncer(
+            engine,
+            client,
+            stream=events_stream(partition),
+            batch_size=settings.dbsync_batch_size,
+            block_ms=settings.dbsync_block_ms,
+            linger_ms=settings.dbsync_linger_ms,
+            heartbeat=alive,
+            replica_count=acknowledged,
+        )
+        for partition in all_partitions(settings.partitions)
+    ]
+    probes.registry.register(SyncerMetrics(syncers))
+    gauges = RedisGauges(settings, [dbsync_backlog(settings.partitions)])
     probes.registry.register(gauges)
+    failures: list[BaseException] = []
+
+    def run(syncer: StreamSyncer) -> None:
+        try:
+            syncer.run(stop)
+        except BaseException as exc:  # one partition's sync failing stops them all: the process exits and is restarted
+            failures.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=run, args=(syncer,), name=f"sync-{syncer.stream}") for syncer in syncers]
     try:
-        syncer.run(stop)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     finally:
         gauges.close()
         client.close()
         engine.dispose()
+    if failures:
+        raise failures[0]
     return 0
 
 

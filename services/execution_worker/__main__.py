@@ -64,7 +64,7 @@ async def build_executor(settings: Settings, redis: Redis, metrics: ExecutionMet
     )
     logger.info("simulation seed {}, latency x{}, failure rate {}", sim.seed, sim.latency_scale, sim.failure_rate)
     return OrderExecutor(
-        OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s),
+        OrderStore.from_settings(redis, settings),
         OrderLeases(redis, ttl_ms=settings.order_lease_ms),
         {dex: SimulatedVenue(dex, sim, ledger) for dex in Dex},
         build_swap_transaction,

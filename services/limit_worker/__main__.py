@@ -139,7 +139,7 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
     probes.registry.register(gauges)
     beat = probes.health.heartbeat
     redis = redis_client(settings, auto_pipeline=True)
-    store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
+    store = OrderStore.from_settings(redis, settings)
     limits, conditionals = LimitBook(redis, store), ConditionalBook(redis, store)
     limit_sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
     conditional_sweeper = ExpirySweeper(redis, store, redis_keys.COND_EXPIRIES)

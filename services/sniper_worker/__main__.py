@@ -129,7 +129,7 @@ async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) ->
     events, chores = probes.health.heartbeat("venue-events"), probes.health.heartbeat("housekeeping")
     redis = redis_client(settings)
     sim = await load_sim_config(redis, settings)
-    store = OrderStore(redis, retention_s=settings.order_retention_s, idempotency_ttl_s=settings.idempotency_ttl_s)
+    store = OrderStore.from_settings(redis, settings)
     book = SniperBook(redis, store)
     sweeper = ExpirySweeper(redis, store, redis_keys.SNIPER_EXPIRIES)
     logger.info("watching {} for sniper orders", redis_keys.VENUE_EVENTS_STREAM)

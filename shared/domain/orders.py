@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator, model_validator
@@ -20,6 +20,7 @@ from shared.domain import idempotency, tokens, untrusted
 from shared.domain.conditional import MAX_TRAIL_BPS
 from shared.domain.events import iso_utc, utc_now
 from shared.domain.order_types import OrderType as OrderType  # re-exported: one definition, two homes
+from shared.domain.partitions import any_partition, new_order_id, scope_partition
 
 MAX_SLIPPAGE_BPS = 5000
 #: Resting prices are compared as IEEE doubles inside Redis; 15 significant digits survive that exactly.
@@ -415,8 +416,12 @@ def accept(
     idempotency_key: str | None = None,
     owner: str | None = None,
     resting_max_lifetime_s: float = DEFAULT_RESTING_MAX_LIFETIME_S,
+    partitions: int = 1,
 ) -> Order:
-    """The order `request` becomes; a resting one without `expiresAt` expires after the maximum lifetime."""
+    """The order `request` becomes; a resting one without `expiresAt` expires after the maximum lifetime. Its
+    id places it in one of `partitions` (shared/domain/partitions.py): the key's own, if it has an idempotency key."""
+    scope = idempotency_scope(owner, idempotency_key)
+    partition = any_partition(partitions) if scope is None else scope_partition(scope, partitions)
     token_in = tokens.resolve(request.token_in)
     token_out = tokens.resolve(request.token_out)
     created_at = utc_now()
@@ -424,7 +429,7 @@ def accept(
     if expires_at is None and request.type is not OrderType.MARKET:
         expires_at = created_at + timedelta(seconds=resting_max_lifetime_s)
     return Order(
-        order_id=uuid4(),
+        order_id=new_order_id(partition),
         created_at=created_at,
         type=request.type,
         token_in=token_in.symbol,

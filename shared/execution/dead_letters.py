@@ -54,6 +54,7 @@ from shared import redis_keys
 from shared.domain.events import iso_utc, utc_now
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import Order
+from shared.domain.partitions import partition_of
 from shared.execution.dramatiq_internals import hand_enqueue
 from shared.execution.replay_policy import (
     REPLAY_BODY_HASH,
@@ -266,7 +267,7 @@ class DeadLetters:
     ) -> tuple[ReplayAction, str | None]:
         """What replaying means for the order (`decide`), and the order an earlier replay already created, if
         any. Watches the replay's Idempotency-Key, so a replay creating that order meanwhile fails the EXEC."""
-        idempotency_key = redis_keys.idempotency(replay_scope(order_id))
+        idempotency_key = redis_keys.idempotency(replay_scope(order_id), partition_of(order_id))
         await pipe.watch(idempotency_key)
         failed = state is not None and state.status is OrderStatus.FAILED
         transactions = await self.ledger.transactions_for(order_id) if failed else []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import dramatiq
 import orjson
@@ -28,6 +28,7 @@ from shared.domain import idempotency
 from shared.domain.events import iso_utc
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import Order
+from shared.domain.partitions import new_order_id, partition_of
 from shared.store.order_store import OrderState, QueuedMessage
 from shared.venues.base import TxStatus
 from shared.venues.ledger import TxRecord
@@ -163,7 +164,10 @@ def replay_order(original: Order, now: datetime) -> Order:
     """The same request as a new order: new id and time, the replay's Idempotency-Key, all else as accepted
     (owner, clientOrderId, limit price, trigger, expiry)."""
     return dataclasses.replace(
-        original, order_id=uuid4(), created_at=now, idempotency_key=replay_key(original.order_id)
+        original,
+        order_id=new_order_id(partition_of(original.order_id)),  # beside the original, its dead letter and key
+        created_at=now,
+        idempotency_key=replay_key(original.order_id),
     )
 
 

@@ -1,9 +1,10 @@
-"""db-sync's own counters, read from its `StreamSyncer` when Prometheus scrapes: the syncer counts entries and
-batches anyway (for its log and `stats()`), so the metrics cost the sync loop nothing."""
+"""db-sync's own counters, read from its `StreamSyncer`s (one per partition) when Prometheus scrapes: a syncer
+counts entries and batches anyway (for its log and `stats()`), so the metrics cost the sync loop nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -12,14 +13,14 @@ from shared.persistence.sync import StreamSyncer
 
 
 class SyncerMetrics(Collector):
-    def __init__(self, syncer: StreamSyncer) -> None:
-        self.syncer = syncer
+    def __init__(self, syncers: Sequence[StreamSyncer]) -> None:
+        self.syncers = list(syncers)
 
     def describe(self) -> Iterable[Metric]:
         return []
 
     def collect(self) -> Iterable[Metric]:
-        stats = self.syncer.stats()
+        stats = combined([syncer.stats() for syncer in self.syncers])
         yield CounterMetricFamily(
             "engine_dbsync_entries",
             "Event-stream entries persisted to PostgreSQL (one event row each; at least once)",
@@ -51,3 +52,14 @@ class SyncerMetrics(Collector):
         down.add_metric(["postgres"], int(stats["postgresDown"]))
         down.add_metric(["redis"], int(stats["redisDown"]))
         yield down
+
+
+def combined(each: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The syncers' `stats()` as one db-sync process's: counts summed, the latest and the worst of the rest."""
+    persisted_at = [stats["lastPersistedAt"] for stats in each if stats["lastPersistedAt"] is not None]
+    return {
+        **{name: sum(stats[name] for stats in each) for name in ("persistedEntries", "batches", "rebuiltEntries")},
+        "lagSeconds": max((stats["lagSeconds"] for stats in each), default=0.0),
+        "lastPersistedAt": max(persisted_at, default=None),
+        **{name: any(stats[name] for stats in each) for name in ("postgresDown", "redisDown")},
+    }

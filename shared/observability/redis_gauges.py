@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shared import redis_keys
+from shared.domain.partitions import all_partitions
 from shared.execution.backlog import read_backlog_sync
 from shared.redis_client import sync_redis_client
 from shared.settings import Settings
@@ -153,16 +154,46 @@ def _ms_of(entry_id: bytes | str) -> int:
     return int(text.partition("-")[0])
 
 
-def dbsync_backlog(client: redis.Redis) -> list[Metric]:
-    """How far PostgreSQL trails the event stream, from db-sync's consumer group.
+def dbsync_backlog(partitions: int = 1) -> Reader:
+    """How far PostgreSQL trails the event streams, from db-sync's consumer group on each partition's.
 
     db-sync acknowledges an entry only after PostgreSQL committed it, so the oldest entry not acknowledged
     (the oldest pending one, else the first one not yet delivered) is the oldest event PostgreSQL lacks;
-    its age, from the milliseconds in its stream id, is the history's lag now (0 when it has everything)."""
+    its age, from the milliseconds in its stream id, is the history's lag now (0 when it has everything).
+    Over partitions: the oldest of them all, and the sums."""
+    streams = [redis_keys.events_stream(partition) for partition in all_partitions(partitions)]
+
+    def dbsync_backlog(client: redis.Redis) -> list[Metric]:
+        readings = [_stream_backlog(client, stream) for stream in streams]
+        oldests = [oldest for oldest, _, _ in readings if oldest is not None]
+        lag = max(0.0, time.time() - min(oldests) / 1000) if oldests else 0.0
+        return [
+            GaugeMetricFamily(
+                "engine_dbsync_lag_seconds",
+                "Age of the oldest event PostgreSQL does not have yet (0 when it has them all), read at scrape time",
+                value=lag,
+            ),
+            GaugeMetricFamily(
+                "engine_dbsync_pending_entries",
+                "Event-stream entries delivered to db-sync and not yet acknowledged (persisted)",
+                value=sum(pending for _, pending, _ in readings),
+            ),
+            GaugeMetricFamily(
+                "engine_event_stream_length",
+                "Entries in the event streams (db-sync trims what it persisted)",
+                value=sum(length for _, _, length in readings),
+            ),
+        ]
+
+    return dbsync_backlog
+
+
+def _stream_backlog(client: redis.Redis, stream: str) -> tuple[int | None, int, int]:
+    """One event stream's oldest entry db-sync has not persisted (its ms, None if none), pending, length."""
     with client.pipeline(transaction=True) as pipe:  # one moment for every reading
-        pipe.xinfo_groups(redis_keys.EVENTS_STREAM)
-        pipe.xpending(redis_keys.EVENTS_STREAM, redis_keys.DBSYNC_GROUP)
-        pipe.xlen(redis_keys.EVENTS_STREAM)
+        pipe.xinfo_groups(stream)
+        pipe.xpending(stream, redis_keys.DBSYNC_GROUP)
+        pipe.xlen(stream)
         try:
             groups, summary, length = pipe.execute()
         except redis.ResponseError:  # no stream or no group yet: db-sync has not started on this Redis
@@ -171,27 +202,10 @@ def dbsync_backlog(client: redis.Redis) -> list[Metric]:
     oldest = _ms_of(summary["min"]) if summary["pending"] else None
     if group is not None:
         last = group["last-delivered-id"]
-        undelivered = client.xrange(
-            redis_keys.EVENTS_STREAM, min=f"({last.decode() if isinstance(last, bytes) else last}", count=1
-        )
+        undelivered = client.xrange(stream, min=f"({last.decode() if isinstance(last, bytes) else last}", count=1)
         if undelivered:
             first_id = undelivered[0][0]
             assert first_id is not None  # only XCLAIM and XREADGROUP report a deleted entry as (None, None)
             first = _ms_of(first_id)
             oldest = first if oldest is None else min(oldest, first)
-    lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
-    return [
-        GaugeMetricFamily(
-            "engine_dbsync_lag_seconds",
-            "Age of the oldest event PostgreSQL does not have yet (0 when it has them all), read at scrape time",
-            value=lag,
-        ),
-        GaugeMetricFamily(
-            "engine_dbsync_pending_entries",
-            "Event-stream entries delivered to db-sync and not yet acknowledged (persisted)",
-            value=int(summary["pending"]),
-        ),
-        GaugeMetricFamily(
-            "engine_event_stream_length", "Entries in stream:events (db-sync trims what it persisted)", value=length
-        ),
-    ]
+    return oldest, int(summary["pending"]), int(length)

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from shared import redis_keys
 from shared.persistence.batch import OrphanEventsError, make_engine, parse_entries, persist_batch
 from shared.redis_client import REDIS_UNAVAILABLE
-from shared.redis_keys import DBSYNC_GROUP, EVENTS_STREAM
+from shared.redis_keys import DBSYNC_GROUP, events_stream
 from shared.redis_replicas import ReplicaCount, blocking_barrier
 
 __all__ = ["OrphanEventsError", "StreamSyncer", "make_engine", "parse_entries", "persist_batch"]
@@ -69,7 +69,7 @@ class StreamSyncer:
         *,
         batch_size: int = 500,
         block_ms: int = 200,
-        stream: str = EVENTS_STREAM,
+        stream: str = events_stream(0),
         group: str = DBSYNC_GROUP,
         consumer: str | None = None,
         claim_idle_ms: int = 30_000,

@@ -21,8 +21,10 @@ from shared import redis_keys
 from shared.domain.events import OrderEvent, iso_utc
 from shared.domain.lifecycle import OrderStatus, check_transition, is_terminal
 from shared.domain.orders import CONDITION_FIELDS, Order
+from shared.domain.partitions import partition_of, scope_partition
 from shared.redis_client import REDIS_UNAVAILABLE
 from shared.redis_replicas import barrier
+from shared.settings import Settings
 from shared.store.leases import Lease
 from shared.store.replies import RawHash, raw_members, text
 from shared.store.scripts import NO_KEY, CreateOrderArgs, TransitionArgs, lua_source, run
@@ -204,13 +206,23 @@ def _result_fields(event: OrderEvent) -> dict[str, object]:
 
 
 class OrderStore:
-    def __init__(self, redis: Redis, *, retention_s: int, idempotency_ttl_s: int) -> None:
+    def __init__(self, redis: Redis, *, retention_s: int, idempotency_ttl_s: int, partitions: int = 1) -> None:
         self.redis = redis
+        self.partitions = partitions  # where an idempotency key's record is (shared/domain/partitions.py)
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s
         self._create = redis.register_script(lua_source(CreateOrderArgs.SCRIPT))
         self._transition = redis.register_script(lua_source(TransitionArgs.SCRIPT))
         self._read_heads = redis.register_script(_READ_HEADS)
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> OrderStore:
+        return cls(
+            redis,
+            retention_s=settings.order_retention_s,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+            partitions=settings.partitions,
+        )
 
     async def create(
         self,
@@ -285,10 +297,12 @@ class OrderStore:
             check_transition(first_event.status, last_event.status)
             place_fields = place.to_fields() | ({REST_OWNER_FIELD: rest_owner} if rest_owner else {})
         scope = order.idempotency_scope
+        partition = partition_of(order.order_id)
         return CreateOrderArgs(
             order=redis_keys.order(order.order_id),
             events=redis_keys.order_events(order.order_id),
-            idempotency_key=redis_keys.idempotency(scope or "-"),
+            events_stream=redis_keys.events_stream(partition),
+            idempotency_key=redis_keys.idempotency(scope or "-", partition),
             rest_zset=place.key,
             rest_index_zset=place.index_key or NO_KEY,
             expiries_zset=place.expiries_key or NO_KEY,
@@ -320,7 +334,7 @@ class OrderStore:
 
     async def remembered(self, scope: str, body_hash: str) -> CreateResult | None:
         """What an Idempotency-Key (as scoped by `Order.idempotency_scope`) already stands for, if anything."""
-        existing = await self.redis.get(redis_keys.idempotency(scope))
+        existing = await self.redis.get(redis_keys.idempotency(scope, scope_partition(scope, self.partitions)))
         if existing is None:
             return None
         existing_id, _, existing_hash = text(existing).partition(" ")
@@ -439,6 +453,7 @@ class OrderStore:
         args = TransitionArgs(
             order=redis_keys.order(order_id),
             events=redis_keys.order_events(order_id),
+            events_stream=redis_keys.events_stream(partition_of(order_id)),
             rest_zset=place.key,
             rest_index_zset=place.index_key or NO_KEY,
             expiries_zset=place.expiries_key or NO_KEY,

@@ -56,7 +56,7 @@ class CreateOrderArgs:
     # KEYS
     order: str
     events: str
-    events_stream: str = redis_keys.EVENTS_STREAM
+    events_stream: str
     idempotency_key: str
     dramatiq_queue: str = field(default_factory=redis_keys.dramatiq_queue)
     dramatiq_msgs: str = field(default_factory=redis_keys.dramatiq_messages)
@@ -141,7 +141,7 @@ class TransitionArgs:
     # KEYS
     order: str
     events: str
-    events_stream: str = redis_keys.EVENTS_STREAM
+    events_stream: str
     rest_zset: str = NO_KEY
     rest_index_zset: str = NO_KEY
     expiries_zset: str = NO_KEY

@@ -5,7 +5,10 @@ follows it): the same services with a token launch scheduled shortly after they 
 Both run on the same Redis, and every engine's workers take orders from the same queues, so two at once
 would execute each other's orders (and each start empties Redis): the package runs one engine at a time.
 A module asking for the one that is not running stops it and starts its own; the sniper modules sort last,
-so a whole run starts each engine once."""
+so a whole run starts each engine once.
+
+Both spread orders over E2E_PARTITIONS partitions (shared/domain/partitions.py): every test below proves its
+flow with the orders of one run in different partitions, each with its own event stream."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from tests.support.processes import Engine, running_engine
 #: the next token launches 10 minutes later, after any run.
 SNIPER_EPOCH_IN_S = 25
 SNIPER_LAUNCHES = {"SIM_LAUNCH_FIRST_S": "5", "SIM_LAUNCH_INTERVAL_S": "600", "SIM_LIQUIDITY_STEP_S": "3"}
+E2E_PARTITIONS = 3
 
 
 class OneEngineAtATime:
@@ -34,7 +38,7 @@ class OneEngineAtATime:
         if self.name != name or self.engine is None:
             self.stop()
             log_dir = self.tmp_path_factory.mktemp(f"{name}-logs")
-            options = {"epoch_in_s": epoch_in_s, **env}
+            options = {"epoch_in_s": epoch_in_s, "PARTITIONS": str(E2E_PARTITIONS), **env}
             self.engine = self.stack.enter_context(
                 running_engine(self.redis_url, self.database_url, log_dir, **options)
             )

@@ -4,6 +4,9 @@ import asyncio
 import time
 import uuid
 
+from shared.domain import idempotency
+from shared.domain.partitions import partition_of, scope_partition
+from tests.e2e.conftest import E2E_PARTITIONS
 from tests.support.orders import assert_gapless_and_legal
 from tests.support.ws import collect
 
@@ -37,6 +40,28 @@ async def test_an_order_streams_from_pending_to_confirmed_with_gapless_seq(engin
     assert submitted["txHash"] and confirmed["txHash"] == submitted["txHash"]
     assert float(confirmed["executedPrice"]) > 0 and float(confirmed["amountOut"]) > 0
     assert confirmed["timestamp"].endswith("Z")
+
+
+async def test_orders_spread_over_every_partition_and_each_one_streams_and_persists(engine, http):
+    order_ids = [await submit(http) for _ in range(12)]
+    assert {partition_of(order_id) for order_id in order_ids} == set(range(E2E_PARTITIONS))
+    for key in ("retry-a", "retry-b", "retry-c"):  # a keyed order goes where its key says, and a retry finds it
+        body = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.5"}
+        keyed = {"Idempotency-Key": key}
+        first, retry = [await http.post("/api/orders/execute", json=body, headers=keyed) for _ in range(2)]
+        assert first.json()["orderId"] == retry.json()["orderId"] and retry.headers["idempotent-replayed"] == "true"
+        assert partition_of(first.json()["orderId"]) == scope_partition(idempotency.scope(None, key), E2E_PARTITIONS)
+        order_ids.append(first.json()["orderId"])
+    for order_id in order_ids:
+        messages, code = await collect(f"{engine.ws_url}/ws/orders/{order_id}")
+        assert code == 1000 and [m["status"] for m in messages] == HAPPY_PATH, order_id
+    deadline = time.monotonic() + 10
+    while True:  # db-sync reads every partition's stream
+        listed = {o["orderId"] for o in (await http.get("/api/orders", params={"limit": 500})).json()["orders"]}
+        if set(order_ids) <= listed or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert set(order_ids) <= listed
 
 
 async def test_replay_after_completion_on_both_paths_and_resume_after(engine, http):

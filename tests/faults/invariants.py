@@ -187,12 +187,11 @@ def _text(value: bytes | str) -> str:
 
 
 def order_ids_in_redis(client: redis.Redis) -> set[str]:
-    """Every order Redis holds (hash keys `order:<uuid>`; its event list is `order:<uuid>:events`)."""
+    """Every order Redis holds (hash keys `redis_keys.order`, not their event lists)."""
     ids = set()
-    for key in client.scan_iter(match="order:*", count=1000):
-        name = _text(key)
-        if name.count(":") == 1:
-            ids.add(name.split(":", 1)[1])
+    for key in client.scan_iter(match=f"{redis_keys.ORDER_KEY_PREFIX}*", count=1000):
+        if (order_id := redis_keys.order_id_of(_text(key))) is not None:
+            ids.add(order_id)
     return ids
 
 

@@ -236,7 +236,7 @@ def terminate_db_sync(faults: FaultInjector, client: redis.Redis, index: int) ->
     prefix = f"{socket.gethostname()}-{slot.process.pid}-"  # its consumer name (StreamSyncer)
 
     def pending() -> int:
-        summary = client.xpending(redis_keys.EVENTS_STREAM, redis_keys.DBSYNC_GROUP)
+        summary = client.xpending(redis_keys.events_stream(0), redis_keys.DBSYNC_GROUP)
         return sum(c["pending"] for c in summary.get("consumers") or [] if _text(c["name"]).startswith(prefix))
 
     deadline = time.monotonic() + 5  # batches are short: if none is caught in hand, SIGTERM it anyway

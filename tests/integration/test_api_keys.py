@@ -86,7 +86,7 @@ def test_idempotency_keys_are_per_api_key(client, keys):
 def test_history_lists_only_the_callers_orders_and_archived_orders_stay_private(client, keys, redis_url, database_url):
     mine = place(client, keys["alice"])
     theirs = place(client, keys["bob"])
-    entries = sync_redis.Redis.from_url(redis_url).xrange(redis_keys.EVENTS_STREAM)
+    entries = sync_redis.Redis.from_url(redis_url).xrange(redis_keys.events_stream(0))
     persist_batch(make_engine(database_url), entries)
     listed = {
         row["orderId"] for row in client.get("/api/orders?limit=500", headers=as_(keys["alice"])).json()["orders"]

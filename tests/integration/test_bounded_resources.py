@@ -393,7 +393,7 @@ async def test_a_user_socket_that_does_not_read_is_closed_4008_and_the_others_ar
                 async with redis.pipeline(transaction=False) as pipe:
                     for seq in range(first, first + 10):
                         payload = orjson.dumps({"type": "status", "seq": seq, "pad": PADDING})
-                        pipe.xadd(redis_keys.EVENTS_STREAM, {"o": str(uuid4()), "u": "crowd", "e": payload})
+                        pipe.xadd(redis_keys.events_stream(0), {"o": str(uuid4()), "u": "crowd", "e": payload})
                     await pipe.execute()
                 await asyncio.sleep(0.05)
             async with asyncio.timeout(30):

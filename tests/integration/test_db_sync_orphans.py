@@ -9,8 +9,10 @@ from shared.domain.lifecycle import OrderStatus
 from shared.execution.executor import next_event
 from shared.persistence.models import events_table, orders_table
 from shared.persistence.sync import StreamSyncer, make_engine
-from shared.redis_keys import EVENTS_STREAM
+from shared.redis_keys import events_stream
 from tests.support.orders import make_store, place_market_order
+
+EVENTS_STREAM = events_stream(0)
 
 
 async def test_an_event_whose_first_entry_a_dead_consumer_holds_reaches_postgres(redis, redis_url, database_url):

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from shared import redis_keys
 from shared.domain.lifecycle import OrderStatus
+from shared.domain.partitions import partition_of
 from shared.execution.dead_letters import DeadLetterNotFound, DeadLetters
 from shared.execution.replay_policy import NotReplayable, ReplayAction
 from shared.venues.base import VenueUnavailable
@@ -40,8 +41,8 @@ def dead_letters(redis) -> DeadLetters:
 
 
 async def order_ids_in_redis(redis) -> set[str]:
-    keys = [key.decode() async for key in redis.scan_iter("order:*")]
-    return {key.split(":")[1] for key in keys if key.count(":") == 1}
+    keys = [key.decode() async for key in redis.scan_iter(f"{redis_keys.ORDER_KEY_PREFIX}*")]
+    return {order_id for key in keys if (order_id := redis_keys.order_id_of(key)) is not None}
 
 
 class SubmitFails(SimulatedVenue):
@@ -262,4 +263,4 @@ async def test_a_replayed_order_keeps_its_owner_and_replays_once_under_the_engin
     assert again.already_replayed and again.new_order_id == first.new_order_id
     assert (await store.load(first.new_order_id)).order.owner == "a1b2c3d4e5f6"
     # The engine's namespace (shared/domain/idempotency.py), which no client key can reach.
-    assert await redis.exists(redis_keys.idempotency(f"e:replay:{order.order_id}"))
+    assert await redis.exists(redis_keys.idempotency(f"e:replay:{order.order_id}", partition_of(order.order_id)))

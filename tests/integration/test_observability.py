@@ -137,26 +137,26 @@ async def test_backlog_and_book_gauges_are_read_from_redis_when_scraped(redis, s
 
 
 async def test_dbsync_lag_is_the_age_of_the_oldest_event_not_acknowledged(redis, redis_url, scrape_registry):
-    registry = scrape_registry(dbsync_backlog)
+    registry = scrape_registry(dbsync_backlog())
     got = samples(registry)  # no stream, no group yet: nothing lags
     assert got[("engine_dbsync_lag_seconds", ())] == 0 and got[("engine_event_stream_length", ())] == 0
     client = sync_redis.Redis.from_url(redis_url)
     try:
-        client.xgroup_create(redis_keys.EVENTS_STREAM, redis_keys.DBSYNC_GROUP, id="0", mkstream=True)
+        client.xgroup_create(redis_keys.events_stream(0), redis_keys.DBSYNC_GROUP, id="0", mkstream=True)
         old_ms = int(datetime.now(UTC).timestamp() * 1000) - 5_000
-        client.xadd(redis_keys.EVENTS_STREAM, {"o": "x"}, id=f"{old_ms}-0")
-        client.xadd(redis_keys.EVENTS_STREAM, {"o": "y"})
+        client.xadd(redis_keys.events_stream(0), {"o": "x"}, id=f"{old_ms}-0")
+        client.xadd(redis_keys.events_stream(0), {"o": "y"})
         got = samples(registry)
         assert 4.5 < got[("engine_dbsync_lag_seconds", ())] < 30  # undelivered, 5 s old
-        client.xreadgroup(redis_keys.DBSYNC_GROUP, "c", {redis_keys.EVENTS_STREAM: ">"}, count=1)
+        client.xreadgroup(redis_keys.DBSYNC_GROUP, "c", {redis_keys.events_stream(0): ">"}, count=1)
         got = samples(registry)
         assert 4.5 < got[("engine_dbsync_lag_seconds", ())] < 30  # delivered, not acknowledged
         assert got[("engine_dbsync_pending_entries", ())] == 1
-        client.xack(redis_keys.EVENTS_STREAM, redis_keys.DBSYNC_GROUP, f"{old_ms}-0")
+        client.xack(redis_keys.events_stream(0), redis_keys.DBSYNC_GROUP, f"{old_ms}-0")
         assert samples(registry)[("engine_dbsync_lag_seconds", ())] < 2  # only the fresh one is left
-        client.xreadgroup(redis_keys.DBSYNC_GROUP, "c", {redis_keys.EVENTS_STREAM: ">"}, count=10)
-        pending = client.xpending(redis_keys.EVENTS_STREAM, redis_keys.DBSYNC_GROUP)
-        client.xack(redis_keys.EVENTS_STREAM, redis_keys.DBSYNC_GROUP, pending["min"])
+        client.xreadgroup(redis_keys.DBSYNC_GROUP, "c", {redis_keys.events_stream(0): ">"}, count=10)
+        pending = client.xpending(redis_keys.events_stream(0), redis_keys.DBSYNC_GROUP)
+        client.xack(redis_keys.events_stream(0), redis_keys.DBSYNC_GROUP, pending["min"])
         got = samples(registry)
         assert got[("engine_dbsync_lag_seconds", ())] == 0 and got[("engine_event_stream_length", ())] == 2
     finally:

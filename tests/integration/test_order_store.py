@@ -46,7 +46,7 @@ async def test_accepting_writes_state_event_stream_entry_and_message_together(st
     assert (state.status, state.seq, state.order.amount) == (OrderStatus.PENDING, 1, Decimal("2"))
     [event] = await store.events(order.order_id)
     assert orjson.loads(event)["seq"] == 1
-    [(_, fields)] = await redis.xrange(redis_keys.EVENTS_STREAM)
+    [(_, fields)] = await redis.xrange(redis_keys.events_stream(0))
     assert fields[b"o"].decode() == str(order.order_id) and fields[b"u"] == b"alice" and b"s" in fields
     assert await redis.lrange(redis_keys.dramatiq_queue(), 0, -1) == [message.redis_message_id.encode()]
     assert await redis.hget(redis_keys.dramatiq_messages(), message.redis_message_id) == message.data
@@ -150,7 +150,7 @@ async def test_consecutive_steps_land_together_or_not_at_all(store, redis):
     assert (routed.seq, built.seq, built.status) == (2, 3, OrderStatus.BUILDING)
     assert await store.load(order.order_id) == built
     assert [orjson.loads(e)["status"] for e in await store.events(order.order_id)] == ["pending", "routing", "building"]
-    entries = await redis.xrange(redis_keys.EVENTS_STREAM)
+    entries = await redis.xrange(redis_keys.events_stream(0))
     assert [orjson.loads(fields[b"e"])["seq"] for _, fields in entries] == [1, 2, 3]
     with pytest.raises(StaleWrite):  # a stale writer's steps add nothing, not even the first
         await store.append_steps(state, [(routing, None), (building, None)])

@@ -211,7 +211,7 @@ async def _failover_round(cluster: SentinelCluster, settings: Settings, how: str
 
         async def event_reader() -> bool:
             with hub.subscribe_order(uuid.UUID(mark)) as live:
-                await bounded.xadd(redis_keys.EVENTS_STREAM, {"o": mark, "e": orjson.dumps({"seq": 1})})
+                await bounded.xadd(redis_keys.events_stream(0), {"o": mark, "e": orjson.dumps({"seq": 1})})
                 try:
                     await asyncio.wait_for(live.get(), 0.25)
                 except TimeoutError:

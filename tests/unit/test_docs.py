@@ -15,9 +15,13 @@ from shared.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
+#: An order id standing for any: in partition 0, whose tag the page writes `{p<k>}` (shared/domain/partitions.py).
+ANY_ORDER_ID = "00000000-0000-4000-8000-000000000000"
 #: What each parameter of a key-building function stands for in docs/redis-keys.md.
 KEY_PLACEHOLDERS = {
-    "order_id": "{orderId}",
+    "order_id": ANY_ORDER_ID,
+    "partition": 0,
+    "scope": "{scope}",
     "key": "{key}",
     "token_in": "{tokenIn}",
     "token_out": "{tokenOut}",
@@ -48,8 +52,11 @@ def _documented_keys() -> list[str]:
         if name.isupper() and isinstance(value, str):
             keys.append(value)
         elif inspect.isfunction(value) and value.__module__ == redis_keys.__name__:
+            if inspect.signature(value).return_annotation != "str":  # it reads a key, it does not name one
+                continue
             parameters = inspect.signature(value).parameters
-            keys.append(value(**{p: KEY_PLACEHOLDERS[p] for p in parameters if p in KEY_PLACEHOLDERS}))
+            key = value(**{p: KEY_PLACEHOLDERS[p] for p in parameters if p in KEY_PLACEHOLDERS})
+            keys.append(key.replace(ANY_ORDER_ID, "{orderId}").replace("{p0}", "{p<k>}"))
     return keys
 
 

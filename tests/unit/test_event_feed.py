@@ -27,11 +27,11 @@ class FakeStream:
 
     async def xread(self, streams, count, block):
         self.reads += 1
-        (last,) = streams.values()
+        ((stream, last),) = streams.items()
         while True:
             fresh = [entry for entry in self.entries if last == "$" or _seq(entry[0]) > _seq(last)]
             if fresh:
-                return [(b"stream:events", fresh[:count])]
+                return [(stream.encode(), fresh[:count])]
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), block / 1000)

@@ -402,7 +402,7 @@ def test_production_scales_db_sync_on_its_consumer_groups_lag(objects):
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "redis-streams" and "lagCount" in trigger["metadata"]
     defaults = inspect.signature(StreamSyncer).parameters
-    assert trigger["metadata"]["stream"] == redis_keys.EVENTS_STREAM == defaults["stream"].default
+    assert trigger["metadata"]["stream"] == redis_keys.events_stream(0) == defaults["stream"].default
     assert trigger["metadata"]["consumerGroup"] == redis_keys.DBSYNC_GROUP == defaults["group"].default
 
 

@@ -32,6 +32,7 @@ CASES: list[tuple[Any, list[ScriptArg]]] = [
         CreateOrderArgs(
             order="order:1",
             events="order:1:events",
+            events_stream="stream:events:{p0}",
             idempotency_key="idem:k",
             use_idem=True,
             idem_value="1 hash",
@@ -49,6 +50,7 @@ CASES: list[tuple[Any, list[ScriptArg]]] = [
         TransitionArgs(
             order="order:1",
             events="order:1:events",
+            events_stream="stream:events:{p0}",
             lease="lease:order:1",
             expected_seq=1,
             order_id="1",

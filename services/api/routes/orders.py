@@ -193,7 +193,11 @@ def validated_order(
     if it is not one."""
     lifetime_s = ctx.settings.resting_max_lifetime_s
     return accept(
-        _validated(body, lifetime_s), idempotency_key=idempotency_key, owner=owner, resting_max_lifetime_s=lifetime_s
+        _validated(body, lifetime_s),
+        idempotency_key=idempotency_key,
+        owner=owner,
+        resting_max_lifetime_s=lifetime_s,
+        partitions=ctx.settings.partitions,
     )
 
 

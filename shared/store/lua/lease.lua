@@ -1,9 +1,9 @@
 -- Take, renew or release an order's lease. Renew and release act only for the holder of its token, so a
 -- worker whose lease expired (and was taken by another) can never extend or drop someone else's. Take also
 -- returns the order's hash, read after the lease was taken, so the taker starts from what no one can change.
+-- A take sent again with the same token (its reply was lost) finds the lease its own, and takes it.
 -- The slots below are named the same in LeaseArgs (shared/store/scripts.py): change both together.
 -- KEYS: lease, order ('-' unless taking)   ARGV: op ('take'|'renew'|'release'), token, ttl_ms
--- A take sent again with the same token (its reply was lost) finds the lease its own, and takes it.
 if ARGV[1] == 'take' then
   local taken = redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])
   if not taken and redis.call('GET', KEYS[1]) == ARGV[2] then taken = redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
