@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from shared import redis_keys
 from shared.domain.lifecycle import is_terminal
 
-ACK_SETS = f"{redis_keys.DRAMATIQ_NAMESPACE}:__acks__.*.{redis_keys.EXECUTION_QUEUE}"
+ACK_SETS = f"{redis_keys.DRAMATIQ_PREFIX}:*:__acks__.*.{redis_keys.EXECUTION_QUEUE}"  # every partition's
 
 
 async def in_flight(redis: Redis) -> int:

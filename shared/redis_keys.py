@@ -9,8 +9,9 @@ from uuid import UUID
 
 from shared.domain.partitions import order_tag, tag
 
-#: dramatiq's key namespace (its default) and the queue the execution worker consumes.
-DRAMATIQ_NAMESPACE = "dramatiq"
+#: What every partition's dramatiq namespace is named after (dramatiq's default namespace), and the queue the
+#: execution worker consumes in each.
+DRAMATIQ_PREFIX = "dramatiq"
 EXECUTION_QUEUE = "execution"
 
 #: The consumer group db-sync reads each partition's event stream with.
@@ -81,26 +82,36 @@ def quotes(token_in: str, token_out: str, venue: str) -> str:
     return f"quotes:{token_in}-{token_out}:{venue}"
 
 
-def dramatiq_queue(queue: str = EXECUTION_QUEUE) -> str:
-    return f"{DRAMATIQ_NAMESPACE}:{queue}"
+def dramatiq_namespace(partition: int) -> str:
+    """The dramatiq namespace of one partition's execution queue (a broker each). dramatiq names every key of
+    its own from it (the queue, `.msgs`, `.DQ`, `.XQ`, `__acks__.*`, `__heartbeats__`): the partition's hash
+    tag in it puts them all on the partition's slot, with the orders whose messages they hold."""
+    return f"{DRAMATIQ_PREFIX}:{tag(partition)}"
 
 
-def dramatiq_messages(queue: str = EXECUTION_QUEUE) -> str:
-    return f"{DRAMATIQ_NAMESPACE}:{queue}.msgs"
+def dramatiq_queue(partition: int, queue: str = EXECUTION_QUEUE) -> str:
+    """List (dramatiq's): message ids ready to be fetched."""
+    return f"{dramatiq_namespace(partition)}:{queue}"
 
 
-def dramatiq_delayed(queue: str = EXECUTION_QUEUE) -> str:
-    return f"{DRAMATIQ_NAMESPACE}:{queue}.DQ"
+def dramatiq_messages(partition: int, queue: str = EXECUTION_QUEUE) -> str:
+    """Hash (dramatiq's): message id → message, for the queue's messages."""
+    return f"{dramatiq_queue(partition, queue)}.msgs"
 
 
-def dramatiq_dead_letters(queue: str = EXECUTION_QUEUE) -> str:
+def dramatiq_delayed(partition: int, queue: str = EXECUTION_QUEUE) -> str:
+    """List (dramatiq's, with its `.msgs` hash): retries waiting out their back-off."""
+    return f"{dramatiq_queue(partition, queue)}.DQ"
+
+
+def dramatiq_dead_letters(partition: int, queue: str = EXECUTION_QUEUE) -> str:
     """Sorted set (dramatiq's): dead-lettered message ids, score = when they were dead-lettered (epoch ms)."""
-    return f"{DRAMATIQ_NAMESPACE}:{queue}.XQ"
+    return f"{dramatiq_queue(partition, queue)}.XQ"
 
 
-def dramatiq_dead_letter_messages(queue: str = EXECUTION_QUEUE) -> str:
+def dramatiq_dead_letter_messages(partition: int, queue: str = EXECUTION_QUEUE) -> str:
     """Hash (dramatiq's): dead-lettered message id → the message as it was last enqueued."""
-    return f"{dramatiq_dead_letters(queue)}.msgs"
+    return f"{dramatiq_dead_letters(partition, queue)}.msgs"
 
 
 def dead_letter_replay(order_id: UUID | str) -> str:

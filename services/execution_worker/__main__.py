@@ -1,12 +1,13 @@
-"""`python -m services.execution_worker`: consumes the execution queue and drives orders to the end.
+"""`python -m services.execution_worker`: consumes every partition's execution queue and drives orders to the end.
 
 One process keeps up to WORKER_MAX_IN_FLIGHT orders in flight on one event loop (see
-shared/execution/async_worker.py for how that sits on dramatiq).
+shared/execution/async_worker.py for how that sits on dramatiq), with a dramatiq worker per partition.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import threading
 from uuid import UUID
@@ -16,6 +17,7 @@ from loguru import logger
 from prometheus_client import Gauge
 from redis.asyncio import Redis
 
+from shared.domain.partitions import all_partitions
 from shared.execution.async_worker import AsyncWorker, LoopAcks, LoopThread, attempt_of, current_message
 from shared.execution.broker import build_broker
 from shared.execution.executor import OrderExecutor
@@ -24,7 +26,7 @@ from shared.logging import setup_logging
 from shared.observability.orders import ExecutionMetrics
 from shared.observability.probes import Heartbeat, ServiceProbes, start_probes
 from shared.observability.redis_gauges import RedisGauges, execution_backlog
-from shared.redis_client import redis_client
+from shared.redis_client import redis_client, sync_redis_client
 from shared.redis_keys import EXECUTION_QUEUE
 from shared.service import keep_running
 from shared.settings import Settings
@@ -91,38 +93,58 @@ def main() -> None:
     setup_logging("execution-worker", settings)
     probes = ServiceProbes.for_service("execution-worker", settings)
     server = start_probes("execution-worker", settings, probes)
-    broker = build_broker(settings)
     loop = LoopThread().start()
     redis = build_redis(settings)
     watching = asyncio.run_coroutine_threadsafe(watchdog(redis, probes.health.heartbeat("event-loop")), loop.loop)
     executor = loop.run(build_executor(settings, redis, ExecutionMetrics(probes.registry)))
-    declare_actor(broker, executor, settings)
-    worker = AsyncWorker(
-        broker,
-        loop=loop.loop,
-        max_in_flight=settings.worker_max_in_flight,
-        queues={EXECUTION_QUEUE},
-        acks=LoopAcks(broker, redis),
-    )
-    gauges = RedisGauges(settings, [execution_backlog])
+    workers = partition_workers(settings, executor, loop, redis)
+    gauges = RedisGauges(settings, [execution_backlog(settings.partitions)])
     probes.registry.register(gauges)
     Gauge("engine_execution_in_flight", "Orders this worker is driving now", registry=probes.registry).set_function(
-        lambda: worker.in_flight
+        lambda: sum(worker.in_flight for worker in workers)
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    worker.start()
-    logger.info("consuming {!r} with up to {} orders in flight", EXECUTION_QUEUE, settings.worker_max_in_flight)
+    for worker in workers:
+        worker.start()
+    logger.info(
+        "consuming {!r} of {} partitions with up to {} orders in flight",
+        EXECUTION_QUEUE,
+        settings.partitions,
+        settings.worker_max_in_flight,
+    )
     stop.wait()
     logger.info("stopping: finishing orders in flight")
-    worker.stop(drain_timeout_s=settings.worker_drain_s)
+    for worker in workers:
+        worker.stop(drain_timeout_s=settings.worker_drain_s)
     watching.cancel()
     loop.stop()
     gauges.close()
     if server is not None:
         server.close()
     logger.info("stopped")
+
+
+def partition_workers(settings: Settings, executor: OrderExecutor, loop: LoopThread, redis: Redis) -> list[AsyncWorker]:
+    """One dramatiq worker per partition's queue (a namespace, hence a broker, each: shared/redis_keys.py), on
+    one event loop and one executor, splitting WORKER_MAX_IN_FLIGHT between them (orders spread evenly)."""
+    client = sync_redis_client(settings)
+    per_partition = max(1, math.ceil(settings.worker_max_in_flight / settings.partitions))
+    workers = []
+    for partition in all_partitions(settings.partitions):
+        broker = build_broker(settings, partition, client)
+        declare_actor(broker, executor, settings)
+        workers.append(
+            AsyncWorker(
+                broker,
+                loop=loop.loop,
+                max_in_flight=per_partition,
+                queues={EXECUTION_QUEUE},
+                acks=LoopAcks(broker, redis),
+            )
+        )
+    return workers
 
 
 if __name__ == "__main__":

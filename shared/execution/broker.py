@@ -19,7 +19,6 @@ from shared import redis_keys
 from shared.execution.dramatiq_internals import RedisConsumer, next_delayed_eta_ms
 from shared.execution.kept_delays import KeepDelayedMessagesOnReconnect
 from shared.redis_client import REDIS_UNAVAILABLE, replica_count, sync_redis_client
-from shared.redis_keys import DRAMATIQ_NAMESPACE
 from shared.redis_replicas import ReplicaCount, blocking_barrier
 from shared.settings import Settings
 
@@ -102,7 +101,7 @@ class LingeringConsumer(RedisConsumer):
         self.linger_s: float = getattr(broker, "fetch_linger_s", 0.0)
         self._fetched_at = 0.0
         self._idle = False
-        self._queue_key = redis_keys.dramatiq_queue(queue_name)
+        self._queue_key = redis_keys.dramatiq_queue(getattr(broker, "partition", 0), queue_name)
 
     def __next__(self) -> MessageProxy | None:
         fetching = not self.message_cache
@@ -131,10 +130,13 @@ class LingeringConsumer(RedisConsumer):
 
 
 class EngineBroker(RedisBroker):
-    """The Redis broker with a lingering consumer (see `LingeringConsumer`)."""
+    """The Redis broker of one partition's execution queue (its namespace: `redis_keys.dramatiq_namespace`), with
+    a lingering consumer (see `LingeringConsumer`)."""
 
-    def __init__(self, *args: object, fetch_linger_ms: int = 0, **kwargs: object) -> None:
+    def __init__(self, *args: object, partition: int = 0, fetch_linger_ms: int = 0, **kwargs: object) -> None:
+        kwargs.setdefault("namespace", redis_keys.dramatiq_namespace(partition))
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # unannotated upstream
+        self.partition = partition
         self.fetch_linger_s = fetch_linger_ms / 1000
 
     @property
@@ -142,10 +144,11 @@ class EngineBroker(RedisBroker):
         return LingeringConsumer
 
 
-def build_broker(settings: Settings) -> RedisBroker:
+def build_broker(settings: Settings, partition: int = 0, client: redis.Redis | None = None) -> EngineBroker:
+    """The broker of `partition`'s execution queue; brokers of several partitions may share one `client`."""
     # TimeLimit, ShutDown and Callbacks are left out on purpose: they track work per worker thread,
     # and our coroutine actors do not run on the thread that picked their message up.
-    client = sync_redis_client(settings)
+    client = client or sync_redis_client(settings)
     middleware = [
         AgeLimit(),
         DurableRetries(
@@ -159,8 +162,8 @@ def build_broker(settings: Settings) -> RedisBroker:
     return EngineBroker(
         # The factory's client: Sentinel-managed when the settings say so (dramatiq takes any redis.Redis).
         client=client,
+        partition=partition,
         fetch_linger_ms=settings.worker_fetch_linger_ms,
-        namespace=DRAMATIQ_NAMESPACE,
         middleware=middleware,
         heartbeat_timeout=settings.worker_heartbeat_timeout_ms,
         maintenance_chance=settings.worker_maintenance_chance,

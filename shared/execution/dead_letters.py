@@ -38,7 +38,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -54,7 +54,7 @@ from shared import redis_keys
 from shared.domain.events import iso_utc, utc_now
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import Order
-from shared.domain.partitions import partition_of
+from shared.domain.partitions import all_partitions, partition_of
 from shared.execution.dramatiq_internals import hand_enqueue
 from shared.execution.replay_policy import (
     REPLAY_BODY_HASH,
@@ -139,7 +139,29 @@ def _scored(reply: ZSetRangeResponse) -> list[tuple[bytes, float]]:
     return cast("list[tuple[bytes, float]]", reply)
 
 
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """One partition's execution queue and dead letters (dramatiq's keys, shared/redis_keys.py)."""
+
+    queue: str
+    messages: str
+    dead: str
+    dead_messages: str
+
+    @classmethod
+    def of(cls, partition: int, queue: str = EXECUTION_QUEUE) -> QueueKeys:
+        return cls(
+            redis_keys.dramatiq_queue(partition, queue),
+            redis_keys.dramatiq_messages(partition, queue),
+            redis_keys.dramatiq_dead_letters(partition, queue),
+            redis_keys.dramatiq_dead_letter_messages(partition, queue),
+        )
+
+
 class DeadLetters:
+    """The dead letters of every partition's execution queue (`store.partitions` of them): listed and counted
+    across all, an order's found, replayed and purged in its own partition."""
+
     def __init__(
         self,
         redis: Redis,
@@ -153,28 +175,28 @@ class DeadLetters:
         self.store = store
         self.ledger = ledger
         self.clock = clock
-        self.queue_key = redis_keys.dramatiq_queue(queue)
-        self.queue_messages_key = redis_keys.dramatiq_messages(queue)
-        self.dead_key = redis_keys.dramatiq_dead_letters(queue)
-        self.dead_messages_key = redis_keys.dramatiq_dead_letter_messages(queue)
+        self.queue = queue
+        self.partitions = [QueueKeys.of(partition, queue) for partition in all_partitions(store.partitions)]
         self._purge_older = redis.register_script(_PURGE_OLDER)
+
+    def _of(self, order_id: str) -> QueueKeys:
+        return QueueKeys.of(partition_of(order_id), self.queue)
 
     # --- reading --------------------------------------------------------------------------------------
 
     async def count(self) -> int:
-        return await self.redis.zcard(self.dead_key)
+        return sum([await self.redis.zcard(keys.dead) for keys in self.partitions])
 
     async def list(self, limit: int = DEFAULT_LIST_LIMIT) -> list[dict[str, Any]]:
         """The newest `limit` dead letters, each with its order's status, type, pair and last error."""
-        newest = await self.redis.zrevrange(self.dead_key, 0, limit - 1, withscores=True)
-        letters = await self._letters(_scored(newest))
+        letters = await self._ends(limit, newest=True)
         states = await self._states([letter.order_id for letter in letters])
         return [summary(letter, states.get(letter.order_id) if letter.order_id else None) for letter in letters]
 
     async def show(self, order_id: UUID | str) -> dict[str, Any]:
         """The order's dead letters (whole messages), its current state and every event, and its last replay."""
         order_id = str(order_id)
-        letters = await self._find(order_id, self.redis)
+        letters = await self._find(order_id, self.redis, self._of(order_id))
         record = await self.redis.get(redis_keys.dead_letter_replay(order_id))
         if not letters and record is None:
             raise DeadLetterNotFound(order_id)
@@ -208,8 +230,7 @@ class DeadLetters:
 
     async def replay_all(self, limit: int = DEFAULT_REPLAY_BATCH) -> builtins.list[BatchItem]:
         """Replay the orders of the oldest `limit` dead letters, one transaction per order."""
-        oldest = await self.redis.zrange(self.dead_key, 0, min(limit, MAX_BATCH) - 1, withscores=True)
-        letters = await self._letters(_scored(oldest))
+        letters = await self._ends(min(limit, MAX_BATCH), newest=False)
         items: builtins.list[BatchItem] = []
         for order_id in dict.fromkeys(letter.order_id for letter in letters):
             if order_id is None:
@@ -233,7 +254,8 @@ class DeadLetters:
             # Watched: a second replay writes the record; the executor writes the order; a replay that got
             # as far as creating the new order wrote the key. Any of them makes this EXEC fail and retry.
             await pipe.watch(record_key, order_key)
-            letters = await self._find(order_id, pipe)
+            keys = self._of(order_id)
+            letters = await self._find(order_id, pipe, keys)
             if not letters:
                 record = await pipe.get(record_key)
                 if record is None:
@@ -243,12 +265,12 @@ class DeadLetters:
             now = self.clock()
             action, new_order_id = await self._decide(order_id, state, now, pipe)
             pipe.multi()  # type: ignore[no-untyped-call]  # unannotated in redis-py's asyncio Pipeline
-            new_order = await self._queue_action(pipe, order_id, action, letters, state, new_order_id, now)
+            new_order = await self._queue_action(pipe, keys, order_id, action, letters, state, new_order_id, now)
             if new_order is not None:
                 new_order_id = str(new_order.order_id)
             ids = [letter.message_id for letter in letters]
-            pipe.zrem(self.dead_key, *ids)
-            pipe.hdel(self.dead_messages_key, *ids)
+            pipe.zrem(keys.dead, *ids)
+            pipe.hdel(keys.dead_messages, *ids)
             result = ReplayResult(order_id, action, iso_utc(now), new_order_id, len(ids))
             pipe.set(record_key, result.to_record(), ex=REPLAY_RECORD_TTL_S)
             replies = await pipe.execute()
@@ -282,6 +304,7 @@ class DeadLetters:
     async def _queue_action(
         self,
         pipe: Pipeline,
+        keys: QueueKeys,
         order_id: str,
         action: ReplayAction,
         letters: builtins.list[DeadLetter],
@@ -294,7 +317,7 @@ class DeadLetters:
         if action is ReplayAction.REQUEUE:
             newest = max(letters, key=lambda letter: letter.dead_lettered_at or now)
             message = requeue_message(newest)
-            hand_enqueue(pipe, self.queue_key, self.queue_messages_key, message.redis_message_id, message.data)
+            hand_enqueue(pipe, keys.queue, keys.messages, message.redis_message_id, message.data)
             return None
         if action is not ReplayAction.RECREATE or earlier_replay is not None:
             return None
@@ -333,25 +356,27 @@ class DeadLetters:
             raise ValueError(f"age must be a finite number of seconds, not {age_s!r}")
         cutoff_ms = max(0, int((self.clock().timestamp() - age_s) * 1000))
         removed = 0
-        while True:
-            batch: int = await self._purge_older(
-                keys=[self.dead_key, self.dead_messages_key], args=[cutoff_ms, PURGE_BATCH]
-            )
-            removed += batch
-            if batch < PURGE_BATCH:
-                break
+        for keys in self.partitions:
+            while True:
+                batch: int = await self._purge_older(
+                    keys=[keys.dead, keys.dead_messages], args=[cutoff_ms, PURGE_BATCH]
+                )
+                removed += batch
+                if batch < PURGE_BATCH:
+                    break
         logger.info("purged {} dead letters older than {}s", removed, age_s)
         return removed
 
     async def purge_order(self, order_id: UUID | str) -> int:
         """Remove the order's dead letters without replaying them (e.g. ones replay refuses)."""
         order_id = str(order_id)
-        ids = [letter.message_id for letter in await self._find(order_id, self.redis)]
+        keys = self._of(order_id)
+        ids = [letter.message_id for letter in await self._find(order_id, self.redis, keys)]
         if not ids:
             raise DeadLetterNotFound(order_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.dead_key, *ids)
-            pipe.hdel(self.dead_messages_key, *ids)
+            pipe.zrem(keys.dead, *ids)
+            pipe.hdel(keys.dead_messages, *ids)
             removed: int
             removed, _ = await pipe.execute()
         order_logger(order_id).info("purged {} dead letters without replaying them", removed)
@@ -359,25 +384,35 @@ class DeadLetters:
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    async def _letters(self, members: builtins.list[tuple[bytes, float]]) -> builtins.list[DeadLetter]:
+    async def _ends(self, limit: int, *, newest: bool) -> builtins.list[DeadLetter]:
+        """The newest (or oldest) `limit` dead letters of all partitions: each partition's, merged."""
+        letters: builtins.list[DeadLetter] = []
+        for keys in self.partitions:
+            read = self.redis.zrevrange if newest else self.redis.zrange
+            letters += await self._letters(keys, _scored(await read(keys.dead, 0, limit - 1, withscores=True)))
+        letters.sort(key=lambda letter: letter.dead_lettered_at or datetime.min.replace(tzinfo=UTC), reverse=newest)
+        return letters[:limit]
+
+    async def _letters(self, keys: QueueKeys, members: builtins.list[tuple[bytes, float]]) -> builtins.list[DeadLetter]:
         """Dead letters for (id, score) members of the dead-letter zset, skipping ones gone meanwhile."""
         if not members:
             return []
         ids = [text(member) for member, _ in members]
-        datas = cast("builtins.list[bytes | None]", await self.redis.hmget(self.dead_messages_key, ids))
+        datas = cast("builtins.list[bytes | None]", await self.redis.hmget(keys.dead_messages, ids))
         return [
             DeadLetter.parse(message_id, data, score)
             for message_id, data, (_, score) in zip(ids, datas, members, strict=True)
             if data is not None
         ]
 
-    async def _find(self, order_id: str, client: Redis) -> builtins.list[DeadLetter]:
-        """Every dead letter of one order. A scan of the whole (small, operator-sized) dead-letter hash."""
+    async def _find(self, order_id: str, client: Redis, keys: QueueKeys) -> builtins.list[DeadLetter]:
+        """Every dead letter of one order. A scan of its partition's whole (small, operator-sized) dead-letter
+        hash."""
         needle = order_id.encode()
         found: dict[str, bytes] = {}
         cursor = 0
         while True:
-            cursor, page = await client.hscan(self.dead_messages_key, cursor, count=SCAN_COUNT)
+            cursor, page = await client.hscan(keys.dead_messages, cursor, count=SCAN_COUNT)
             for message_id, data in cast("dict[bytes, bytes]", page).items():  # HSCAN without NOVALUES
                 if needle in data:  # cheap filter before parsing
                     found[text(message_id)] = data
@@ -386,7 +421,7 @@ class DeadLetters:
         if not found:
             return []
         ids = list(found)
-        scores = await client.zmscore(self.dead_key, ids)
+        scores = await client.zmscore(keys.dead, ids)
         letters = [DeadLetter.parse(i, found[i], score) for i, score in zip(ids, scores, strict=True)]
         return [letter for letter in letters if letter.order_id == order_id]
 

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from shared import redis_keys
 from shared.domain.partitions import all_partitions
-from shared.execution.backlog import read_backlog_sync
+from shared.execution.backlog import ExecutionBacklog, read_backlog_sync
 from shared.redis_client import sync_redis_client
 from shared.settings import Settings
 
@@ -59,9 +59,17 @@ class RedisGauges(Collector):
         self.client.close()
 
 
-def execution_backlog(client: redis.Redis) -> list[Metric]:
-    """Queue depth and dead letters (the API exports the same gauges, read the same way)."""
-    backlog = read_backlog_sync(client)
+def execution_backlog(partitions: int = 1) -> Reader:
+    """Queue depth and dead letters, every partition's added up (the API exports the same gauges, read the same
+    way)."""
+
+    def execution_backlog(client: redis.Redis) -> list[Metric]:
+        return _backlog_gauges(read_backlog_sync(client, partitions))
+
+    return execution_backlog
+
+
+def _backlog_gauges(backlog: ExecutionBacklog) -> list[Metric]:
     depth = GaugeMetricFamily(
         "engine_execution_queue_depth",
         "Messages waiting in the execution queue (ready, delayed retries), read at scrape time",

@@ -303,6 +303,8 @@ class OrderStore:
             events=redis_keys.order_events(order.order_id),
             events_stream=redis_keys.events_stream(partition),
             idempotency_key=redis_keys.idempotency(scope or "-", partition),
+            dramatiq_queue=redis_keys.dramatiq_queue(partition),
+            dramatiq_msgs=redis_keys.dramatiq_messages(partition),
             rest_zset=place.key,
             rest_index_zset=place.index_key or NO_KEY,
             expiries_zset=place.expiries_key or NO_KEY,
@@ -450,10 +452,13 @@ class OrderStore:
             events.append(event.to_json())
             fields.update(changed)
         order_id, place = str(state.order.order_id), claim or _NOWHERE  # formatted once: UUID.__str__ is slow
+        partition = partition_of(order_id)
         args = TransitionArgs(
             order=redis_keys.order(order_id),
             events=redis_keys.order_events(order_id),
-            events_stream=redis_keys.events_stream(partition_of(order_id)),
+            events_stream=redis_keys.events_stream(partition),
+            dramatiq_queue=redis_keys.dramatiq_queue(partition),
+            dramatiq_msgs=redis_keys.dramatiq_messages(partition),
             rest_zset=place.key,
             rest_index_zset=place.index_key or NO_KEY,
             expiries_zset=place.expiries_key or NO_KEY,

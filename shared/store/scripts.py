@@ -9,7 +9,7 @@ tests/unit/test_store_scripts.py holds the two together. Redis wants every slot 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -58,8 +58,8 @@ class CreateOrderArgs:
     events: str
     events_stream: str
     idempotency_key: str
-    dramatiq_queue: str = field(default_factory=redis_keys.dramatiq_queue)
-    dramatiq_msgs: str = field(default_factory=redis_keys.dramatiq_messages)
+    dramatiq_queue: str
+    dramatiq_msgs: str
     rest_zset: str = NO_KEY
     rest_index_zset: str = NO_KEY
     expiries_zset: str = NO_KEY
@@ -145,8 +145,8 @@ class TransitionArgs:
     rest_zset: str = NO_KEY
     rest_index_zset: str = NO_KEY
     expiries_zset: str = NO_KEY
-    dramatiq_queue: str = field(default_factory=redis_keys.dramatiq_queue)
-    dramatiq_msgs: str = field(default_factory=redis_keys.dramatiq_messages)
+    dramatiq_queue: str
+    dramatiq_msgs: str
     lease: str
     resting_count_per_owner: str = redis_keys.RESTING_PER_OWNER
     second_rest_zset: str = NO_KEY

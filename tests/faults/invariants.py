@@ -315,7 +315,7 @@ def executing(client: redis.Redis) -> Callable[[], int | None]:
 
     def count() -> int | None:
         try:
-            keys = list(client.scan_iter(match="dramatiq:__acks__.*", count=1000))
+            keys = list(client.scan_iter(match=f"{redis_keys.DRAMATIQ_PREFIX}:*:__acks__.*", count=1000))
             return sum(client.scard(key) for key in keys)
         except (redis.RedisError, OSError):
             return None

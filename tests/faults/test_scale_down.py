@@ -64,9 +64,9 @@ MIN_HELD = 5
 PICKUP_LIMIT_S = 5.0
 POLL_S = 0.025
 SETTLE_TIMEOUT_S = 60
-ACKS_PREFIX = f"{redis_keys.DRAMATIQ_NAMESPACE}:__acks__."
-EXECUTION_MESSAGES = f"{redis_keys.DRAMATIQ_NAMESPACE}:{redis_keys.EXECUTION_QUEUE}.msgs"
-HEARTBEATS = f"{redis_keys.DRAMATIQ_NAMESPACE}:__heartbeats__"
+ACKS_PREFIX = f"{redis_keys.dramatiq_namespace(0)}:__acks__."
+EXECUTION_MESSAGES = redis_keys.dramatiq_messages(0)
+HEARTBEATS = f"{redis_keys.dramatiq_namespace(0)}:__heartbeats__"
 
 
 @dataclass

@@ -205,7 +205,7 @@ async def test_metrics_read_queue_and_dead_letter_depth_at_scrape_time(redis, se
         await failed_dead_letter(redis)
         waiting = await place_market_order(make_store(redis))
         await enqueue_execution(redis, waiting.order_id)  # a second message: the ready depth is 2
-        await redis.hset(f"{redis_keys.dramatiq_delayed()}.msgs", "retry-1", b"{}")
+        await redis.hset(f"{redis_keys.dramatiq_delayed(0)}.msgs", "retry-1", b"{}")
 
         after = gauges((await http.get("/metrics")).text)
         assert after[("engine_dead_letters", ())] == 2

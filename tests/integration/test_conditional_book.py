@@ -300,6 +300,6 @@ async def test_a_cancel_or_an_expiry_racing_the_trigger_leaves_each_order_ended_
     ended_by = {"cancel": "cancelled", "expiry": "expired"}[ender]
     assert all(end in (["triggered"], [ended_by]) for end in ends), ends
     triggered = sum(end == ["triggered"] for end in ends)
-    assert await redis.llen(redis_keys.dramatiq_queue()) == triggered
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == triggered
     for key in (redis_keys.cond_stops(PAIR), redis_keys.cond_take_profits(PAIR), redis_keys.COND_HANDOFF):
         assert await redis.zcard(key) == 0, key

@@ -70,7 +70,7 @@ async def test_two_worker_processes_on_the_same_ticks_trigger_each_order_once(re
     await tick(redis, "100", "101")  # every trailing stop armed by now (high 101)
     await until_triggered(redis, store, orders, keep_ticking=("80",))
     assert all(s == ["pending", "waiting", "triggered"] for s in await statuses(store, orders))
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 90
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 90
 
 
 async def test_a_restarted_worker_applies_the_ticks_it_missed_in_order(redis, engine):
@@ -104,4 +104,4 @@ async def test_orders_taken_but_not_handed_over_are_recovered_once(redis, engine
         while await redis.zcard(redis_keys.COND_HANDOFF):
             await asyncio.sleep(0.1)
     assert all(s == ["pending", "waiting", "triggered"] for s in await statuses(store, orders))
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 6
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 6

@@ -89,8 +89,8 @@ async def test_replaying_a_failed_order_creates_exactly_one_new_order_that_execu
     result = await dead_letters(redis).replay(original.order_id)
     assert result.action is ReplayAction.RECREATE and not result.already_replayed
     assert result.dead_letters_removed == 1
-    assert await redis.zcard(redis_keys.dramatiq_dead_letters()) == 0
-    assert await redis.hlen(redis_keys.dramatiq_dead_letter_messages()) == 0
+    assert await redis.zcard(redis_keys.dramatiq_dead_letters(0)) == 0
+    assert await redis.hlen(redis_keys.dramatiq_dead_letter_messages(0)) == 0
 
     # The original keeps its one terminal state, untouched.
     assert await event_messages(store, original) == before
@@ -110,7 +110,7 @@ async def test_replaying_a_failed_order_creates_exactly_one_new_order_that_execu
     again = await dead_letters(redis).replay(original.order_id)
     assert again.already_replayed and again.new_order_id == result.new_order_id
     assert await order_ids_in_redis(redis) == {str(original.order_id), result.new_order_id}
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 0
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 0
     assert (await dead_letters(redis).show(original.order_id))["lastReplay"]["newOrderId"] == result.new_order_id
 
 
@@ -126,7 +126,7 @@ async def test_a_replayed_limit_order_rests_again(redis):
     new = await store.load(result.new_order_id)
     assert new.status is OrderStatus.WAITING and new.order.limit_price == original.limit_price
     assert new.fields["restKey"].startswith("limit:SOL-USDC:b:")
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 0  # it waits for its price, not for a worker
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 0  # it waits for its price, not for a worker
 
 
 async def test_replaying_a_non_terminal_order_resumes_it_from_its_last_stage(redis):
@@ -140,8 +140,8 @@ async def test_replaying_a_non_terminal_order_resumes_it_from_its_last_stage(red
 
     result = await dead_letters(redis).replay(order.order_id)
     assert result.action is ReplayAction.REQUEUE and result.new_order_id is None
-    assert await redis.lrange(redis_keys.dramatiq_queue(), 0, -1) == [message_id.encode()]
-    requeued = orjson.loads(await redis.hget(redis_keys.dramatiq_messages(), message_id))
+    assert await redis.lrange(redis_keys.dramatiq_queue(0), 0, -1) == [message_id.encode()]
+    requeued = orjson.loads(await redis.hget(redis_keys.dramatiq_messages(0), message_id))
     assert "retries" not in requeued["options"] and "traceback" not in requeued["options"]
 
     assert await run_queued(redis, in_process_executor(redis, store)) == [str(order.order_id)]
@@ -167,7 +167,7 @@ async def test_concurrent_replays_have_exactly_one_effect(redis, redis_url, term
             await client.aclose()
     assert sum(not r.already_replayed for r in results) == 1
     assert len({(r.action, r.new_order_id, r.replayed_at) for r in results}) == 1
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 1  # one requeue, or one new order's message
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 1  # one requeue, or one new order's message
     expected = {str(order.order_id)} | ({results[0].new_order_id} if terminal else set())
     assert await order_ids_in_redis(redis) == expected
 
@@ -196,7 +196,7 @@ async def test_a_dead_letter_of_a_confirmed_order_is_only_discarded(redis):
     await dead_letter(redis, order.order_id)
     result = await dead_letters(redis).replay(order.order_id)
     assert result.action is ReplayAction.DISCARD
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 0
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 0
     assert [m["status"] for m in await event_messages(store, order)][-1] == "confirmed"
 
 
@@ -217,7 +217,7 @@ async def test_replay_all_takes_a_bounded_batch_oldest_first_and_purge_drops_old
     assert await dead_letters(redis).purge_older_than(150) == 0
     assert await dead_letters(redis).purge_older_than(50) == 1
     assert await dead_letters(redis).count() == 0
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 3  # two replays + the live order
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 3  # two replays + the live order
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ def test_hand_built_queue_writes_round_trip_through_dramatiq(redis_url):
     messages hash, dead letters) is where `shared.redis_keys` says."""
     problems = Problems()
     queue = f"internals-{uuid.uuid4().hex[:8]}"
-    broker = RedisBroker(url=redis_url, namespace=redis_keys.DRAMATIQ_NAMESPACE)
+    broker = RedisBroker(url=redis_url, namespace=redis_keys.dramatiq_namespace(0))
     client = broker.client
     try:
         # Ours → dramatiq: hand-built bytes under hand-built keys, fetched and decoded by dramatiq's consumer.
@@ -29,7 +29,11 @@ def test_hand_built_queue_writes_round_trip_through_dramatiq(redis_url):
         message = message.copy(options={internals.REDIS_MESSAGE_ID: redis_id})
         pipe = client.pipeline(transaction=True)
         internals.hand_enqueue(
-            pipe, redis_keys.dramatiq_queue(queue), redis_keys.dramatiq_messages(queue), redis_id, message.encode()
+            pipe,
+            redis_keys.dramatiq_queue(0, queue),
+            redis_keys.dramatiq_messages(0, queue),
+            redis_id,
+            message.encode(),
         )
         pipe.execute()
         consumer = broker.consume(queue, prefetch=1, timeout=200)
@@ -47,8 +51,8 @@ def test_hand_built_queue_writes_round_trip_through_dramatiq(redis_url):
             consumer.nack(fetched)
             problems.check(
                 "dead-letter keys (.XQ, .XQ.msgs)",
-                client.zscore(redis_keys.dramatiq_dead_letters(queue), redis_id) is not None
-                and client.hget(redis_keys.dramatiq_dead_letter_messages(queue), redis_id) is not None,
+                client.zscore(redis_keys.dramatiq_dead_letters(0, queue), redis_id) is not None
+                and client.hget(redis_keys.dramatiq_dead_letter_messages(0, queue), redis_id) is not None,
                 "a nacked message is not under redis_keys.dramatiq_dead_letters*",
             )
         consumer.close()
@@ -58,12 +62,12 @@ def test_hand_built_queue_writes_round_trip_through_dramatiq(redis_url):
         sent_id = sent.options[internals.REDIS_MESSAGE_ID]
         problems.check(
             "queue keys (<ns>:<queue>, <ns>:<queue>.msgs)",
-            client.lrange(redis_keys.dramatiq_queue(queue), 0, -1) == [sent_id.encode()]
-            and dramatiq.Message.decode(client.hget(redis_keys.dramatiq_messages(queue), sent_id)).args == ("o-2",),
+            client.lrange(redis_keys.dramatiq_queue(0, queue), 0, -1) == [sent_id.encode()]
+            and dramatiq.Message.decode(client.hget(redis_keys.dramatiq_messages(0, queue), sent_id)).args == ("o-2",),
             "RedisBroker.enqueue did not write where redis_keys.dramatiq_queue/messages say",
         )
     finally:
         broker.flush(queue)
-        client.delete(redis_keys.dramatiq_dead_letters(queue), redis_keys.dramatiq_dead_letter_messages(queue))
+        client.delete(redis_keys.dramatiq_dead_letters(0, queue), redis_keys.dramatiq_dead_letter_messages(0, queue))
         broker.close()
     problems.raise_if_any()

@@ -40,7 +40,7 @@ async def test_transient_failures_are_retried_then_failed_and_dead_lettered(redi
     assert "3 attempts" in messages[-1]["errorMessage"]
     assert state.fields["error"] == "venue_unavailable"
     for _ in range(100):  # the nack lands just after the failed event
-        dead = await redis.hvals(f"{redis_keys.dramatiq_dead_letters()}.msgs")
+        dead = await redis.hvals(f"{redis_keys.dramatiq_dead_letters(0)}.msgs")
         if dead:
             break
         await asyncio.sleep(0.05)
@@ -53,8 +53,8 @@ async def test_a_message_delivered_twice_executes_once(redis, engine):
     store = make_store(redis)
     order = await place_market_order(store)
     duplicate = execute_order_message(order.order_id)
-    await redis.hset(redis_keys.dramatiq_messages(), duplicate.redis_message_id, duplicate.data)
-    await redis.rpush(redis_keys.dramatiq_queue(), duplicate.redis_message_id)
+    await redis.hset(redis_keys.dramatiq_messages(0), duplicate.redis_message_id, duplicate.data)
+    await redis.rpush(redis_keys.dramatiq_queue(0), duplicate.redis_message_id)
     engine.start("execution-worker", SIM_LATENCY_SCALE="0.2")
     await wait_for(store, order, timeout=30)
     messages = await event_messages(store, order)
@@ -62,11 +62,11 @@ async def test_a_message_delivered_twice_executes_once(redis, engine):
     assert_gapless_and_legal(messages)
     assert await executions(redis, order) == 1
     for _ in range(100):  # both deliveries end acked, none dead-lettered
-        if await redis.hlen(redis_keys.dramatiq_messages()) == 0:
+        if await redis.hlen(redis_keys.dramatiq_messages(0)) == 0:
             break
         await asyncio.sleep(0.05)
-    assert await redis.hlen(redis_keys.dramatiq_messages()) == 0
-    assert await redis.zcard(redis_keys.dramatiq_dead_letters()) == 0
+    assert await redis.hlen(redis_keys.dramatiq_messages(0)) == 0
+    assert await redis.zcard(redis_keys.dramatiq_dead_letters(0)) == 0
 
 
 @pytest.mark.parametrize("kill_when", ["lease_taken", "submitted"])

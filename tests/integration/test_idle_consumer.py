@@ -22,7 +22,7 @@ from shared.execution.messages import EXECUTE_ORDER
 
 @pytest.fixture
 def engine_broker(redis_url):
-    broker = EngineBroker(url=redis_url, namespace=redis_keys.DRAMATIQ_NAMESPACE)
+    broker = EngineBroker(url=redis_url, namespace=redis_keys.dramatiq_namespace(0))
     yield broker
     broker.client.close()
 
@@ -48,7 +48,7 @@ def test_an_idle_consumer_wakes_on_a_push_not_on_a_timer(engine_broker, monkeypa
     reader.join(10)
     assert not reader.is_alive(), "the push did not wake the consumer"
     assert got and got[0] is not None and got[0].message_id == sent.message_id
-    assert engine_broker.client.llen(redis_keys.dramatiq_queue(queue)) == 0  # the wait moved nothing
+    assert engine_broker.client.llen(redis_keys.dramatiq_queue(0, queue)) == 0  # the wait moved nothing
     consumer.close()
 
 

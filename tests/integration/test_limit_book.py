@@ -33,8 +33,8 @@ def book(redis, store):
 
 
 async def queued_order_ids(redis) -> list[str]:
-    ids = await redis.lrange(redis_keys.dramatiq_queue(), 0, -1)
-    data = await redis.hmget(redis_keys.dramatiq_messages(), ids) if ids else []
+    ids = await redis.lrange(redis_keys.dramatiq_queue(0), 0, -1)
+    data = await redis.hmget(redis_keys.dramatiq_messages(0), ids) if ids else []
     return [orjson.loads(raw)["args"][0] for raw in data]
 
 

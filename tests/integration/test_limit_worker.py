@@ -36,7 +36,7 @@ async def test_resting_orders_survive_a_killed_worker_and_trigger_once_after_res
     await tick_until_triggered(redis, store, orders)
     for order in orders:
         assert [m["status"] for m in await event_messages(store, order)] == ["pending", "waiting", "triggered"]
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 5
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 5
 
 
 async def test_orders_taken_but_not_handed_over_are_recovered_once(redis, engine):
@@ -49,7 +49,7 @@ async def test_orders_taken_but_not_handed_over_are_recovered_once(redis, engine
             await asyncio.sleep(0.1)
     for order in orders:
         assert [m["status"] for m in await event_messages(store, order)] == ["pending", "waiting", "triggered"]
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 3
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 3
 
 
 async def test_two_limit_worker_processes_on_the_same_ticks_trigger_each_order_once(redis, engine):
@@ -60,4 +60,4 @@ async def test_two_limit_worker_processes_on_the_same_ticks_trigger_each_order_o
     await tick_until_triggered(redis, store, orders, price="152")
     for order in orders:
         assert [m["status"] for m in await event_messages(store, order)].count("triggered") == 1
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 100
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 100

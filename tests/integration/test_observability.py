@@ -123,7 +123,7 @@ async def test_backlog_and_book_gauges_are_read_from_redis_when_scraped(redis, s
     await place_sniper_order(store, {"kind": "listing"})
     await place_sniper_order(store, {"kind": "liquidity", "minLiquidity": "1000"})
     registry = scrape_registry(
-        execution_backlog, resting_limit_orders([("SOL", "USDC"), ("USDC", "SOL")]), armed_sniper_orders
+        execution_backlog(), resting_limit_orders([("SOL", "USDC"), ("USDC", "SOL")]), armed_sniper_orders
     )
     got = samples(registry)
     assert got[("engine_execution_queue_depth", (("queue", "ready"),))] == 2
@@ -164,7 +164,7 @@ async def test_dbsync_lag_is_the_age_of_the_oldest_event_not_acknowledged(redis,
 
 
 def test_a_redis_that_does_not_answer_leaves_the_gauges_out_and_says_so():
-    gauges = RedisGauges("redis://127.0.0.1:1/0", [execution_backlog])
+    gauges = RedisGauges("redis://127.0.0.1:1/0", [execution_backlog()])
     registry = CollectorRegistry()
     registry.register(gauges)
     try:

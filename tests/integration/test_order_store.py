@@ -48,8 +48,8 @@ async def test_accepting_writes_state_event_stream_entry_and_message_together(st
     assert orjson.loads(event)["seq"] == 1
     [(_, fields)] = await redis.xrange(redis_keys.events_stream(0))
     assert fields[b"o"].decode() == str(order.order_id) and fields[b"u"] == b"alice" and b"s" in fields
-    assert await redis.lrange(redis_keys.dramatiq_queue(), 0, -1) == [message.redis_message_id.encode()]
-    assert await redis.hget(redis_keys.dramatiq_messages(), message.redis_message_id) == message.data
+    assert await redis.lrange(redis_keys.dramatiq_queue(0), 0, -1) == [message.redis_message_id.encode()]
+    assert await redis.hget(redis_keys.dramatiq_messages(0), message.redis_message_id) == message.data
 
 
 async def test_same_key_same_body_replays_and_different_body_conflicts(store):
@@ -71,7 +71,7 @@ async def test_a_full_queue_refuses_and_leaves_nothing_behind(store, redis):
     )
     assert result.outcome is CreateOutcome.OVERLOADED
     assert await store.load(second.order_id) is None
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 1
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 1
 
 
 async def test_append_is_a_compare_and_set_on_seq(store):

@@ -109,7 +109,7 @@ async def test_every_client_kind_writes_and_reads_through_the_master(cluster, en
     broker.enqueue(Message(queue_name=TEST_QUEUE, actor_name="noop", args=(), kwargs={}, options={}))
     sync = sync_redis_client(engine_settings, socket_timeout=5)
     sync.set("sentinel:sync", token)
-    gauges = RedisGauges(engine_settings, [execution_backlog])
+    gauges = RedisGauges(engine_settings, [execution_backlog()])
     assert _gauges_ok(gauges)
     # The CLI builds its client from the settings too (on a loop of its own, as a command does).
     read = asyncio.to_thread(run_with_redis, engine_settings, lambda client: client.get("sentinel:sync"))
@@ -117,7 +117,7 @@ async def test_every_client_kind_writes_and_reads_through_the_master(cluster, en
 
     master = _on_master(cluster)  # every write above is on the node the sentinels name
     assert {master.get(f"sentinel:{name}") for name in ("plain", "bounded", "reader", "sync")} == {token.encode()}
-    assert master.hlen(f"{redis_keys.DRAMATIQ_NAMESPACE}:{TEST_QUEUE}.msgs") >= 1
+    assert master.hlen(f"{redis_keys.dramatiq_namespace(0)}:{TEST_QUEUE}.msgs") >= 1
     assert master.exists(redis_keys.order(str(order.order_id)))
     for client in (broker.client, sync, gauges.client):
         client.close()
@@ -163,7 +163,7 @@ async def _failover_round(cluster: SentinelCluster, settings: Settings, how: str
     reader = redis_client(settings, single_connection=True)
     broker = build_broker(settings)
     broker.declare_queue(TEST_QUEUE)
-    gauges = RedisGauges(settings, [execution_backlog])
+    gauges = RedisGauges(settings, [execution_backlog()])
     store = make_store(bounded)
     hub = EventHub(reader)
     reading = asyncio.create_task(hub.run())
@@ -409,7 +409,7 @@ def test_a_retry_counts_as_scheduled_only_once_the_replicas_hold_it(cluster, eng
             assert not scheduled.wait(0.6)  # enqueued on the master, not yet on the replicas: not done
         assert scheduled.wait(15)
         worker.join()
-        delayed = _on_master(cluster).llen(f"dramatiq:{retried_queue}.DQ")
+        delayed = _on_master(cluster).llen(redis_keys.dramatiq_delayed(0, retried_queue))
         assert delayed >= 1  # once, or twice if a try landed unconfirmed: a duplicate the executor absorbs
     finally:
         broker.client.close()

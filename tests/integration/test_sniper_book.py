@@ -53,7 +53,7 @@ async def test_a_listing_event_fires_waiting_orders_of_both_directions_once(redi
         triggered = (await event_messages(store, order))[-1]
         assert triggered["venueEvent"]["kind"] == "pool_created" and triggered["trigger"] == {"kind": "listing"}
     assert await statuses(store, other) == ["pending", "waiting"]
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 2
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 2
     assert await book.resting_sets() == [redis_keys.sniper_listing("SOL-MEW")]
 
 
@@ -76,7 +76,7 @@ async def test_two_workers_on_the_same_events_fire_each_order_once(redis, store)
     await asyncio.gather(*(b.on_venue_event(event) for b in books for _ in range(3)))
     for order in orders:
         assert (await statuses(store, order)).count("triggered") == 1
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 100
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 100
 
 
 async def test_a_cancel_racing_a_fire_has_one_winner(store, book):

@@ -41,4 +41,4 @@ async def test_an_event_published_while_the_worker_was_down_fires_once_it_is_bac
             await asyncio.sleep(0.1)
     triggered = (await event_messages(store, order))[-1]
     assert triggered["venueEvent"]["id"] == "WIF-SOL:meteora:0"
-    assert await redis.llen(redis_keys.dramatiq_queue()) == 1
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 1

@@ -28,7 +28,7 @@ TRACEBACK = "Traceback (most recent call last):\n  ...\nshared.venues.base.Venue
 
 
 async def queued_message_id(redis: Redis, order_id: UUID) -> str:
-    for message_id, data in (await redis.hgetall(redis_keys.dramatiq_messages())).items():
+    for message_id, data in (await redis.hgetall(redis_keys.dramatiq_messages(0))).items():
         if orjson.loads(data)["args"] == [str(order_id)]:
             return message_id.decode()
     raise LookupError(f"no queued message for {order_id}")
@@ -37,8 +37,8 @@ async def queued_message_id(redis: Redis, order_id: UUID) -> str:
 async def enqueue_execution(redis: Redis, order_id: UUID) -> str:
     """An execution message for an order that has none queued (e.g. a resting order, once triggered)."""
     message = execute_order_message(order_id)
-    await redis.hset(redis_keys.dramatiq_messages(), message.redis_message_id, message.data)
-    await redis.rpush(redis_keys.dramatiq_queue(), message.redis_message_id)
+    await redis.hset(redis_keys.dramatiq_messages(0), message.redis_message_id, message.data)
+    await redis.rpush(redis_keys.dramatiq_queue(0), message.redis_message_id)
     return message.redis_message_id
 
 
@@ -46,13 +46,13 @@ async def dead_letter(redis: Redis, order_id: UUID, *, retries: int = 2, at_ms: 
     """Move the order's queued execution message to the dead-letter queue as dramatiq's `nack` does (after
     the Retries middleware counted `retries` and kept the traceback of the delivery before the last)."""
     message_id = await queued_message_id(redis, order_id)
-    message = orjson.loads(await redis.hget(redis_keys.dramatiq_messages(), message_id))
+    message = orjson.loads(await redis.hget(redis_keys.dramatiq_messages(0), message_id))
     message["options"].update(retries=retries, traceback=TRACEBACK)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.lrem(redis_keys.dramatiq_queue(), 0, message_id)
-        pipe.hdel(redis_keys.dramatiq_messages(), message_id)
-        pipe.zadd(redis_keys.dramatiq_dead_letters(), {message_id: at_ms or int(time.time() * 1000)})
-        pipe.hset(redis_keys.dramatiq_dead_letter_messages(), message_id, orjson.dumps(message))
+        pipe.lrem(redis_keys.dramatiq_queue(0), 0, message_id)
+        pipe.hdel(redis_keys.dramatiq_messages(0), message_id)
+        pipe.zadd(redis_keys.dramatiq_dead_letters(0), {message_id: at_ms or int(time.time() * 1000)})
+        pipe.hset(redis_keys.dramatiq_dead_letter_messages(0), message_id, orjson.dumps(message))
         await pipe.execute()
     return message_id
 
@@ -81,11 +81,11 @@ def in_process_executor(redis: Redis, store: OrderStore, venue_class=SimulatedVe
 async def run_queued(redis: Redis, executor: OrderExecutor) -> list[str]:
     """Deliver every queued execution message once, in order, as a worker would; their order ids."""
     delivered = []
-    while (message_id := await redis.lpop(redis_keys.dramatiq_queue())) is not None:
-        data = await redis.hget(redis_keys.dramatiq_messages(), message_id)
+    while (message_id := await redis.lpop(redis_keys.dramatiq_queue(0))) is not None:
+        data = await redis.hget(redis_keys.dramatiq_messages(0), message_id)
         message = dramatiq.Message.decode(data)
         await executor.execute(UUID(message.args[0]), attempt_of(message))
-        await redis.hdel(redis_keys.dramatiq_messages(), message_id)
+        await redis.hdel(redis_keys.dramatiq_messages(0), message_id)
         delivered.append(message.args[0])
     return delivered
 

@@ -35,7 +35,7 @@ def _params(fn) -> list[str]:
 
 def _offline_broker(cls=RedisBroker, **kwargs) -> RedisBroker:
     # Nothing connects until a command is sent; the port is never dialled.
-    return cls(url="redis://127.0.0.1:1/0", namespace=redis_keys.DRAMATIQ_NAMESPACE, **kwargs)
+    return cls(url="redis://127.0.0.1:1/0", namespace=redis_keys.dramatiq_namespace(0), **kwargs)
 
 
 def test_dramatiq_internals_are_where_we_left_them():
@@ -141,8 +141,10 @@ def test_dramatiq_internals_are_where_we_left_them():
     # The key names the Lua scripts and dead-letter code write equal dramatiq's own naming.
     def key_names():
         q = redis_keys.EXECUTION_QUEUE
-        assert redis_keys.dramatiq_delayed(q) == f"{redis_keys.DRAMATIQ_NAMESPACE}:{dq_name(q)}", "delay queue"
-        assert redis_keys.dramatiq_dead_letters(q) == f"{redis_keys.DRAMATIQ_NAMESPACE}:{xq_name(q)}", "dead letters"
+        assert redis_keys.dramatiq_delayed(0, q) == f"{redis_keys.dramatiq_namespace(0)}:{dq_name(q)}", "delay queue"
+        assert redis_keys.dramatiq_dead_letters(0, q) == f"{redis_keys.dramatiq_namespace(0)}:{xq_name(q)}", (
+            "dead letters"
+        )
 
     problems.attempt("dramatiq's Redis key names (dq_name, xq_name)", key_names)
 

@@ -388,8 +388,12 @@ def test_production_scales_the_execution_worker_on_the_real_dramatiq_queue(objec
     assert scaled["minReplicaCount"] >= 1
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "redis"
-    assert trigger["metadata"]["listName"] == redis_keys.dramatiq_queue() == f"dramatiq:{redis_keys.EXECUTION_QUEUE}"
-    assert trigger["metadata"]["listName"] != redis_keys.dramatiq_delayed()
+    assert (
+        trigger["metadata"]["listName"]
+        == redis_keys.dramatiq_queue(0)
+        == f"dramatiq:{{p0}}:{redis_keys.EXECUTION_QUEUE}"
+    )
+    assert trigger["metadata"]["listName"] != redis_keys.dramatiq_delayed(0)
     database = urlsplit(TEST_SECRETS["REDIS_URL"]).path.lstrip("/") or "0"
     assert trigger["metadata"]["databaseIndex"] == database
 

@@ -84,7 +84,7 @@ async def metrics(ctx: Context) -> Response:
 
 
 async def _render_metrics(ctx: ApiContext) -> bytes:
-    ctx.metrics.observe_backlog(await read_backlog(ctx.redis))
+    ctx.metrics.observe_backlog(await read_backlog(ctx.redis, ctx.settings.partitions))
     ctx.metrics.observe_redis_memory(await ctx.memory.reading())
     ctx.metrics.events_delivered.set(ctx.hub.delivered)
     return generate_latest(ctx.metrics.registry)
