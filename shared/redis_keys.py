@@ -38,8 +38,11 @@ API_KEYS = "auth:api-keys"
 RATE_LIMIT_PREFIX = "ratelimit"
 
 #: Shared simulation parameters, so that every process sees the same seeded market.
-SIM_SEED = "sim:seed"
-SIM_EPOCH = "sim:epoch"
+#: The simulated chain's hash tag: a settle touches a transaction, its order's nonce and every pool it moved, so
+#: all of the simulator's keys share one slot (docs/sharding.md, "The simulated chain").
+SIM_TAG = "{chain}"
+SIM_SEED = f"sim:{SIM_TAG}:seed"
+SIM_EPOCH = f"sim:{SIM_TAG}:epoch"
 
 
 # An order's own keys carry its partition's hash tag (shared/domain/partitions.py): on a Cluster they share a slot.
@@ -121,22 +124,22 @@ def dead_letter_replay(order_id: UUID | str) -> str:
 
 def venue_transaction(tx_hash: str) -> str:
     """Hash: a swap transaction as the simulated chain recorded it (submitted, landed, outcome)."""
-    return f"sim:tx:{tx_hash}"
+    return f"sim:{SIM_TAG}:tx:{tx_hash}"
 
 
 def venue_nonce(order_id: UUID | str) -> str:
     """String: the one transaction allowed to execute for an order (a durable nonce, in Solana terms)."""
-    return f"sim:nonce:{order_id}"
+    return f"sim:{SIM_TAG}:nonce:{order_id}"
 
 
 def venue_pool_shift(dex: str, base: str, quote: str) -> str:
     """String: how far executed swaps have pushed one venue's pool off its arbitraged price, and since when."""
-    return f"sim:pool-shift:{dex}:{base}-{quote}"
+    return f"sim:{SIM_TAG}:pool-shift:{dex}:{base}-{quote}"
 
 
 def venue_order_transactions(order_id: UUID | str) -> str:
     """Set: every tx_hash the simulated chain recorded for an order (to count its executions)."""
-    return f"sim:order-txs:{order_id}"
+    return f"sim:{SIM_TAG}:order-txs:{order_id}"
 
 
 #: Hash: owner (`key:<keyId>` or `ip:<address>`) → how many of its orders rest (limit + sniper, `waiting`).
@@ -170,14 +173,14 @@ def limit_bucket(pair: str, bucket: int) -> str:
 
 # --- simulated venue events and resting sniper orders --------------------------------------------------
 #: Pool created / liquidity changed, published by the quote stream from the simulated launch schedule.
-VENUE_EVENTS_STREAM = "stream:venue-events"
+VENUE_EVENTS_STREAM = f"stream:{SIM_TAG}:venue-events"
 VENUE_EVENTS_MAXLEN = 10_000
 #: How far (epoch seconds) the schedule's events have been published; each event is published once.
-SIM_EVENTS_PUBLISHED_UNTIL = "sim:venue-events:until"
+SIM_EVENTS_PUBLISHED_UNTIL = f"sim:{SIM_TAG}:venue-events:until"
 
 
 def sim_venue_event(event_id: str) -> str:
-    return f"sim:venue-event:{event_id}"
+    return f"sim:{SIM_TAG}:venue-event:{event_id}"
 
 
 SNIPER_EXPIRIES = "sniper:expiries"

@@ -42,7 +42,7 @@ class QuoteStreamMetrics:
         )
         self.venue_events = Counter(
             "engine_venue_events_published_total",
-            "Simulated venue events published on stream:venue-events",
+            "Simulated venue events published on stream:{chain}:venue-events",
             ["kind"],
             registry=registry,
         )

@@ -1,6 +1,6 @@
 """`python -m services.sniper_worker`: fires resting sniper orders on venue events, and expires them.
 
-Events come from `stream:venue-events`; the worker resumes after the last event acted on. A sweep fires
+Events come from `stream:{chain}:venue-events`; the worker resumes after the last event acted on. A sweep fires
 orders whose condition already holds (placed after their event, or missed while down): at start-up, when an
 order is placed, and a grace after each of the launch schedule's moments; housekeeping sleeps in between
 (shared/store/doorbell.py).

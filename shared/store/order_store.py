@@ -326,6 +326,7 @@ class OrderStore:
             index_score=place.index_score,
             expiry_score=place.expires_at_ms,
             rest_owner=rest_owner if resting is not None else "",
+            resting_count_per_owner=redis_keys.RESTING_PER_OWNER if resting is not None and rest_owner else NO_KEY,
             max_resting=max_resting,
             ring=place.ring if resting is not None else "",
             second_rest_zset=place.second_key or NO_KEY,
@@ -465,6 +466,9 @@ class OrderStore:
             second_rest_zset=place.second_key or NO_KEY,
             second_rest_member=place.second_member,
             lease=redis_keys.order_lease(order_id),
+            # Given back only in the step that takes the order out of `waiting` (the seq CAS makes this state
+            # the stored one whenever the script gets that far).
+            resting_count_per_owner=redis_keys.RESTING_PER_OWNER if state.status is OrderStatus.WAITING else NO_KEY,
             expected_seq=state.seq,
             order_id=order_id,
             user_id=state.order.stream_user,

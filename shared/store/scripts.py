@@ -4,6 +4,10 @@ Lua reads its arguments by position only. Each description below names them, and
 place in Python that lists them in the order the script's header comment (`-- KEYS: …  ARGV: …`) gives;
 tests/unit/test_store_scripts.py holds the two together. Redis wants every slot filled, so an absent key is
 `NO_KEY` and an absent argument '' (or 0): what each script reads as "none".
+
+On a Redis Cluster every key a script declares must be in one slot, absent ones too: `run` sends an absent
+key as the script's first key, which is. A script never touches a key it was sent as absent: it learns that a
+key is absent from its arguments (or from `KEYS[i] == KEYS[1]`), never from the key's name.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-
-from shared import redis_keys
 
 LUA_DIR = Path(__file__).parent / "lua"
 NO_KEY = "-"
@@ -38,7 +40,13 @@ def lua_source(script: str) -> str:
 async def run(script: AsyncScript, args: ScriptArgs, client: Redis | None = None) -> Any:
     """Run a registered script (on `client`, e.g. a pipeline, if given); its reply is as untyped as Lua's."""
     keys, argv = args.render()
-    return await script(keys=keys, args=argv, client=client)
+    return await script(keys=in_one_slot(keys), args=argv, client=client)
+
+
+def in_one_slot(keys: list[str]) -> list[str]:
+    """`keys` with each absent one (`NO_KEY`) sent as the first: a declared key outside the script's slot is an
+    error on a cluster even if the script never touches it."""
+    return [keys[0] if key == NO_KEY else key for key in keys] if keys else keys
 
 
 def _pairs(fields: Mapping[str, str]) -> Iterator[str]:
@@ -63,7 +71,7 @@ class CreateOrderArgs:
     rest_zset: str = NO_KEY
     rest_index_zset: str = NO_KEY
     expiries_zset: str = NO_KEY
-    resting_count_per_owner: str = redis_keys.RESTING_PER_OWNER
+    resting_count_per_owner: str = NO_KEY  # RESTING_PER_OWNER, for an order that rests (or did)
     doorbell: str = NO_KEY
     second_rest_zset: str = NO_KEY
     # ARGV
@@ -148,7 +156,7 @@ class TransitionArgs:
     dramatiq_queue: str
     dramatiq_msgs: str
     lease: str
-    resting_count_per_owner: str = redis_keys.RESTING_PER_OWNER
+    resting_count_per_owner: str = NO_KEY  # RESTING_PER_OWNER, for an order that rests (or did)
     second_rest_zset: str = NO_KEY
     # ARGV
     expected_seq: int

@@ -240,9 +240,9 @@ UNBOUNDED_OK = (
     b"limit:",
     b"sniper:",
     b"cond:doorbell",  # one element at most; the rest of `cond:` is gone once no conditional order rests
-    b"sim:seed",
-    b"sim:epoch",
-    b"sim:venue-events:until",
+    redis_keys.SIM_SEED.encode(),
+    redis_keys.SIM_EPOCH.encode(),
+    redis_keys.SIM_EVENTS_PUBLISHED_UNTIL.encode(),
     b"auth:api-keys",
     redis_keys.RESTING_PER_OWNER.encode(),
 )
@@ -267,8 +267,10 @@ async def test_every_key_an_ended_order_leaves_behind_expires(redis, settings, w
             forever.append(key)
     assert forever == [], f"keys that would stay forever: {forever}"
     ledger_keys = [key async for key in redis.scan_iter(match="sim:*")]
-    assert any(key.startswith(b"sim:nonce:") for key in ledger_keys)  # the chain's keys were there, with TTLs
-    assert any(key.startswith(b"sim:order-txs:") for key in ledger_keys)
+    assert any(
+        key.startswith(redis_keys.venue_nonce("").encode()) for key in ledger_keys
+    )  # the chain's keys were there, with TTLs
+    assert any(key.startswith(redis_keys.venue_order_transactions("").encode()) for key in ledger_keys)
 
 
 async def test_the_simulated_chain_forgets_after_its_retention(redis):

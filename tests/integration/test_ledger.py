@@ -34,7 +34,7 @@ async def ledger(request):
 
 
 async def _delete_our_keys(redis: Redis) -> None:
-    async for key in redis.scan_iter(match=f"sim:pool-shift:*{PREFIX}*"):
+    async for key in redis.scan_iter(match=redis_keys.venue_pool_shift("*", f"{PREFIX}*", "*")):
         await redis.delete(key)
     async for key in redis.scan_iter(match=redis_keys.venue_transaction(f"{PREFIX}*")):
         order_id = (await redis.hget(key, "order_id")).decode()

@@ -1,4 +1,4 @@
-"""Publishing the simulated launch schedule on `stream:venue-events`: each event once, and an idle quote
+"""Publishing the simulated launch schedule on `stream:{chain}:venue-events`: each event once, and an idle quote
 stream asks Redis nothing between the schedule's moments."""
 
 import time

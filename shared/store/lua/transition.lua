@@ -37,7 +37,7 @@ if ARGV[7] ~= '' then
   redis.call('HSET', KEYS[8], ARGV[7], ARGV[8])
   redis.call('RPUSH', KEYS[7], ARGV[7])
 end
-if was_waiting and rest_owner and rest_owner ~= '' and redis.call('HGET', KEYS[1], 'status') ~= 'waiting' then
+if was_waiting and rest_owner and rest_owner ~= '' and KEYS[10] ~= KEYS[1] and redis.call('HGET', KEYS[1], 'status') ~= 'waiting' then
   if redis.call('HINCRBY', KEYS[10], rest_owner, -1) <= 0 then redis.call('HDEL', KEYS[10], rest_owner) end
 end
 local expire_s = tonumber(ARGV[4])
