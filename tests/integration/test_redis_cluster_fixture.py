@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -26,10 +25,10 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tests.support.redis_cluster import RedisClusterNodes, redis_cluster
-from tests.support.sentinel import DATA_PASSWORD, REDIS_SERVER, Node, wait_until
+from tests.support.redis_cluster import CLUSTER_SERVER, RedisClusterNodes, cluster_server_usable, redis_cluster
+from tests.support.sentinel import DATA_PASSWORD, Node, wait_until
 
-pytestmark = pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="needs redis-server")
+pytestmark = pytest.mark.skipif(not cluster_server_usable(), reason=f"needs Redis 7 at {CLUSTER_SERVER}")
 
 #: What a cluster client may raise while a failover is under way, after its own retries ran out:
 #: ClusterError covers CLUSTERDOWN (ClusterDownError, MasterDownError) and its "TTL exhausted" after too many

@@ -60,10 +60,11 @@ class Node:
     log: Path
     args: list[str]
     process: subprocess.Popen[bytes] | None = None
+    server: str = REDIS_SERVER
 
     def start(self) -> None:
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([REDIS_SERVER, str(self.conf), *self.args], stdout=log, stderr=log)
+            self.process = subprocess.Popen([self.server, str(self.conf), *self.args], stdout=log, stderr=log)
 
     def kill(self) -> None:
         """`kill -9`: no shutdown, no goodbye to the clients or the replicas."""
