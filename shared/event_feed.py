@@ -147,10 +147,12 @@ class EventHub:
         self._stopping = False
 
     async def run(self) -> None:
-        last_ids: dict[str | bytes, bytes | str] = dict.fromkeys(self.streams, "$")
+        last_ids: dict[str | bytes, bytes | str] | None = None
         outage = OutageLog("event reader lost Redis")
         while not self._stopping:
             try:
+                if last_ids is None:
+                    last_ids = await self._ends()
                 reply = await self.redis.xread(last_ids, count=READ_BATCH, block=READ_BLOCK_MS)  # type: ignore[arg-type]  # redis-py: invariant dict types
                 batches = cast(_XReadReply, reply)
                 if batches:  # hand on only what a failover cannot take back (shared/redis_replicas.py)
@@ -169,6 +171,15 @@ class EventHub:
                     last_ids[stream.decode()] = entries[-1][0]
             if read and read < READ_BATCH:
                 await asyncio.sleep(READ_LINGER_S)
+
+    async def _ends(self) -> dict[str | bytes, bytes | str]:
+        """Where each stream ends now: the reader starts there. Not `$`, which XREAD takes afresh at every call:
+        a stream with nothing new in one read would skip whatever reached it before the next."""
+        ends: dict[str | bytes, bytes | str] = {}
+        for stream in self.streams:
+            last = await self.redis.xrevrange(stream, count=1)
+            ends[stream] = (last[0][0] if last else None) or b"0-0"  # an empty stream (or none yet): from its start
+        return ends
 
     async def stop(self, reader: asyncio.Task[None]) -> None:
         """End `reader` (the task running `run`). Cancelled again until it ends: on Python 3.11 a cancel that

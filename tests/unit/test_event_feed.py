@@ -25,6 +25,9 @@ class FakeStream:
         )
         self._arrived.set()
 
+    async def xrevrange(self, stream, count):
+        return self.entries[-1:]
+
     async def xread(self, streams, count, block):
         self.reads += 1
         ((stream, last),) = streams.items()
