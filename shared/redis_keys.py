@@ -45,14 +45,14 @@ SIM_SEED = f"sim:{SIM_TAG}:seed"
 SIM_EPOCH = f"sim:{SIM_TAG}:epoch"
 
 
+#: What every order hash is named after (a pattern, for tools that look for them all; it finds their event lists too).
+ORDER_KEY_PREFIX = "order:"
+
+
 # An order's own keys carry its partition's hash tag (shared/domain/partitions.py): on a Cluster they share a slot.
 def order(order_id: UUID | str) -> str:
     """Hash: the order's accepted request, current status, last seq and results."""
-    return f"order:{order_tag(order_id)}:{order_id}"
-
-
-#: What every order hash is named after (a pattern, for tools that look for them all; it finds their event lists too).
-ORDER_KEY_PREFIX = "order:"
+    return f"{ORDER_KEY_PREFIX}{order_tag(order_id)}:{order_id}"
 
 
 def order_id_of(key: str) -> str | None:

@@ -185,7 +185,10 @@ class DeadLetters:
     # --- reading --------------------------------------------------------------------------------------
 
     async def count(self) -> int:
-        return sum([await self.redis.zcard(keys.dead) for keys in self.partitions])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys in self.partitions:
+                pipe.zcard(keys.dead)
+            return sum(await pipe.execute())
 
     async def list(self, limit: int = DEFAULT_LIST_LIMIT) -> list[dict[str, Any]]:
         """The newest `limit` dead letters, each with its order's status, type, pair and last error."""
