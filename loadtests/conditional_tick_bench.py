@@ -89,7 +89,8 @@ async def main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     trailing = await rest_orders(redis, args.stops, args.trailing)
     print(f"rested {args.stops} stops and {args.trailing} trailing stops in {time.perf_counter() - started:.1f}s")
-    book = ConditionalBook(redis, make_store(redis))
+    # The orders are accepted as a one-partition engine accepts them: all in partition 0, the book timed here.
+    book = ConditionalBook(redis, make_store(redis), partition=0)
     ticker = Ticker(book)
     arming, _ = await ticker.timed(Decimal(100))
     print(f"first tick, arming {args.trailing} trailing stops (once in their lives): {arming:.0f} ms")
@@ -127,7 +128,8 @@ async def main(args: argparse.Namespace) -> None:
     moved = (await trail_state(redis, sample)).view()
     print(summary(f"new high, moving every trailing level ({args.ticks})", [ms for ms, _ in highs]))
     print(f"  inside Redis: {await script_us(redis):.0f} µs per tick")
-    print(f"  a trailing stop after them: {moved}; records kept: {await redis.zcard(redis_keys.cond_highs(PAIR))}")
+    records = await redis.zcard(redis_keys.cond_highs(PAIR, book.partition))
+    print(f"  a trailing stop after them: {moved}; records kept: {records}")
     await redis.aclose()
 
 

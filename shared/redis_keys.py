@@ -142,36 +142,51 @@ def venue_order_transactions(order_id: UUID | str) -> str:
     return f"sim:{SIM_TAG}:order-txs:{order_id}"
 
 
-#: Hash: owner (`key:<keyId>` or `ip:<address>`) → how many of its orders rest (limit + sniper, `waiting`).
-#: Up when an order starts resting, down in the step that ends its rest; a field at 0 is deleted.
-RESTING_PER_OWNER = "resting:per-owner"
+# --- resting orders: every partition has its own books (docs/sharding.md, "Books split by partition") ----
+# A resting order waits in its own partition's book for its pair, so the script that places it, the one that
+# takes it on a tick and the one that ends its rest each touch one slot: the order's.
+
+
+def resting_per_owner(partition: int) -> str:
+    """Hash: owner (`key:<keyId>` or `ip:<address>`) → how many of its orders rest in the partition (`waiting`).
+    Up when an order starts resting, down in the step that ends its rest; a field at 0 is deleted. The cap
+    (MAX_RESTING_PER_OWNER) is on the sum over partitions."""
+    return f"resting:{tag(partition)}:per-owner"
+
 
 # --- resting limit orders ----------------------------------------------------------------------------
-#: Orders whose limit deadline is set: member = orderId, score = expiry in epoch ms.
-LIMIT_EXPIRIES = "limit:expiries"
-#: Orders taken out of their bucket by a tick and not yet handed to execution: member = rest member,
-#: score = when they were taken (ms). A limit worker that dies in between leaves them here for recovery.
-LIMIT_HANDOFF = "limit:handoff"
-#: List of at most one element, pushed when a placed order's deadline is the new earliest: wakes the limit
-#: workers' housekeeping, which sleeps until its next deadline (shared/store/doorbell.py).
-LIMIT_DOORBELL = "limit:doorbell"
+def limit_expiries(partition: int) -> str:
+    """Sorted set: the partition's limit orders whose deadline is set, member = orderId, score = expiry (ms)."""
+    return f"limit:{tag(partition)}:expiries"
 
 
-def limit_buckets(pair: str) -> str:
+def limit_handoff(partition: int) -> str:
+    """Sorted set: orders taken out of their bucket by a tick and not yet handed to execution, member = rest
+    member, score = when they were taken (ms). A limit worker that dies in between leaves them for recovery."""
+    return f"limit:{tag(partition)}:handoff"
+
+
+def limit_doorbell(partition: int) -> str:
+    """List of at most one element, pushed when a placed order's deadline is the partition's new earliest:
+    wakes the limit workers' housekeeping, which sleeps until its next deadline (shared/store/doorbell.py)."""
+    return f"limit:{tag(partition)}:doorbell"
+
+
+def limit_buckets(pair: str, partition: int) -> str:
     """Sorted set: the pair's non-empty buckets, member = bucket number, score = the bucket's floor price."""
-    return f"limit:{pair}:buckets"
+    return f"limit:{tag(partition)}:{pair}:buckets"
 
 
-def limit_bucket_prefix(pair: str) -> str:
-    return f"limit:{pair}:b:"
+def limit_bucket_prefix(pair: str, partition: int) -> str:
+    return f"limit:{tag(partition)}:{pair}:b:"
 
 
-def limit_bucket(pair: str, bucket: int) -> str:
+def limit_bucket(pair: str, bucket: int, partition: int) -> str:
     """Sorted set: one bucket's orders, member = `<createdAt µs>:<orderId>`, score = exact limit price."""
-    return f"{limit_bucket_prefix(pair)}{bucket}"
+    return f"{limit_bucket_prefix(pair, partition)}{bucket}"
 
 
-# --- simulated venue events and resting sniper orders --------------------------------------------------
+# --- simulated venue events ----------------------------------------------------------------------------
 #: Pool created / liquidity changed, published by the quote stream from the simulated launch schedule.
 VENUE_EVENTS_STREAM = f"stream:{SIM_TAG}:venue-events"
 VENUE_EVENTS_MAXLEN = 10_000
@@ -183,76 +198,107 @@ def sim_venue_event(event_id: str) -> str:
     return f"sim:{SIM_TAG}:venue-event:{event_id}"
 
 
-SNIPER_EXPIRIES = "sniper:expiries"
-SNIPER_HANDOFF = "sniper:handoff"
-#: As LIMIT_DOORBELL, pushed on every sniper placement: its condition may already hold.
-SNIPER_DOORBELL = "sniper:doorbell"
-#: Sorted set of the trigger sets below that hold orders (so a sweep can visit each one).
-SNIPER_RESTING = "sniper:resting"
+# --- resting sniper orders -------------------------------------------------------------------------------
 #: The last venue-event stream id the sniper workers have acted on, to catch up after a restart.
 SNIPER_EVENTS_CURSOR = "sniper:events-cursor"
 
 
-def sniper_listing(pair: str) -> str:
+def sniper_expiries(partition: int) -> str:
+    return f"sniper:{tag(partition)}:expiries"
+
+
+def sniper_handoff(partition: int) -> str:
+    return f"sniper:{tag(partition)}:handoff"
+
+
+def sniper_doorbell(partition: int) -> str:
+    """As `limit_doorbell`, pushed on every sniper placement: its condition may already hold."""
+    return f"sniper:{tag(partition)}:doorbell"
+
+
+def sniper_resting(partition: int) -> str:
+    """Sorted set of the partition's trigger sets below that hold orders (so a sweep can visit each one)."""
+    return f"sniper:{tag(partition)}:resting"
+
+
+SNIPER_SET_PREFIX = "sniper:"
+
+
+def sniper_listing(pair: str, partition: int) -> str:
     """Sorted set: orders waiting for the pair's first pool, member = rest member, score = time."""
-    return f"sniper:listing:{pair}"
+    return f"{SNIPER_SET_PREFIX}{tag(partition)}:listing:{pair}"
 
 
-def sniper_liquidity(pair: str) -> str:
+def sniper_liquidity(pair: str, partition: int) -> str:
     """Sorted set: orders waiting for liquidity, member = rest member, score = minLiquidity in tokenOut."""
-    return f"sniper:liquidity:{pair}"
+    return f"{SNIPER_SET_PREFIX}{tag(partition)}:liquidity:{pair}"
 
 
 # --- resting conditional orders (docs/conditional-orders.md) ---------------------------------------------
-COND_EXPIRIES = "cond:expiries"
-#: As LIMIT_HANDOFF, for conditional orders; a member says why its order fired (shared/domain/conditional.py
-#: `Taken`), so a recovered hand-over is exactly the one the worker that died would have made.
-COND_HANDOFF = "cond:handoff"
-COND_DOORBELL = "cond:doorbell"
-#: The last `stream:ticks` id the conditional book has applied: where a restarted worker resumes reading.
+#: The last `stream:ticks` id every partition's conditional book has applied: where a restarted worker resumes
+#: reading (each book also skips ticks it has applied, so a partial round is safe to read again).
 COND_TICKS_CURSOR = "cond:ticks-cursor"
 
 
-def cond_stops(pair: str) -> str:
+def cond_expiries(partition: int) -> str:
+    return f"cond:{tag(partition)}:expiries"
+
+
+def cond_handoff(partition: int) -> str:
+    """As `limit_handoff`, for conditional orders; a member says why its order fired (shared/domain/conditional.py
+    `Taken`), so a recovered hand-over is exactly the one the worker that died would have made."""
+    return f"cond:{tag(partition)}:handoff"
+
+
+def cond_doorbell(partition: int) -> str:
+    return f"cond:{tag(partition)}:doorbell"
+
+
+def _cond(pair: str, partition: int) -> str:
+    return f"cond:{tag(partition)}:{pair}"
+
+
+def cond_stops(pair: str, partition: int) -> str:
     """Sorted set: stop orders and the stop side of OCO orders, member = rest member, score = stopPrice."""
-    return f"cond:{pair}:stops"
+    return f"{_cond(pair, partition)}:stops"
 
 
-def cond_take_profits(pair: str) -> str:
+def cond_take_profits(pair: str, partition: int) -> str:
     """Sorted set: the take-profit side of OCO orders, member = rest member, score = takeProfitPrice."""
-    return f"cond:{pair}:take-profits"
+    return f"{_cond(pair, partition)}:take-profits"
 
 
-def cond_activations(pair: str) -> str:
+def cond_activations(pair: str, partition: int) -> str:
     """Sorted set: trailing stops not armed yet, member = `<trailBps>/<rest member>`,
     score = activationPrice (0 = none)."""
-    return f"cond:{pair}:activations"
+    return f"{_cond(pair, partition)}:activations"
 
 
-def cond_trail_widths(pair: str) -> str:
+def cond_trail_widths(pair: str, partition: int) -> str:
     """Sorted set: the trail widths that have orders, member = score = trailBps."""
-    return f"cond:{pair}:trail-widths"
+    return f"{_cond(pair, partition)}:trail-widths"
 
 
-def cond_trail_prefix(pair: str) -> str:
-    return f"cond:{pair}:trail:"
+def cond_trail_prefix(pair: str, partition: int) -> str:
+    return f"{_cond(pair, partition)}:trail:"
 
 
-def cond_trail(pair: str, trail_bps: int) -> str:
+def cond_trail(pair: str, trail_bps: int, partition: int) -> str:
     """Sorted set: trailing stops of one width, member = rest member, score = the tick armed at (+inf: not yet)."""
-    return f"{cond_trail_prefix(pair)}{trail_bps}"
+    return f"{cond_trail_prefix(pair, partition)}{trail_bps}"
 
 
-def cond_highs(pair: str) -> str:
-    """Sorted set: the pair's record ticks (priced above every later tick), member = tick number, score = price."""
-    return f"cond:{pair}:highs"
+def cond_highs(pair: str, partition: int) -> str:
+    """Sorted set: the pair's record ticks (priced above every later tick), member = tick number, score = price.
+    Each partition keeps its own, from the same ticks, cut back to what its own trailing stops need."""
+    return f"{_cond(pair, partition)}:highs"
 
 
-def cond_highs_at(pair: str) -> str:
+def cond_highs_at(pair: str, partition: int) -> str:
     """Sorted set: the same records, member = the price as ticked, score = tick number."""
-    return f"cond:{pair}:highs-at"
+    return f"{_cond(pair, partition)}:highs-at"
 
 
-def cond_ticks(pair: str) -> str:
+def cond_ticks(pair: str, partition: int) -> str:
     """Hash: `lastId` (the last tick id applied to the pair's book) and `seq` (its tick count)."""
-    return f"cond:{pair}:ticks"
+    return f"{_cond(pair, partition)}:ticks"

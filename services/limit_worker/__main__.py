@@ -9,19 +9,20 @@ placements that bring one forward (shared/store/doorbell.py).
 
 Any number of replicas may run: taking crossed orders is one atomic script per tick (per pair and batch for
 conditional orders, which skips ticks already applied), and every hand-over or expiry is a claim that only one
-of them can win.
+of them can win. Every partition has its own books (docs/sharding.md): each tick is taken in all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 
 from loguru import logger
 from redis.asyncio import Redis
 
 from shared import redis_keys
+from shared.domain.partitions import all_partitions, per_partition
 from shared.observability.conditional import ConditionalMetrics
 from shared.observability.orders import OrderOutcomes
 from shared.observability.probes import Heartbeat, ServiceProbes
@@ -55,7 +56,7 @@ def latest_per_pair(entries: StreamEntries) -> dict[str, Decimal]:
 
 
 async def follow_ticks(
-    book: LimitBook, redis: Redis, stop: asyncio.Event, outcomes: OrderOutcomes, alive: Heartbeat
+    books: Sequence[LimitBook], redis: Redis, stop: asyncio.Event, outcomes: OrderOutcomes, alive: Heartbeat
 ) -> None:
     last_id: bytes | str = "$"
 
@@ -66,10 +67,10 @@ async def follow_ticks(
         assert isinstance(batches, list)  # RESP2 (how redis_client connects): [[stream, entries], ...]
         for _stream, entries in batches:
             last_id = entries[-1][0]
-            latest = latest_per_pair(entries)
-            # Every pair's check at once: on the auto-pipelining client, one round trip for the whole tick.
-            crossed = await asyncio.gather(*(book.take_crossed(pair, price) for pair, price in latest.items()))
-            for (pair, price), members in zip(latest.items(), crossed, strict=True):
+            checks = [(book, pair, price) for pair, price in latest_per_pair(entries).items() for book in books]
+            # Every pair's check in every partition at once: on the auto-pipelining client, one round trip.
+            crossed = await asyncio.gather(*(book.take_crossed(pair, price) for book, pair, price in checks))
+            for (book, pair, price), members in zip(checks, crossed, strict=True):
                 if members:
                     handed = await book.hand_over_at(members, price)
                     outcomes.triggered("limit", handed)
@@ -81,7 +82,7 @@ async def follow_ticks(
 
 
 async def follow_conditional_ticks(
-    book: ConditionalBook, redis: Redis, stop: asyncio.Event, metrics: ConditionalMetrics, alive: Heartbeat
+    books: Sequence[ConditionalBook], redis: Redis, stop: asyncio.Event, metrics: ConditionalMetrics, alive: Heartbeat
 ) -> None:
     cursor = await redis.get(redis_keys.COND_TICKS_CURSOR)
     last_id: bytes | str = cursor if cursor is not None else "$"
@@ -92,10 +93,10 @@ async def follow_conditional_ticks(
         batches = await unless_stopped(read, stop)
         assert isinstance(batches, list)  # RESP2 (how redis_client connects): [[stream, entries], ...]
         for _stream, entries in batches:
-            per_pair = ticks_per_pair(entries)
+            applying = [(book, pair, ticks) for pair, ticks in ticks_per_pair(entries).items() for book in books]
             with metrics.timing_ticks(len(entries)):
-                fired = await asyncio.gather(*(book.apply_ticks(pair, ticks) for pair, ticks in per_pair.items()))
-            for pair, taken in zip(per_pair, fired, strict=True):
+                fired = await asyncio.gather(*(book.apply_ticks(pair, ticks) for book, pair, ticks in applying))
+            for (book, pair, _), taken in zip(applying, fired, strict=True):
                 if taken:
                     handed = await book.hand_over_taken(taken)
                     metrics.fired(handed)
@@ -135,37 +136,48 @@ async def housekeeping(
 async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
     outcomes = OrderOutcomes(probes.registry)
     conditional_metrics = ConditionalMetrics(probes.registry, outcomes)
-    gauges = RedisGauges(settings, [resting_limit_orders(settings.pairs), resting_conditional_orders(settings.pairs)])
+    gauges = RedisGauges(
+        settings,
+        [
+            resting_limit_orders(settings.pairs, settings.partitions),
+            resting_conditional_orders(settings.pairs, settings.partitions),
+        ],
+    )
     probes.registry.register(gauges)
     beat = probes.health.heartbeat
     redis = redis_client(settings, auto_pipeline=True)
     store = OrderStore.from_settings(redis, settings)
-    limits, conditionals = LimitBook(redis, store), ConditionalBook(redis, store)
-    limit_sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
-    conditional_sweeper = ExpirySweeper(redis, store, redis_keys.COND_EXPIRIES)
-    limit_bell, conditional_bell = Doorbell(redis, redis_keys.LIMIT_DOORBELL), Doorbell(redis, redis_keys.COND_DOORBELL)
+    partitions = all_partitions(settings.partitions)
+    limits = [LimitBook(redis, store, p) for p in partitions]
+    conditionals = [ConditionalBook(redis, store, p) for p in partitions]
 
-    async def recover_limits(stranded: list[str]) -> None:
-        outcomes.triggered("limit", await limits.hand_over_at(stranded, None))
+    def limit_chores(book: LimitBook) -> Awaitable[None]:
+        async def recover(stranded: list[str]) -> None:
+            outcomes.triggered("limit", await book.hand_over_at(stranded, None))
 
-    async def recover_conditionals(stranded: list[str]) -> None:
-        conditional_metrics.fired(await conditionals.recover(stranded))
+        p = book.partition
+        sweeper, bell = ExpirySweeper(redis, store, book.expiries_key), Doorbell(redis, redis_keys.limit_doorbell(p))
+        return housekeeping(
+            "limit", book, recover, sweeper, bell, stop, outcomes, beat(per_partition("housekeeping", p))
+        )
+
+    def conditional_chores(book: ConditionalBook) -> Awaitable[None]:
+        async def recover(stranded: list[str]) -> None:
+            conditional_metrics.fired(await book.recover(stranded))
+
+        p = book.partition
+        sweeper, bell = ExpirySweeper(redis, store, book.expiries_key), Doorbell(redis, redis_keys.cond_doorbell(p))
+        alive = beat(per_partition("conditional-housekeeping", p))
+        return housekeeping("conditional", book, recover, sweeper, bell, stop, outcomes, alive)
 
     logger.info("watching {} for limit and conditional orders", redis_keys.TICKS_STREAM)
+    # Housekeeping blocks on each partition's doorbell: one loop per partition, since on a cluster one BLPOP
+    # may name keys of one slot only.
     await asyncio.gather(
         follow_ticks(limits, redis, stop, outcomes, beat("ticks")),
-        housekeeping("limit", limits, recover_limits, limit_sweeper, limit_bell, stop, outcomes, beat("housekeeping")),
         follow_conditional_ticks(conditionals, redis, stop, conditional_metrics, beat("conditional-ticks")),
-        housekeeping(
-            "conditional",
-            conditionals,
-            recover_conditionals,
-            conditional_sweeper,
-            conditional_bell,
-            stop,
-            outcomes,
-            beat("conditional-housekeeping"),
-        ),
+        *(limit_chores(book) for book in limits),
+        *(conditional_chores(book) for book in conditionals),
     )
     await redis.aclose()
     gauges.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Sequence
 from math import ceil
 
 from loguru import logger
@@ -18,6 +19,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from shared import redis_keys
+from shared.domain.partitions import all_partitions, per_partition
 from shared.observability.orders import OrderOutcomes
 from shared.observability.probes import Heartbeat, ServiceProbes
 from shared.observability.redis_gauges import RedisGauges, armed_sniper_orders
@@ -53,13 +55,13 @@ class SniperMetrics:
 
 
 async def follow_venue_events(
-    book: SniperBook, redis: Redis, stop: asyncio.Event, metrics: SniperMetrics, alive: Heartbeat
+    books: Sequence[SniperBook], redis: Redis, stop: asyncio.Event, metrics: SniperMetrics, alive: Heartbeat
 ) -> None:
     saved = await redis.get(redis_keys.SNIPER_EVENTS_CURSOR) or b"0"
     cursor = saved.decode() if isinstance(saved, bytes) else saved
 
     async def fire_on(fields: dict[bytes, bytes]) -> None:
-        fired = await book.on_venue_event(fields)
+        fired = sum(await asyncio.gather(*(book.on_venue_event(fields) for book in books)))
         metrics.outcomes.triggered("sniper", fired)
         metrics.venue_events.labels(fields[b"kind"].decode()).inc()
         logger.info(
@@ -124,18 +126,24 @@ async def housekeeping(
 
 async def run(settings: Settings, stop: asyncio.Event, probes: ServiceProbes) -> None:
     metrics = SniperMetrics(probes)
-    gauges = RedisGauges(settings, [armed_sniper_orders])
+    gauges = RedisGauges(settings, [armed_sniper_orders(settings.partitions)])
     probes.registry.register(gauges)
-    events, chores = probes.health.heartbeat("venue-events"), probes.health.heartbeat("housekeeping")
     redis = redis_client(settings)
     sim = await load_sim_config(redis, settings)
     store = OrderStore.from_settings(redis, settings)
-    book = SniperBook(redis, store)
-    sweeper = ExpirySweeper(redis, store, redis_keys.SNIPER_EXPIRIES)
+    books = [SniperBook(redis, store, p) for p in all_partitions(settings.partitions)]
+
+    def chores(book: SniperBook) -> Awaitable[None]:
+        p = book.partition
+        sweeper, bell = ExpirySweeper(redis, store, book.expiries_key), Doorbell(redis, redis_keys.sniper_doorbell(p))
+        alive = probes.health.heartbeat(per_partition("housekeeping", p))
+        return housekeeping(book, sweeper, bell, sim, stop, metrics, alive)
+
     logger.info("watching {} for sniper orders", redis_keys.VENUE_EVENTS_STREAM)
+    # One housekeeping loop per partition: each blocks on its own doorbell (one slot per BLPOP on a cluster).
     await asyncio.gather(
-        follow_venue_events(book, redis, stop, metrics, events),
-        housekeeping(book, sweeper, Doorbell(redis, redis_keys.SNIPER_DOORBELL), sim, stop, metrics, chores),
+        follow_venue_events(books, redis, stop, metrics, probes.health.heartbeat("venue-events")),
+        *(chores(book) for book in books),
     )
     await redis.aclose()
     gauges.close()

@@ -64,3 +64,9 @@ def scope_partition(scope: str, partitions: int) -> int:
 def all_partitions(partitions: int) -> range:
     """The partitions a consumer reads."""
     return range(partitions)
+
+
+def per_partition(name: str, partition: int) -> str:
+    """The name of one partition's instance of something (a heartbeat, a thread): partition 0 keeps the plain
+    name, so a single-partition engine reads as before."""
+    return name if partition == 0 else f"{name}-p{partition}"

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import cast
+from typing import Any
 
 import redis
 from loguru import logger
@@ -19,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shared import redis_keys
-from shared.domain.partitions import all_partitions
+from shared.domain.partitions import all_partitions, tag
 from shared.execution.backlog import ExecutionBacklog, read_backlog_sync
 from shared.redis_client import sync_redis_client
 from shared.settings import Settings
@@ -28,7 +27,6 @@ from shared.settings import Settings
 Reader = Callable[[redis.Redis], list[Metric]]
 
 SCRAPE_TIMEOUT_S = 2.0
-_COUNT_RESTING = (Path(__file__).parents[1] / "store" / "lua" / "count_resting.lua").read_text()
 
 
 class RedisGauges(Collector):
@@ -83,78 +81,108 @@ def _backlog_gauges(backlog: ExecutionBacklog) -> list[Metric]:
     return [depth, dead]
 
 
-def resting_limit_orders(pairs: Sequence[tuple[str, str]]) -> Reader:
+def resting_limit_orders(pairs: Sequence[tuple[str, str]], partitions: int = 1) -> Reader:
+    """Limit orders resting, by pair, every partition's book added up."""
     names = [f"{token_in}-{token_out}" for token_in, token_out in pairs]
+    books = [(pair, p) for pair in names for p in all_partitions(partitions)]
 
     def resting_limit_orders(client: redis.Redis) -> list[Metric]:
-        counts = client.eval(
-            _COUNT_RESTING,
-            len(names),
-            *(redis_keys.limit_buckets(pair) for pair in names),
-            *(redis_keys.limit_bucket_prefix(pair) for pair in names),
-        )
+        with client.pipeline(transaction=False) as pipe:
+            for pair, p in books:
+                pipe.zrange(redis_keys.limit_buckets(pair, p), 0, -1)
+            indexes = pipe.execute()
+        buckets = [
+            (pair, redis_keys.limit_bucket(pair, int(bucket), p))
+            for (pair, p), index in zip(books, indexes, strict=True)
+            for bucket in index
+        ]
+        with client.pipeline(transaction=False) as pipe:
+            for _, key in buckets:
+                pipe.zcard(key)
+            sizes = pipe.execute() if buckets else []
+        counts = dict.fromkeys(names, 0)
+        for (pair, _), size in zip(buckets, sizes, strict=True):
+            counts[pair] += size
         family = GaugeMetricFamily(
             "engine_limit_orders_resting", "Limit orders resting in their price buckets, by pair", labels=["pair"]
         )
-        for pair, count in zip(names, counts, strict=True):
+        for pair, count in counts.items():
             family.add_metric([pair], count)
         return [family]
 
     return resting_limit_orders
 
 
-def resting_conditional_orders(pairs: Sequence[tuple[str, str]]) -> Reader:
-    """Conditional orders resting, by type and pair. Every OCO is in both the stops and the take-profits set
-    (both sides leave in one step), so stops alone are the difference."""
+def resting_conditional_orders(pairs: Sequence[tuple[str, str]], partitions: int = 1) -> Reader:
+    """Conditional orders resting, by type and pair, every partition's book added up. Every OCO is in both the
+    stops and the take-profits set (both sides leave in one step), so stops alone are the difference."""
     names = [f"{token_in}-{token_out}" for token_in, token_out in pairs]
+    books = [(pair, p) for pair in names for p in all_partitions(partitions)]
 
     def resting_conditional_orders(client: redis.Redis) -> list[Metric]:
         with client.pipeline(transaction=False) as pipe:
-            for pair in names:
-                pipe.zcard(redis_keys.cond_stops(pair))
-                pipe.zcard(redis_keys.cond_take_profits(pair))
-                pipe.zrange(redis_keys.cond_trail_widths(pair), 0, -1)
+            for pair, p in books:
+                pipe.zcard(redis_keys.cond_stops(pair, p))
+                pipe.zcard(redis_keys.cond_take_profits(pair, p))
+                pipe.zrange(redis_keys.cond_trail_widths(pair, p), 0, -1)
             sizes = pipe.execute()
-        widths = {pair: [int(w) for w in sizes[3 * i + 2]] for i, pair in enumerate(names)}
+        trails = [
+            (pair, redis_keys.cond_trail(pair, int(bps), p))
+            for i, (pair, p) in enumerate(books)
+            for bps in sizes[3 * i + 2]
+        ]
         with client.pipeline(transaction=False) as pipe:
-            for pair in names:
-                for bps in widths[pair]:
-                    pipe.zcard(redis_keys.cond_trail(pair, bps))
-            trail_sizes = iter(pipe.execute())
+            for _, key in trails:
+                pipe.zcard(key)
+            trail_sizes = pipe.execute() if trails else []
+        counts = {pair: {"stop": 0, "oco": 0, "trailing_stop": 0} for pair in names}
+        for i, (pair, _) in enumerate(books):
+            stops, ocos = sizes[3 * i], sizes[3 * i + 1]
+            counts[pair]["stop"] += stops - ocos
+            counts[pair]["oco"] += ocos
+        for (pair, _), size in zip(trails, trail_sizes, strict=True):
+            counts[pair]["trailing_stop"] += size
         family = GaugeMetricFamily(
             "engine_conditional_orders_resting",
             "Conditional orders resting, by type (stop, trailing_stop, oco) and pair",
             labels=["type", "pair"],
         )
-        for i, pair in enumerate(names):
-            stops, ocos = sizes[3 * i], sizes[3 * i + 1]
-            family.add_metric(["stop", pair], stops - ocos)
-            family.add_metric(["oco", pair], ocos)
-            family.add_metric(["trailing_stop", pair], sum(next(trail_sizes) for _ in widths[pair]))
+        for pair, by_type in counts.items():
+            for order_type, count in by_type.items():
+                family.add_metric([order_type, pair], count)
         return [family]
 
     return resting_conditional_orders
 
 
-def armed_sniper_orders(client: redis.Redis) -> list[Metric]:
-    """Sniper orders waiting in their trigger sets (`sniper:{kind}:{pair}`), by trigger kind and pair."""
-    # Without withscores ZRANGE returns bare members, bytes (this client does not decode replies); redis-py
-    # types every form of the reply at once.
-    members = cast(list[bytes], client.zrange(redis_keys.SNIPER_RESTING, 0, -1))
-    keys = [key.decode() for key in members]
-    with client.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.zcard(key)
-        sizes = pipe.execute() if keys else []
-    family = GaugeMetricFamily(
-        "engine_sniper_orders_armed",
-        "Sniper orders waiting for their trigger, by kind and pair",
-        labels=["kind", "pair"],
-    )
-    for key, size in zip(keys, sizes, strict=True):
-        kind, _, pair = key.removeprefix("sniper:").partition(":")
-        family.add_metric([kind, pair], size)
-    return [family]
+def armed_sniper_orders(partitions: int = 1) -> Reader:
+    """Sniper orders waiting in their trigger sets, by trigger kind and pair, every partition's added up."""
+
+    def armed_sniper_orders(client: redis.Redis) -> list[Metric]:
+        with client.pipeline(transaction=False) as pipe:
+            for p in all_partitions(partitions):
+                pipe.zrange(redis_keys.sniper_resting(p), 0, -1)
+            indexes = pipe.execute()
+        # (kind, pair) of each set, and its key: a set is named `sniper:{p<k>}:<kind>:<pair>`.
+        sets = [(key.decode(), p) for p, index in enumerate(indexes) for key in index]
+        with client.pipeline(transaction=False) as pipe:
+            for key, _ in sets:
+                pipe.zcard(key)
+            sizes = pipe.execute() if sets else []
+        counts: dict[tuple[str, str], int] = {}
+        for (key, p), size in zip(sets, sizes, strict=True):
+            kind, _, pair = key.removeprefix(f"{redis_keys.SNIPER_SET_PREFIX}{tag(p)}:").partition(":")
+            counts[kind, pair] = counts.get((kind, pair), 0) + size
+        family = GaugeMetricFamily(
+            "engine_sniper_orders_armed",
+            "Sniper orders waiting for their trigger, by kind and pair",
+            labels=["kind", "pair"],
+        )
+        for (kind, pair), count in counts.items():
+            family.add_metric([kind, pair], count)
+        return [family]
+
+    return armed_sniper_orders
 
 
 def _ms_of(entry_id: bytes | str) -> int:
@@ -196,6 +224,20 @@ def dbsync_backlog(partitions: int = 1) -> Reader:
     return dbsync_backlog
 
 
+def _as_dict(group: Any) -> dict[str, Any]:
+    """An XINFO GROUPS entry as redis-py parses it, with text field names: redis-py's cluster client leaves a
+    transaction's field names as bytes."""
+    return {(name.decode() if isinstance(name, bytes) else name): value for name, value in group.items()}
+
+
+def _pending_summary(summary: Any) -> dict[str, Any]:
+    """An XPENDING summary as redis-py parses it, from its raw form (count, min, max, consumers) too: redis-py's
+    cluster client leaves a transaction's summary unparsed."""
+    if isinstance(summary, dict):
+        return summary
+    return {"pending": summary[0], "min": summary[1], "max": summary[2]}
+
+
 def _stream_backlog(client: redis.Redis, stream: str) -> tuple[int | None, int, int]:
     """One event stream's oldest entry db-sync has not persisted (its ms, None if none), pending, length."""
     with client.pipeline(transaction=True) as pipe:  # one moment for every reading
@@ -206,6 +248,7 @@ def _stream_backlog(client: redis.Redis, stream: str) -> tuple[int | None, int, 
             groups, summary, length = pipe.execute()
         except redis.ResponseError:  # no stream or no group yet: db-sync has not started on this Redis
             groups, summary, length = [], {"pending": 0}, 0
+    groups, summary = [_as_dict(group) for group in groups], _pending_summary(summary)
     group = next((g for g in groups if g["name"] in (redis_keys.DBSYNC_GROUP, redis_keys.DBSYNC_GROUP.encode())), None)
     oldest = _ms_of(summary["min"]) if summary["pending"] else None
     if group is not None:

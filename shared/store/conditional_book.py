@@ -20,10 +20,17 @@ from shared.domain.conditional import Taken, trail_level
 from shared.domain.limits import order_id_of, rest_member
 from shared.domain.order_types import OrderType
 from shared.domain.orders import Order
+from shared.domain.partitions import partition_of
 from shared.store.order_store import OrderState, OrderStore, RestingPlace
 from shared.store.replies import members
 from shared.store.resting import RestingBook, TriggerFields
 from shared.store.scripts import TakeConditionalArgs, lua_source, run
+
+#: take_conditional.lua's answer when trail widths were added since the caller read them (it changed nothing).
+WIDTHS_CHANGED = -1
+#: Reads of the widths before giving up: each retry needs an order of a width new to the pair's book placed
+#: between one read and its script.
+STALE_WIDTHS_RETRIES = 100
 
 #: Score of a trailing stop not armed yet in its width's set: no tick number reaches it.
 NOT_ARMED = "+inf"
@@ -35,13 +42,13 @@ Ticks = Sequence[tuple[str, str]]
 def resting_place(order: Order) -> RestingPlace:
     """Where a conditional order rests; an OCO's take-profit side and a trailing stop's activation are its
     second set, claimed together with the first (the one that decides a cancel, trigger or expiry race)."""
-    pair, member = order.pair, rest_member(order.created_at, order.order_id)
+    pair, member, partition = order.pair, rest_member(order.created_at, order.order_id), partition_of(order.order_id)
     rests = RestingPlace(
-        key=redis_keys.cond_stops(pair),
+        key=redis_keys.cond_stops(pair, partition),
         member=member,
-        expiries_key=redis_keys.COND_EXPIRIES,
+        expiries_key=redis_keys.cond_expiries(partition),
         expires_at_ms=None if order.expires_at is None else int(order.expires_at.timestamp() * 1000),
-        doorbell_key=redis_keys.COND_DOORBELL,
+        doorbell_key=redis_keys.cond_doorbell(partition),
         ring="earlier",
     )
     if order.type is OrderType.STOP and order.stop_price is not None:
@@ -51,7 +58,7 @@ def resting_place(order: Order) -> RestingPlace:
         return replace(
             rests,
             score=str(order.stop_price),
-            second_key=redis_keys.cond_take_profits(pair),
+            second_key=redis_keys.cond_take_profits(pair, partition),
             second_member=member,
             second_score=take_profit,
         )
@@ -59,12 +66,12 @@ def resting_place(order: Order) -> RestingPlace:
         bps = order.trail_bps
         return replace(
             rests,
-            key=redis_keys.cond_trail(pair, bps),
+            key=redis_keys.cond_trail(pair, bps, partition),
             score=NOT_ARMED,
-            index_key=redis_keys.cond_trail_widths(pair),
+            index_key=redis_keys.cond_trail_widths(pair, partition),
             index_member=str(bps),
             index_score=str(bps),
-            second_key=redis_keys.cond_activations(pair),
+            second_key=redis_keys.cond_activations(pair, partition),
             second_member=f"{bps}/{member}",
             second_score=str(order.activation_price or 0),
         )
@@ -88,26 +95,41 @@ class TrailState:
 
 
 class ConditionalBook(RestingBook):
-    def __init__(self, redis: Redis, store: OrderStore) -> None:
-        super().__init__(redis, store, handoff_key=redis_keys.COND_HANDOFF, expiries_key=redis_keys.COND_EXPIRIES)
+    """One partition's resting conditional orders, every pair's."""
+
+    def __init__(self, redis: Redis, store: OrderStore, partition: int = 0) -> None:
+        super().__init__(
+            redis,
+            store,
+            partition=partition,
+            handoff_key=redis_keys.cond_handoff(partition),
+            expiries_key=redis_keys.cond_expiries(partition),
+        )
         self._take = redis.register_script(lua_source(TakeConditionalArgs.SCRIPT))
 
     async def apply_ticks(self, pair: str, ticks: Ticks) -> list[Taken]:
         """Apply one pair's ticks, in order, once each; the orders they fired, in the order they fired."""
-        args = TakeConditionalArgs(
-            stops=redis_keys.cond_stops(pair),
-            take_profits=redis_keys.cond_take_profits(pair),
-            activations=redis_keys.cond_activations(pair),
-            trail_widths=redis_keys.cond_trail_widths(pair),
-            records_by_price=redis_keys.cond_highs(pair),
-            records_by_tick=redis_keys.cond_highs_at(pair),
-            tick_state=redis_keys.cond_ticks(pair),
-            hand_off_set=self.handoff_key,
-            trail_key_prefix=redis_keys.cond_trail_prefix(pair),
-            now_ms=int(time.time() * 1000),
-            ticks=ticks,
-        )
-        return [Taken.from_member(member) for member in members(await run(self._take, args))]
+        p = self.partition
+        widths_index = redis_keys.cond_trail_widths(pair, p)
+        for _ in range(STALE_WIDTHS_RETRIES):
+            widths = members(await self.redis.zrange(widths_index, 0, -1))
+            args = TakeConditionalArgs(
+                stops=redis_keys.cond_stops(pair, p),
+                take_profits=redis_keys.cond_take_profits(pair, p),
+                activations=redis_keys.cond_activations(pair, p),
+                trail_widths=widths_index,
+                records_by_price=redis_keys.cond_highs(pair, p),
+                records_by_tick=redis_keys.cond_highs_at(pair, p),
+                tick_state=redis_keys.cond_ticks(pair, p),
+                hand_off_set=self.handoff_key,
+                now_ms=int(time.time() * 1000),
+                trails=[(redis_keys.cond_trail(pair, int(bps), p), bps) for bps in widths],
+                ticks=ticks,
+            )
+            reply = await run(self._take, args)
+            if reply != WIDTHS_CHANGED:
+                return [Taken.from_member(member) for member in members(reply)]
+        raise RuntimeError(f"{pair}: trail widths kept changing while its ticks were applied")
 
     async def hand_over_taken(self, taken: Sequence[Taken]) -> list[tuple[Taken, OrderType]]:
         """Append `triggered` (with the condition, price and high that fired it) and enqueue execution; what
@@ -138,7 +160,7 @@ async def trail_state(redis: Redis, state: OrderState) -> TrailState:
     armed_at = await redis.zscore(place.key, place.member)
     if armed_at is None or armed_at == float("inf"):
         return TrailState(armed=False)
-    highs = redis_keys.cond_highs_at(state.order.pair)
+    highs = redis_keys.cond_highs_at(state.order.pair, partition_of(state.order.order_id))
     record = members(await redis.zrangebyscore(highs, armed_at, "+inf", start=0, num=1))
     if not record:
         return TrailState(armed=True)

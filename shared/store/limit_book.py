@@ -3,6 +3,7 @@
 Placing happens inside the API's order-creating script (see `resting_place`); taking happens in one Lua
 script per tick (`take_crossed`), which moves crossed orders from their buckets to the hand-off set
 atomically, so with any number of limit workers racing on the same ticks each order is taken once.
+Each partition has its own book (docs/sharding.md): a tick is taken in every partition's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from redis.asyncio import Redis
 from shared import redis_keys
 from shared.domain.limits import bucket_floor, bucket_of, rest_member, tick_size
 from shared.domain.orders import Order
+from shared.domain.partitions import partition_of
 from shared.store.order_store import OrderState, OrderStore, RestingPlace
 from shared.store.replies import members
 from shared.store.resting import RestingBook, TriggerFields
@@ -25,34 +27,48 @@ def resting_place(order: Order) -> RestingPlace:
     if order.limit_price is None:
         raise ValueError("only limit orders rest in price buckets")
     tick = tick_size(order.token_in, order.token_out)
-    bucket = bucket_of(order.limit_price, tick)
+    bucket, partition = bucket_of(order.limit_price, tick), partition_of(order.order_id)
     return RestingPlace(
-        key=redis_keys.limit_bucket(order.pair, bucket),
+        key=redis_keys.limit_bucket(order.pair, bucket, partition),
         member=rest_member(order.created_at, order.order_id),
         score=str(order.limit_price),
-        index_key=redis_keys.limit_buckets(order.pair),
+        index_key=redis_keys.limit_buckets(order.pair, partition),
         index_member=str(bucket),
         index_score=str(bucket_floor(bucket, tick)),
-        expiries_key=redis_keys.LIMIT_EXPIRIES,
+        expiries_key=redis_keys.limit_expiries(partition),
         expires_at_ms=None if order.expires_at is None else int(order.expires_at.timestamp() * 1000),
-        doorbell_key=redis_keys.LIMIT_DOORBELL,
+        doorbell_key=redis_keys.limit_doorbell(partition),
         ring="earlier",
     )
 
 
 class LimitBook(RestingBook):
-    def __init__(self, redis: Redis, store: OrderStore) -> None:
-        super().__init__(redis, store, handoff_key=redis_keys.LIMIT_HANDOFF, expiries_key=redis_keys.LIMIT_EXPIRIES)
+    """One partition's resting limit orders, every pair's."""
+
+    def __init__(self, redis: Redis, store: OrderStore, partition: int = 0) -> None:
+        super().__init__(
+            redis,
+            store,
+            partition=partition,
+            handoff_key=redis_keys.limit_handoff(partition),
+            expiries_key=redis_keys.limit_expiries(partition),
+        )
         self._take = redis.register_script(lua_source(TakeCrossedArgs.SCRIPT))
 
     async def take_crossed(self, pair: str, best_price: Decimal) -> list[str]:
         """Move every order the price crosses into the hand-off set; their members, in trigger order."""
+        price = str(best_price)
+        index = redis_keys.limit_buckets(pair, self.partition)
+        # Most ticks cross nothing: one read answers them, and names the buckets the script may touch.
+        crossed = members(await self.redis.zrangebyscore(index, "-inf", price))
+        if not crossed:
+            return []
         take = TakeCrossedArgs(
-            bucket_index=redis_keys.limit_buckets(pair),
+            bucket_index=index,
             hand_off_set=self.handoff_key,
-            bucket_key_prefix=redis_keys.limit_bucket_prefix(pair),
-            price=str(best_price),
+            price=price,
             now_ms=int(time.time() * 1000),
+            buckets=[(redis_keys.limit_bucket(pair, int(bucket), self.partition), bucket) for bucket in crossed],
         )
         return members(await run(self._take, take))
 

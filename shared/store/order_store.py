@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -21,7 +22,7 @@ from shared import redis_keys
 from shared.domain.events import OrderEvent, iso_utc
 from shared.domain.lifecycle import OrderStatus, check_transition, is_terminal
 from shared.domain.orders import CONDITION_FIELDS, Order
-from shared.domain.partitions import partition_of, scope_partition
+from shared.domain.partitions import all_partitions, partition_of, scope_partition
 from shared.redis_client import REDIS_UNAVAILABLE
 from shared.redis_replicas import barrier
 from shared.settings import Settings
@@ -34,6 +35,10 @@ from shared.store.scripts import NO_KEY, CreateOrderArgs, TransitionArgs, lua_so
 CREATE_RETRY_MIN_S = 0.05
 CREATE_RETRY_MAX_S = 0.5
 REST_OWNER_FIELD = "restOwner"
+
+
+#: What create_order.lua is sent as the cap when the owner's other partitions already hold all of it.
+NONE_LEFT = -1
 
 
 class CreateOutcome(StrEnum):
@@ -245,6 +250,11 @@ class OrderStore:
         For up to `ride_out_s`, Redis being away (a failover, a write its replicas did not acknowledge) is
         waited out and the same create sent again: the order id makes it idempotent, so the caller gets the
         outcome rather than an error that leaves it unsure whether the order exists."""
+        if resting is not None and rest_owner and max_resting > 0 and self.partitions > 1:
+            elsewhere = await self._resting_elsewhere(rest_owner, partition_of(order.order_id))
+            # None left is refused by the script, after it recognises a create sent before or a remembered key.
+            left = max_resting - elsewhere
+            max_resting = left if left > 0 else NONE_LEFT
         args = self._create_args(
             order, first_event, body_hash, message, resting, max_queue_depth, rest_owner, max_resting
         )
@@ -260,6 +270,18 @@ class OrderStore:
                 delay, sent_before = min(delay * 2, CREATE_RETRY_MAX_S), True
                 continue
             return self.create_outcome(order, body_hash, reply, sent_before=sent_before)
+
+    async def _resting_elsewhere(self, rest_owner: str, partition: int) -> int:
+        """How many of the owner's orders rest in partitions other than `partition`. Each partition counts its
+        own in the script that changes it; the cap is on their sum, so the create is given what is left of it.
+        Read just before, not in the same script (a cluster puts partitions on other slots): an owner's
+        submissions racing each other into different partitions may overshoot the cap by as many as race."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for other in all_partitions(self.partitions):
+                if other != partition:
+                    pipe.hget(redis_keys.resting_per_owner(other), rest_owner)
+            counts = await pipe.execute()
+        return sum(int(count) for count in counts if count is not None)
 
     async def queue_create(
         self,
@@ -326,7 +348,9 @@ class OrderStore:
             index_score=place.index_score,
             expiry_score=place.expires_at_ms,
             rest_owner=rest_owner if resting is not None else "",
-            resting_count_per_owner=redis_keys.RESTING_PER_OWNER if resting is not None and rest_owner else NO_KEY,
+            resting_count_per_owner=redis_keys.resting_per_owner(partition)
+            if resting is not None and rest_owner
+            else NO_KEY,
             max_resting=max_resting,
             ring=place.ring if resting is not None else "",
             second_rest_zset=place.second_key or NO_KEY,
@@ -468,7 +492,11 @@ class OrderStore:
             lease=redis_keys.order_lease(order_id),
             # Given back only in the step that takes the order out of `waiting` (the seq CAS makes this state
             # the stored one whenever the script gets that far).
-            resting_count_per_owner=redis_keys.RESTING_PER_OWNER if state.status is OrderStatus.WAITING else NO_KEY,
+            resting_count_per_owner=(
+                redis_keys.resting_per_owner(partition_of(state.order.order_id))
+                if state.status is OrderStatus.WAITING
+                else NO_KEY
+            ),
             expected_seq=state.seq,
             order_id=order_id,
             user_id=state.order.stream_user,
@@ -493,7 +521,20 @@ class OrderStore:
         a third of its reading on fields it never looks at."""
         if not order_ids:
             return []
-        heads = await self._read_heads(keys=[redis_keys.order(order_id) for order_id in order_ids], args=_HEAD)
+        # One script per partition: on a cluster a script's keys are in one slot (a book's members always are).
+        by_partition: dict[int, list[int]] = {}
+        for index, order_id in enumerate(order_ids):
+            by_partition.setdefault(partition_of(order_id), []).append(index)
+        replies = await asyncio.gather(
+            *(
+                self._read_heads(keys=[redis_keys.order(order_ids[i]) for i in indexes], args=_HEAD)
+                for indexes in by_partition.values()
+            )
+        )
+        heads: list[Any] = [None] * len(order_ids)
+        for indexes, reply in zip(by_partition.values(), replies, strict=True):
+            for index, head in zip(indexes, reply, strict=True):
+                heads[index] = head
         return [None if head[0] is None else _state_of(_present(head)) for head in heads]
 
     @staticmethod

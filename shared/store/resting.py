@@ -33,9 +33,10 @@ HAND_OVER_CHUNK = 500
 
 
 class RestingBook:
-    def __init__(self, redis: Redis, store: OrderStore, *, handoff_key: str, expiries_key: str) -> None:
+    def __init__(self, redis: Redis, store: OrderStore, *, partition: int, handoff_key: str, expiries_key: str) -> None:
         self.redis = redis
         self.store = store
+        self.partition = partition
         self.handoff_key = handoff_key
         self.expiries_key = expiries_key
 

@@ -71,7 +71,7 @@ class CreateOrderArgs:
     rest_zset: str = NO_KEY
     rest_index_zset: str = NO_KEY
     expiries_zset: str = NO_KEY
-    resting_count_per_owner: str = NO_KEY  # RESTING_PER_OWNER, for an order that rests (or did)
+    resting_count_per_owner: str = NO_KEY  # the partition's resting_per_owner, for an order that rests (or did)
     doorbell: str = NO_KEY
     second_rest_zset: str = NO_KEY
     # ARGV
@@ -92,7 +92,7 @@ class CreateOrderArgs:
     index_score: str = "0"
     expiry_score: int | None = None  # epoch ms
     rest_owner: str = ""  # '' = not counted against anyone's resting cap
-    max_resting: int = 0  # 0 = no cap
+    max_resting: int = 0  # 0 = no cap, < 0 = none left
     ring: str = ""  # '' = never, 'always', 'earlier' (shared/store/doorbell.py)
     second_rest_member: str = ""  # '' = rests in one set only
     second_rest_score: str = "0"
@@ -156,7 +156,7 @@ class TransitionArgs:
     dramatiq_queue: str
     dramatiq_msgs: str
     lease: str
-    resting_count_per_owner: str = NO_KEY  # RESTING_PER_OWNER, for an order that rests (or did)
+    resting_count_per_owner: str = NO_KEY  # the partition's resting_per_owner, for an order that rests (or did)
     second_rest_zset: str = NO_KEY
     # ARGV
     expected_seq: int
@@ -226,7 +226,7 @@ class LeaseArgs:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TakeCrossedArgs:
-    """take_crossed.lua: move every limit order a price crosses into the hand-off set."""
+    """take_crossed.lua: move every limit order a price crosses, in the buckets named, into the hand-off set."""
 
     SCRIPT: ClassVar[str] = "take_crossed.lua"
 
@@ -234,12 +234,13 @@ class TakeCrossedArgs:
     bucket_index: str
     hand_off_set: str
     # ARGV
-    bucket_key_prefix: str
     price: str
     now_ms: int
+    buckets: Sequence[tuple[str, str]]  # (bucket key, bucket number), as the index lists them
 
     def render(self) -> ScriptCall:
-        return [self.bucket_index, self.hand_off_set], [self.bucket_key_prefix, self.price, self.now_ms]
+        keys = [self.bucket_index, self.hand_off_set, *(key for key, _ in self.buckets)]
+        return keys, [self.price, self.now_ms, *(number for _, number in self.buckets)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -277,8 +278,8 @@ class TakeConditionalArgs:
     tick_state: str
     hand_off_set: str
     # ARGV
-    trail_key_prefix: str
     now_ms: int
+    trails: Sequence[tuple[str, str]]  # (width's set key, width), as the widths index lists them
     ticks: Sequence[tuple[str, str]]  # (stream id, price), in stream order
 
     def render(self) -> ScriptCall:
@@ -291,6 +292,12 @@ class TakeConditionalArgs:
             self.records_by_tick,
             self.tick_state,
             self.hand_off_set,
+            *(key for key, _ in self.trails),
         ]
-        argv: list[ScriptArg] = [self.trail_key_prefix, self.now_ms, *(item for tick in self.ticks for item in tick)]
+        argv: list[ScriptArg] = [
+            self.now_ms,
+            len(self.trails),
+            *(width for _, width in self.trails),
+            *(item for tick in self.ticks for item in tick),
+        ]
         return keys, argv

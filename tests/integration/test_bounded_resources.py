@@ -9,6 +9,7 @@ import contextlib
 import socket
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -30,13 +31,14 @@ from shared.auth.api_keys import KeyRing, Role
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.orders import OrderRequest, accept
+from shared.domain.partitions import all_partitions, new_order_id, partition_of
 from shared.execution.dead_letters import DeadLetters
 from shared.persistence.batch import make_engine
 from shared.persistence.history import make_async_engine
 from shared.persistence.timeouts import CLIENT_DEADLINE_MARGIN_S
 from shared.store.expiries import ExpirySweeper
 from shared.store.limit_book import LimitBook
-from shared.store.order_store import CreateOutcome, RestingPlace, StaleWrite
+from shared.store.order_store import CreateOutcome, OrderStore, RestingPlace, StaleWrite
 from shared.store.placement import placement
 from shared.venues.base import Dex, SwapLeg, TxOutcome, TxStatus
 from shared.venues.ledger import RedisLedger, TxRecord
@@ -93,8 +95,17 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert body["success"] is False and body["error"] == code and body["message"] and body["details"] == []
 
 
-async def resting_counts(redis) -> dict[str, int]:
-    raw = await redis.hgetall(redis_keys.RESTING_PER_OWNER)
+async def resting_counts(redis, partitions: int = 1) -> dict[str, int]:
+    """Each owner's resting orders, every partition's count added up."""
+    counts: dict[str, int] = {}
+    for partition in all_partitions(partitions):
+        for key, value in (await redis.hgetall(redis_keys.resting_per_owner(partition))).items():
+            counts[key.decode()] = counts.get(key.decode(), 0) + int(value)
+    return counts
+
+
+async def resting_counts_in(redis, partition: int) -> dict[str, int]:
+    raw = await redis.hgetall(redis_keys.resting_per_owner(partition))
     return {key.decode(): int(value) for key, value in raw.items()}
 
 
@@ -151,8 +162,11 @@ def _order(order_id: str) -> SimpleNamespace:
     return SimpleNamespace(order_id=UUID(order_id))  # all `wait_for` needs
 
 
-async def place(store, body: dict, owner: str = "ip:1.2.3.4", cap: int = 100):
+async def place(store, body: dict, owner: str = "ip:1.2.3.4", cap: int = 100, partition: int | None = None):
+    """A resting order accepted as the API accepts one (in `partition`, if given), capped at `cap` per owner."""
     order = accept(OrderRequest.model_validate(body))
+    if partition is not None:
+        order = replace(order, order_id=new_order_id(partition))
     plan = placement(order)
     result = await store.create(order, plan.first_event, resting=plan.resting, rest_owner=owner, max_resting=cap)
     return order, result
@@ -191,7 +205,7 @@ async def test_the_count_goes_down_exactly_once_whichever_way_a_rest_ends(redis)
     await ended(store, failing, OrderStatus.FAILED)
     assert await resting_counts(redis) == {"ip:1.2.3.4": 1, "ip:5.6.7.8": 1}
 
-    sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
+    sweeper = ExpirySweeper(redis, store, redis_keys.limit_expiries(0))
     assert await sweeper.sweep(now_ms=int((datetime.now(UTC) + timedelta(seconds=5)).timestamp() * 1000)) == 1
     assert (await store.load(expiring.order_id)).status is OrderStatus.EXPIRED
     assert await resting_counts(redis) == {"ip:5.6.7.8": 1}  # at zero the field is gone: the hash never grows
@@ -229,6 +243,76 @@ async def test_the_cap_is_per_owner_and_orders_without_an_owner_are_not_counted(
     assert await resting_counts(redis) == {"key:a": 1, "key:b": 1}
 
 
+async def test_a_retry_is_recognised_even_when_the_owners_other_partitions_hold_the_whole_cap(redis):
+    # Racing submissions may leave an owner over the cap across partitions; a retry of an order it already has
+    # must still get that order back, not a refusal: the script checks the key before the cap.
+    store = OrderStore(redis, retention_s=3600, idempotency_ttl_s=3600, partitions=4)
+    owner, body = "key:retrying", {**LIMIT, "limitPrice": "100"}
+    first = accept(OrderRequest.model_validate(body), idempotency_key="once", partitions=4)
+    plan = placement(first)
+    created = await store.create(
+        first, plan.first_event, resting=plan.resting, body_hash="h", rest_owner=owner, max_resting=1
+    )
+    assert created.outcome is CreateOutcome.CREATED
+    other = next(p for p in all_partitions(4) if p != partition_of(first.order_id))
+    await redis.hset(redis_keys.resting_per_owner(other), owner, 1)  # a racer's overshoot
+
+    retry = accept(OrderRequest.model_validate(body), idempotency_key="once", partitions=4)
+    plan = placement(retry)
+    again = await store.create(
+        retry, plan.first_event, resting=plan.resting, body_hash="h", rest_owner=owner, max_resting=1
+    )
+    assert (again.outcome, again.order_id) == (CreateOutcome.REPLAYED, first.order_id)
+    fresh, refused = await place(store, body, owner=owner, cap=1, partition=partition_of(first.order_id))
+    assert refused.outcome is CreateOutcome.TOO_MANY_RESTING and await store.load(fresh.order_id) is None
+
+
+async def test_the_cap_holds_across_partitions_and_a_slot_freed_in_one_is_free_in_any(redis):
+    store = OrderStore(redis, retention_s=3600, idempotency_ttl_s=3600, partitions=4)
+    owner, cap = "key:spread", 3
+
+    async def submit(body: dict, partition: int, who: str = owner):
+        order, result = await place(store, body, owner=who, cap=cap, partition=partition)
+        assert partition_of(order.order_id) == partition
+        return order, result.outcome
+
+    triggering, outcome_0 = await submit({**LIMIT, "limitPrice": "100"}, 0)
+    cancelling, outcome_1 = await submit(SNIPER, 1)
+    _, outcome_2 = await submit(CONDITIONAL[0], 2)
+    assert [outcome_0, outcome_1, outcome_2] == [CreateOutcome.CREATED] * 3
+    # Each partition counts its own: one each, none in the fourth, three in all.
+    assert [await resting_counts_in(redis, p) for p in all_partitions(4)] == [{owner: 1}, {owner: 1}, {owner: 1}, {}]
+
+    # The 4th is refused wherever it would rest: in a partition that holds none of the owner's orders (the
+    # others already fill the cap) as in one that holds one (what is left of the cap there is already used).
+    for partition in all_partitions(4):
+        refused, outcome = await submit(LIMIT, partition)
+        assert outcome is CreateOutcome.TOO_MANY_RESTING, partition
+        assert await store.load(refused.order_id) is None
+    assert await resting_counts(redis, 4) == {owner: 3}
+    assert (await submit(LIMIT, 3, who="key:other"))[1] is CreateOutcome.CREATED  # another owner is not capped
+
+    await ended(store, cancelling, OrderStatus.CANCELLED)  # a cancel in partition 1 frees one slot...
+    assert await resting_counts_in(redis, 1) == {}
+    assert (await submit(LIMIT, 3))[1] is CreateOutcome.CREATED  # ...taken in partition 3
+    assert (await submit(SNIPER, 1))[1] is CreateOutcome.TOO_MANY_RESTING  # and only one
+    assert await resting_counts(redis, 4) == {owner: 3, "key:other": 1}
+
+    book = LimitBook(redis, store, 0)  # a trigger in partition 0 frees another...
+    assert await book.hand_over_at(await book.take_crossed("SOL-USDC", Decimal("150")), Decimal("150")) == 1
+    assert (await store.load(triggering.order_id)).status is OrderStatus.TRIGGERED
+    assert await resting_counts_in(redis, 0) == {}
+    assert (await submit(SNIPER, 1))[1] is CreateOutcome.CREATED  # ...taken in partition 1
+    for partition in all_partitions(4):
+        assert (await submit(LIMIT, partition))[1] is CreateOutcome.TOO_MANY_RESTING, partition
+    assert [await resting_counts_in(redis, p) for p in all_partitions(4)] == [
+        {},
+        {owner: 1},
+        {owner: 1},
+        {owner: 1, "key:other": 1},
+    ]
+
+
 # --- 2. TTLs ---------------------------------------------------------------------------------------------
 
 #: Keys without a TTL that are fine: one per deployment, or bounded by something that is (see
@@ -239,12 +323,12 @@ UNBOUNDED_OK = (
     b"quotes:",
     b"limit:",
     b"sniper:",
-    b"cond:doorbell",  # one element at most; the rest of `cond:` is gone once no conditional order rests
+    redis_keys.cond_doorbell(0).encode(),  # one element at most; the rest of `cond:` is gone once none rests
     redis_keys.SIM_SEED.encode(),
     redis_keys.SIM_EPOCH.encode(),
     redis_keys.SIM_EVENTS_PUBLISHED_UNTIL.encode(),
     b"auth:api-keys",
-    redis_keys.RESTING_PER_OWNER.encode(),
+    redis_keys.resting_per_owner(0).encode(),
 )
 
 

@@ -17,6 +17,7 @@ from shared.domain.limits import order_id_of
 from shared.domain.orders import Order
 from shared.store.conditional_book import ConditionalBook, trail_state
 from shared.store.order_store import ClaimLost, OrderStore
+from shared.store.scripts import TakeConditionalArgs, lua_source, run
 from tests.support.conditional_reference import ConditionalTerms, ReferenceBook
 from tests.support.orders import cancel_resting, event_messages, make_store, place_conditional_order
 from tests.support.ticks import TickIds
@@ -114,14 +115,14 @@ async def test_an_oco_takes_profit_and_its_stop_side_is_gone(redis, store, path)
     [fired] = await path.tick("100", "110")
     assert (order_id_of(fired.member), fired.condition) == (order.order_id, Condition.TAKE_PROFIT)
     assert await path.tick("80") == []
-    assert await redis.zcard(redis_keys.cond_stops(PAIR)) == 0
+    assert await redis.zcard(redis_keys.cond_stops(PAIR, 0)) == 0
 
 
 async def test_an_oco_stop_fires_first_and_the_take_profit_side_never_does(redis, store, path):
     order = await place_conditional_order(store, "oco", takeProfitPrice="110", stopPrice="90")
     [fired] = await path.tick("100", "90", "111")  # one batch: the stop came first
     assert (order_id_of(fired.member), fired.condition, fired.price) == (order.order_id, Condition.STOP, 90)
-    assert await redis.zcard(redis_keys.cond_take_profits(PAIR)) == 0
+    assert await redis.zcard(redis_keys.cond_take_profits(PAIR, 0)) == 0
 
 
 async def test_a_take_profit_and_a_stop_in_one_tick_both_fire(store, path):
@@ -165,8 +166,8 @@ async def test_a_replayed_tick_from_before_an_order_was_placed_never_fires_or_ar
 async def test_cancel_of_an_oco_removes_both_sides_and_loses_to_a_trigger_that_came_first(redis, store, book, path):
     cancelled = await place_conditional_order(store, "oco", takeProfitPrice="110", stopPrice="90")
     await cancel_resting(store, cancelled)
-    assert await redis.zcard(redis_keys.cond_stops(PAIR)) == 0
-    assert await redis.zcard(redis_keys.cond_take_profits(PAIR)) == 0
+    assert await redis.zcard(redis_keys.cond_stops(PAIR, 0)) == 0
+    assert await redis.zcard(redis_keys.cond_take_profits(PAIR, 0)) == 0
 
     fired = await place_conditional_order(store, "oco", takeProfitPrice="110", stopPrice="90")
     await path.tick("110")  # taken into the hand-off...
@@ -180,8 +181,8 @@ async def test_cancel_of_a_trailing_stop_removes_it_armed_or_not(redis, store, p
     await path.tick("100")
     for order in (waiting, armed):
         await cancel_resting(store, order)
-    assert await redis.exists(redis_keys.cond_trail(PAIR, 300), redis_keys.cond_activations(PAIR)) == 0
-    assert await redis.zcard(redis_keys.cond_trail_widths(PAIR)) == 0
+    assert await redis.exists(redis_keys.cond_trail(PAIR, 300, 0), redis_keys.cond_activations(PAIR, 0)) == 0
+    assert await redis.zcard(redis_keys.cond_trail_widths(PAIR, 0)) == 0
     assert await path.tick("1") == []
 
 
@@ -203,7 +204,7 @@ async def test_a_stranded_hand_off_is_recovered_with_what_fired_it(redis, store,
     assert len(await book.recover(stranded)) == 1
     triggered = (await event_messages(store, order))[-1]
     assert (triggered["trigger"], triggered["triggerPrice"]) == ("stop", "89")
-    assert await redis.zcard(redis_keys.COND_HANDOFF) == 0
+    assert await redis.zcard(redis_keys.cond_handoff(0)) == 0
     assert await book.recover(stranded) == []  # once
 
 
@@ -217,11 +218,68 @@ async def test_the_trailing_state_shows_the_live_high_and_level(redis, store, pa
 
 async def test_the_record_stack_keeps_only_what_armed_orders_need(redis, store, path):
     await path.tick(*(str(1000 - i) for i in range(200)))  # a long fall with nothing armed
-    assert await redis.zcard(redis_keys.cond_highs(PAIR)) == 1
+    assert await redis.zcard(redis_keys.cond_highs(PAIR, 0)) == 1
     await place_conditional_order(store, "trailing_stop", trailBps=5000)
     await path.tick(*(str(700 - i) for i in range(50)))
-    assert await redis.zcard(redis_keys.cond_highs(PAIR)) == 50  # every record since it armed
-    assert await redis.zcard(redis_keys.cond_highs_at(PAIR)) == 50
+    assert await redis.zcard(redis_keys.cond_highs(PAIR, 0)) == 50  # every record since it armed
+    assert await redis.zcard(redis_keys.cond_highs_at(PAIR, 0)) == 50
+
+
+async def book_snapshot(redis, partition: int) -> dict:
+    """Every conditional-book key of the partition (and the hand-off set), with what it holds."""
+    dumped = {}
+    async for key in redis.scan_iter(match=f"cond:{{p{partition}}}:*"):
+        kind = await redis.type(key)
+        if kind == b"zset":
+            dumped[key] = await redis.zrange(key, 0, -1, withscores=True)
+        elif kind == b"hash":
+            dumped[key] = await redis.hgetall(key)
+        else:
+            dumped[key] = await redis.lrange(key, 0, -1)
+    return dumped
+
+
+async def test_a_width_placed_between_the_widths_read_and_the_script_makes_it_change_nothing(redis, store, book, path):
+    """The script is given the trail sets of the widths the caller read; an order of a new width placed in
+    between is in a set it was not given: it answers -1 and leaves everything as it was, for a retry."""
+    stop = await place_conditional_order(store, "stop", stopPrice="95")
+    trail = await place_conditional_order(store, "trailing_stop", trailBps=500)
+    await path.tick("100")  # the trailing stop arms: high 100, level 95
+    stale = [(redis_keys.cond_trail(PAIR, 500, 0), "500")]  # the widths as a worker read them...
+    late = await place_conditional_order(store, "trailing_stop", trailBps=300)  # ...then a new width is placed
+    assert await redis.zrange(redis_keys.cond_trail_widths(PAIR, 0), 0, -1) == [b"300", b"500"]
+    await asyncio.sleep(0.005)
+    tick_state = await redis.hgetall(redis_keys.cond_ticks(PAIR, 0))
+    assert tick_state  # the first tick was applied
+    before = await book_snapshot(redis, 0)
+
+    script = redis.register_script(lua_source(TakeConditionalArgs.SCRIPT))
+    args = TakeConditionalArgs(
+        stops=redis_keys.cond_stops(PAIR, 0),
+        take_profits=redis_keys.cond_take_profits(PAIR, 0),
+        activations=redis_keys.cond_activations(PAIR, 0),
+        trail_widths=redis_keys.cond_trail_widths(PAIR, 0),
+        records_by_price=redis_keys.cond_highs(PAIR, 0),
+        records_by_tick=redis_keys.cond_highs_at(PAIR, 0),
+        tick_state=redis_keys.cond_ticks(PAIR, 0),
+        hand_off_set=redis_keys.cond_handoff(0),
+        now_ms=int(datetime.now(UTC).timestamp() * 1000),
+        trails=stale,
+        ticks=[(path.ids.next(), "120"), (path.ids.next(), "90")],  # would arm the late one, then fire all three
+    )
+    assert await run(script, args) == -1
+    assert await redis.hgetall(redis_keys.cond_ticks(PAIR, 0)) == tick_state  # no tick applied
+    assert await book_snapshot(redis, 0) == before  # nothing armed, taken or trimmed
+    assert await redis.zcard(redis_keys.cond_handoff(0)) == 0
+    assert await redis.exists(redis_keys.cond_trail(PAIR, 300, 0)) == 1
+
+    # The book reads the widths again and applies the same ticks: they fire as if the stale call never ran.
+    fired = await book.apply_ticks(PAIR, args.ticks)
+    assert {(order_id_of(t.member), t.condition, t.high_water_mark) for t in fired} == {
+        (stop.order_id, Condition.STOP, None),
+        (trail.order_id, Condition.TRAIL, Decimal(120)),
+        (late.order_id, Condition.TRAIL, Decimal(120)),  # armed at 120 (level 116.4): its width's set was read
+    }
 
 
 def _terms(order: Order) -> ConditionalTerms:
@@ -288,7 +346,7 @@ async def test_a_cancel_or_an_expiry_racing_the_trigger_leaves_each_order_ended_
     async def end_them() -> None:
         if ender == "expiry":
             far_future_ms = 5_000_000_000_000
-            await ExpirySweeper(redis, store, redis_keys.COND_EXPIRIES).sweep(now_ms=far_future_ms)
+            await ExpirySweeper(redis, store, redis_keys.cond_expiries(0)).sweep(now_ms=far_future_ms)
             return
         for order in orders:
             with contextlib.suppress(ClaimLost, StaleWrite, AssertionError):
@@ -301,5 +359,5 @@ async def test_a_cancel_or_an_expiry_racing_the_trigger_leaves_each_order_ended_
     assert all(end in (["triggered"], [ended_by]) for end in ends), ends
     triggered = sum(end == ["triggered"] for end in ends)
     assert await redis.llen(redis_keys.dramatiq_queue(0)) == triggered
-    for key in (redis_keys.cond_stops(PAIR), redis_keys.cond_take_profits(PAIR), redis_keys.COND_HANDOFF):
+    for key in (redis_keys.cond_stops(PAIR, 0), redis_keys.cond_take_profits(PAIR, 0), redis_keys.cond_handoff(0)):
         assert await redis.zcard(key) == 0, key

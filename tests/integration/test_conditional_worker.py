@@ -98,10 +98,10 @@ async def test_orders_taken_but_not_handed_over_are_recovered_once(redis, engine
     book = ConditionalBook(redis, store)
     ids = TickIds()
     await book.apply_ticks("SOL-USDC", [(ids.next(), "100"), (ids.next(), "101"), (ids.next(), "50")])  # then it died
-    assert await redis.zcard(redis_keys.COND_HANDOFF) == 6
+    assert await redis.zcard(redis_keys.cond_handoff(0)) == 6
     engine.start("limit-worker")
     async with asyncio.timeout(20):
-        while await redis.zcard(redis_keys.COND_HANDOFF):
+        while await redis.zcard(redis_keys.cond_handoff(0)):
             await asyncio.sleep(0.1)
     assert all(s == ["pending", "waiting", "triggered"] for s in await statuses(store, orders))
     assert await redis.llen(redis_keys.dramatiq_queue(0)) == 6

@@ -125,7 +125,8 @@ async def test_a_replayed_limit_order_rests_again(redis):
     result = await dead_letters(redis).replay(original.order_id)
     new = await store.load(result.new_order_id)
     assert new.status is OrderStatus.WAITING and new.order.limit_price == original.limit_price
-    assert new.fields["restKey"].startswith("limit:SOL-USDC:b:")
+    bucket_prefix = redis_keys.limit_bucket_prefix("SOL-USDC", partition_of(new.order.order_id))
+    assert new.fields["restKey"].startswith(bucket_prefix)
     assert await redis.llen(redis_keys.dramatiq_queue(0)) == 0  # it waits for its price, not for a worker
 
 

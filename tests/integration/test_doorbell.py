@@ -45,20 +45,20 @@ async def rung(redis, key) -> bool:
 async def test_a_placement_rings_only_when_its_deadline_is_the_new_earliest(redis):
     store = make_store(redis)
     await place_limit_order(store, "150", expiresAt=in_ms(60_000))  # the first deadline
-    assert await rung(redis, redis_keys.LIMIT_DOORBELL)
+    assert await rung(redis, redis_keys.limit_doorbell(0))
     await place_limit_order(store, "150")  # the default deadline, days away: nothing earlier to do
     await place_limit_order(store, "150", expiresAt=in_ms(120_000))
-    assert not await rung(redis, redis_keys.LIMIT_DOORBELL)
+    assert not await rung(redis, redis_keys.limit_doorbell(0))
     for _ in range(3):
         await place_limit_order(store, "150", expiresAt=in_ms(30_000))
-    assert await redis.llen(redis_keys.LIMIT_DOORBELL) == 1  # rings collapse: one wake-up is enough
+    assert await redis.llen(redis_keys.limit_doorbell(0)) == 1  # rings collapse: one wake-up is enough
 
 
 async def test_every_sniper_placement_rings(redis):
     store = make_store(redis)
     await place_sniper_order(store, {"kind": "listing"})
-    assert await rung(redis, redis_keys.SNIPER_DOORBELL)
-    assert not await rung(redis, redis_keys.LIMIT_DOORBELL)
+    assert await rung(redis, redis_keys.sniper_doorbell(0))
+    assert not await rung(redis, redis_keys.limit_doorbell(0))
 
 
 async def test_a_wait_ends_at_a_ring_at_its_deadline_or_at_a_stop(redis):
@@ -101,8 +101,8 @@ async def until_status(store, order, status: str) -> None:
 
 async def test_a_limit_order_placed_while_housekeeping_sleeps_expires_on_time(redis, settings, probes):
     store = make_store(redis)
-    book, sweeper = LimitBook(redis, store), ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
-    bell = Doorbell(redis, redis_keys.LIMIT_DOORBELL, max_wait_s=NEVER_BY_ITSELF_S)
+    book, sweeper = LimitBook(redis, store), ExpirySweeper(redis, store, redis_keys.limit_expiries(0))
+    bell = Doorbell(redis, redis_keys.limit_doorbell(0), max_wait_s=NEVER_BY_ITSELF_S)
     stop = asyncio.Event()
     outcomes = OrderOutcomes(probes.registry)
     chores = limit_housekeeping("limit", book, recover_nothing, sweeper, bell, stop, outcomes, Heartbeat("chores", 10))
@@ -117,8 +117,8 @@ async def recover_nothing(stranded: list[str]) -> None:
 
 async def test_a_conditional_order_placed_while_housekeeping_sleeps_expires_on_time(redis, settings, probes):
     store = make_store(redis)
-    book, sweeper = ConditionalBook(redis, store), ExpirySweeper(redis, store, redis_keys.COND_EXPIRIES)
-    bell = Doorbell(redis, redis_keys.COND_DOORBELL, max_wait_s=NEVER_BY_ITSELF_S)
+    book, sweeper = ConditionalBook(redis, store), ExpirySweeper(redis, store, redis_keys.cond_expiries(0))
+    bell = Doorbell(redis, redis_keys.cond_doorbell(0), max_wait_s=NEVER_BY_ITSELF_S)
     stop = asyncio.Event()
     outcomes = OrderOutcomes(probes.registry)
     chores = limit_housekeeping(
@@ -127,13 +127,13 @@ async def test_a_conditional_order_placed_while_housekeeping_sleeps_expires_on_t
     async with asleep(chores, stop):
         order = await place_conditional_order(store, "oco", takeProfitPrice="200", stopPrice="1", expiresAt=in_ms(300))
         await until_status(store, order, "expired")
-    assert await redis.zcard(redis_keys.cond_take_profits("SOL-USDC")) == 0  # both sides gone with the expiry
+    assert await redis.zcard(redis_keys.cond_take_profits("SOL-USDC", 0)) == 0  # both sides gone with the expiry
 
 
 async def test_a_sniper_order_whose_condition_already_holds_fires_when_placed(redis, settings, probes):
     store = make_store(redis)
-    book, sweeper = SniperBook(redis, store), ExpirySweeper(redis, store, redis_keys.SNIPER_EXPIRIES)
-    bell = Doorbell(redis, redis_keys.SNIPER_DOORBELL, max_wait_s=NEVER_BY_ITSELF_S)
+    book, sweeper = SniperBook(redis, store), ExpirySweeper(redis, store, redis_keys.sniper_expiries(0))
+    bell = Doorbell(redis, redis_keys.sniper_doorbell(0), max_wait_s=NEVER_BY_ITSELF_S)
     now = datetime.now(UTC).timestamp()
     # Every launch and liquidity step an hour ago: after the start-up sweep, nothing is due but a ring.
     sim = SimConfig(seed="s", epoch=now - 3600, launch_first_s=0, launch_interval_s=1, liquidity_step_s=1)
@@ -148,12 +148,12 @@ async def test_a_listing_no_event_announced_is_swept_a_grace_after_its_moment(re
     """With no quote stream to publish the listing, housekeeping fires the order itself, MOMENT_GRACE_S after
     the launch schedule says WIF listed: late enough for the venue event to have fired it first."""
     store = make_store(redis)
-    book, sweeper = SniperBook(redis, store), ExpirySweeper(redis, store, redis_keys.SNIPER_EXPIRIES)
-    bell = Doorbell(redis, redis_keys.SNIPER_DOORBELL, max_wait_s=NEVER_BY_ITSELF_S)
+    book, sweeper = SniperBook(redis, store), ExpirySweeper(redis, store, redis_keys.sniper_expiries(0))
+    bell = Doorbell(redis, redis_keys.sniper_doorbell(0), max_wait_s=NEVER_BY_ITSELF_S)
     listed_at = datetime.now(UTC).timestamp() + 1.0  # WIF is launch slot 0: listed launch_first_s after epoch
     sim = SimConfig(seed="s", epoch=listed_at - 30, launch_first_s=30, launch_interval_s=3600, liquidity_step_s=3600)
     order = await place_sniper_order(store, {"kind": "listing"})
-    await redis.delete(redis_keys.SNIPER_DOORBELL)  # placed before the loop started: the start-up sweep sees it
+    await redis.delete(redis_keys.sniper_doorbell(0))  # placed before the loop started: the start-up sweep sees it
     stop = asyncio.Event()
     metrics = SniperMetrics(probes)
     async with asleep(sniper_housekeeping(book, sweeper, bell, sim, stop, metrics, Heartbeat("chores", 10)), stop):

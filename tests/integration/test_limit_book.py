@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,9 +14,11 @@ from shared import redis_keys
 from shared.domain.events import OrderEvent
 from shared.domain.lifecycle import OrderStatus
 from shared.domain.limits import order_id_of
+from shared.domain.orders import Order, OrderRequest, accept
+from shared.domain.partitions import new_order_id, partition_of
 from shared.store.expiries import ExpirySweeper
-from shared.store.limit_book import LimitBook
-from shared.store.order_store import ClaimLost, RestingPlace, StaleWrite
+from shared.store.limit_book import LimitBook, resting_place
+from shared.store.order_store import ClaimLost, OrderStore, RestingPlace, StaleWrite
 from shared.store.resting import HAND_OVER_CHUNK
 from tests.support.orders import assert_gapless_and_legal, event_messages, make_store, place_limit_order
 
@@ -58,7 +61,7 @@ async def test_a_tick_crossing_40_of_100_triggers_exactly_those_in_price_then_ti
     triggered = (await event_messages(store, crossed[0]))[-1]
     assert triggered["triggerPrice"] == "143.95"
     assert (await store.load(crossed[0].order_id)).fields["referencePrice"] == "143.95"
-    assert await redis.zcard(redis_keys.LIMIT_HANDOFF) == 0
+    assert await redis.zcard(redis_keys.limit_handoff(0)) == 0
     assert await book.take_crossed(PAIR, Decimal("139.9")) == []  # a tick below every limit takes nothing
 
 
@@ -70,7 +73,7 @@ async def test_a_crossing_larger_than_a_chunk_is_handed_over_whole_in_order_and_
     assert len(members) == len(orders)
     assert await book.hand_over_at(members, Decimal("150")) == len(orders) - 1
     assert await queued_order_ids(redis) == [str(o.order_id) for o in orders if o is not gone]
-    assert await redis.zcard(redis_keys.LIMIT_HANDOFF) == 0
+    assert await redis.zcard(redis_keys.limit_handoff(0)) == 0
     assert await book.hand_over_at(members, Decimal("150")) == 0  # a second hand-over of the same: nothing
 
 
@@ -118,16 +121,16 @@ async def test_expiry_ends_resting_orders_and_leaves_the_rest(redis, store, book
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     expiring = await place_limit_order(store, "150", expiresAt=soon)
     staying = await place_limit_order(store, "150", expiresAt=later)
-    sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
+    sweeper = ExpirySweeper(redis, store, redis_keys.limit_expiries(0))
     assert await sweeper.sweep() == 0
     await asyncio.sleep(0.35)
     assert await sweeper.sweep() == 1
     assert [m["status"] for m in await event_messages(store, expiring)][-1] == "expired"
     assert (await store.load(staying.order_id)).status == "waiting"
     assert [order_id_of(m) for m in await book.take_crossed(PAIR, Decimal("151"))] == [staying.order_id]
-    assert await redis.zcard(redis_keys.LIMIT_EXPIRIES) == 1  # the hand-off claim clears it
-    await book.hand_over_at([m for m in await redis.zrange(redis_keys.LIMIT_HANDOFF, 0, -1)], Decimal(151))
-    assert await redis.zcard(redis_keys.LIMIT_EXPIRIES) == 0
+    assert await redis.zcard(redis_keys.limit_expiries(0)) == 1  # the hand-off claim clears it
+    await book.hand_over_at([m for m in await redis.zrange(redis_keys.limit_handoff(0), 0, -1)], Decimal(151))
+    assert await redis.zcard(redis_keys.limit_expiries(0)) == 0
 
 
 async def test_a_hand_off_left_by_a_dead_worker_is_recovered_once(redis, store, book):
@@ -139,3 +142,45 @@ async def test_a_hand_off_left_by_a_dead_worker_is_recovered_once(redis, store, 
     triggered = (await event_messages(store, order))[-1]
     assert triggered["status"] == "triggered" and triggered["triggerPrice"] == "150"  # its limit: the floor
     assert await queued_order_ids(redis) == [str(order.order_id)]
+
+
+async def place_limit_order_in(store: OrderStore, partition: int, limit_price: str) -> Order:
+    """A resting limit order, as `place_limit_order` places one, with its id in `partition`."""
+    body = {"type": "limit", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "limitPrice": limit_price}
+    order = replace(accept(OrderRequest.model_validate(body)), order_id=new_order_id(partition))
+    first = OrderEvent(order.order_id, 1, OrderStatus.PENDING, order.type.value)
+    waiting = OrderEvent(order.order_id, 2, OrderStatus.WAITING, order.type.value)
+    await store.create(order, first, resting=(waiting, resting_place(order)))
+    return order
+
+
+async def partition_snapshot(redis, partition: int) -> dict:
+    """Every limit-book key of the partition, with its members and scores."""
+    keys = [key async for key in redis.scan_iter(match=f"limit:{{p{partition}}}:*")]
+    return {key: await redis.zrange(key, 0, -1, withscores=True) for key in keys if await redis.type(key) == b"zset"}
+
+
+async def test_a_take_in_one_partitions_book_never_touches_another_partitions_orders(redis):
+    store = OrderStore(redis, retention_s=3600, idempotency_ttl_s=3600, partitions=2)
+    in_0 = await place_limit_order_in(store, 0, "150")
+    in_1 = await place_limit_order_in(store, 1, "150")
+    assert (partition_of(in_0.order_id), partition_of(in_1.order_id)) == (0, 1)
+    before = await partition_snapshot(redis, 0)
+    assert redis_keys.limit_buckets(PAIR, 0).encode() in before  # the partition-0 order rests in its own book
+    order_0_before = await redis.hgetall(redis_keys.order(in_0.order_id))
+
+    book_1 = LimitBook(redis, store, 1)
+    members = await book_1.take_crossed(PAIR, Decimal("151"))  # crosses both orders' limits
+    assert [order_id_of(m) for m in members] == [in_1.order_id]
+    assert await book_1.hand_over_at(members, Decimal("151")) == 1
+    assert await book_1.take_crossed(PAIR, Decimal("151")) == []  # partition 1's book is empty now
+
+    assert await partition_snapshot(redis, 0) == before  # partition 0's book untouched...
+    assert await redis.hgetall(redis_keys.order(in_0.order_id)) == order_0_before  # ...and its order too
+    assert (await store.load(in_0.order_id)).status is OrderStatus.WAITING
+    assert (await store.load(in_1.order_id)).status is OrderStatus.TRIGGERED
+    assert await redis.llen(redis_keys.dramatiq_queue(0)) == 0
+    assert await redis.llen(redis_keys.dramatiq_queue(1)) == 1
+
+    book_0 = LimitBook(redis, store, 0)  # and partition 0's own book takes its own order, only
+    assert [order_id_of(m) for m in await book_0.take_crossed(PAIR, Decimal("151"))] == [in_0.order_id]

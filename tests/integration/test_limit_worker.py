@@ -45,7 +45,7 @@ async def test_orders_taken_but_not_handed_over_are_recovered_once(redis, engine
     await LimitBook(redis, store).take_crossed("SOL-USDC", Decimal("150"))  # a worker died right after this
     engine.start("limit-worker")
     async with asyncio.timeout(20):
-        while await redis.zcard(redis_keys.LIMIT_HANDOFF):
+        while await redis.zcard(redis_keys.limit_handoff(0)):
             await asyncio.sleep(0.1)
     for order in orders:
         assert [m["status"] for m in await event_messages(store, order)] == ["pending", "waiting", "triggered"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import redis_keys
+from shared.domain.orders import OrderRequest, accept
+from shared.domain.partitions import new_order_id
 from shared.execution.executor import ExecutionFailed, OrderExecutor
 from shared.observability.orders import ExecutionMetrics, OrderOutcomes
 from shared.observability.redis_gauges import (
@@ -18,10 +21,13 @@ from shared.observability.redis_gauges import (
     armed_sniper_orders,
     dbsync_backlog,
     execution_backlog,
+    resting_conditional_orders,
     resting_limit_orders,
 )
 from shared.store.expiries import ExpirySweeper
 from shared.store.leases import OrderLeases
+from shared.store.order_store import OrderStore
+from shared.store.placement import placement
 from shared.venues.base import Dex, VenueUnavailable
 from shared.venues.ledger import InMemoryLedger
 from shared.venues.simulated import build_swap_transaction
@@ -91,7 +97,7 @@ async def test_an_expiry_sweep_reports_only_the_orders_it_expired(redis):
     registry = CollectorRegistry()
     outcomes = OrderOutcomes(registry)
     await asyncio.sleep(0.3)
-    sweeper = ExpirySweeper(redis, store, redis_keys.LIMIT_EXPIRIES)
+    sweeper = ExpirySweeper(redis, store, redis_keys.limit_expiries(0))
     assert await sweeper.sweep(on_expired=outcomes.ended) == 1
     got = samples(registry)
     assert got[("engine_orders_terminal_total", (("status", "expired"), ("type", "limit")))] == 1
@@ -123,7 +129,7 @@ async def test_backlog_and_book_gauges_are_read_from_redis_when_scraped(redis, s
     await place_sniper_order(store, {"kind": "listing"})
     await place_sniper_order(store, {"kind": "liquidity", "minLiquidity": "1000"})
     registry = scrape_registry(
-        execution_backlog(), resting_limit_orders([("SOL", "USDC"), ("USDC", "SOL")]), armed_sniper_orders
+        execution_backlog(), resting_limit_orders([("SOL", "USDC"), ("USDC", "SOL")]), armed_sniper_orders()
     )
     got = samples(registry)
     assert got[("engine_execution_queue_depth", (("queue", "ready"),))] == 2
@@ -134,6 +140,36 @@ async def test_backlog_and_book_gauges_are_read_from_redis_when_scraped(redis, s
     assert got[("engine_sniper_orders_armed", (("kind", "listing"), ("pair", "SOL-WIF")))] == 1
     assert got[("engine_sniper_orders_armed", (("kind", "liquidity"), ("pair", "SOL-WIF")))] == 1
     assert got[("engine_redis_gauges_ok", ())] == 1
+
+
+async def test_the_book_gauges_add_up_every_partitions_books(redis, scrape_registry):
+    store = OrderStore(redis, retention_s=3600, idempotency_ttl_s=3600, partitions=3)
+    pair = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
+    bodies = [
+        {**pair, "type": "limit", "limitPrice": "140"},
+        {**pair, "type": "stop", "stopPrice": "100"},
+        {**pair, "type": "oco", "stopPrice": "100", "takeProfitPrice": "200"},
+        {**pair, "type": "trailing_stop", "trailBps": 100},
+        {"type": "sniper", "tokenIn": "SOL", "tokenOut": "WIF", "amount": "0.1", "trigger": {"kind": "listing"}},
+    ]
+    for partition in (0, 2):  # the same orders in two partitions, none in the third
+        for body in bodies:
+            order = replace(accept(OrderRequest.model_validate(body)), order_id=new_order_id(partition))
+            plan = placement(order)
+            await store.create(order, plan.first_event, resting=plan.resting)
+    pairs = [("SOL", "USDC")]
+    registry = scrape_registry(
+        resting_limit_orders(pairs, 3), resting_conditional_orders(pairs, 3), armed_sniper_orders(3)
+    )
+    got = samples(registry)
+    assert got[("engine_limit_orders_resting", (("pair", "SOL-USDC"),))] == 2
+    for kind in ("stop", "oco", "trailing_stop"):
+        assert got[("engine_conditional_orders_resting", (("pair", "SOL-USDC"), ("type", kind)))] == 2, kind
+    assert got[("engine_sniper_orders_armed", (("kind", "listing"), ("pair", "SOL-WIF")))] == 2
+    assert got[("engine_redis_gauges_ok", ())] == 1
+    one = samples(scrape_registry(resting_limit_orders(pairs), armed_sniper_orders()))  # partition 0's alone
+    assert one[("engine_limit_orders_resting", (("pair", "SOL-USDC"),))] == 1
+    assert one[("engine_sniper_orders_armed", (("kind", "listing"), ("pair", "SOL-WIF")))] == 1
 
 
 async def test_dbsync_lag_is_the_age_of_the_oldest_event_not_acknowledged(redis, redis_url, scrape_registry):

@@ -54,7 +54,7 @@ async def test_a_listing_event_fires_waiting_orders_of_both_directions_once(redi
         assert triggered["venueEvent"]["kind"] == "pool_created" and triggered["trigger"] == {"kind": "listing"}
     assert await statuses(store, other) == ["pending", "waiting"]
     assert await redis.llen(redis_keys.dramatiq_queue(0)) == 2
-    assert await book.resting_sets() == [redis_keys.sniper_listing("SOL-MEW")]
+    assert await book.resting_sets() == [redis_keys.sniper_listing("SOL-MEW", 0)]
 
 
 async def test_liquidity_orders_fire_when_the_reserve_of_token_out_reaches_them(store, book):

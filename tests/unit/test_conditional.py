@@ -94,9 +94,9 @@ def test_an_accepted_order_keeps_its_terms_through_its_stored_spec():
 def test_a_trailing_stop_rests_unarmed_in_its_widths_set_with_its_activation_beside():
     order = accept(OrderRequest.model_validate(body(type="trailing_stop", trailBps=250)))
     place = resting_place(order)
-    assert (place.key, place.score, place.index_member) == ("cond:SOL-USDC:trail:250", NOT_ARMED, "250")
+    assert (place.key, place.score, place.index_member) == ("cond:{p0}:SOL-USDC:trail:250", NOT_ARMED, "250")
     assert (place.second_key, place.second_member, place.second_score) == (
-        "cond:SOL-USDC:activations",
+        "cond:{p0}:SOL-USDC:activations",
         f"250/{place.member}",
         "0",
     )
@@ -106,9 +106,9 @@ def test_an_oco_rests_on_both_sides_under_one_member():
     order = accept(OrderRequest.model_validate(body(type="oco", takeProfitPrice="160", stopPrice="140")))
     place = resting_place(order)
     assert (place.key, place.score, place.second_key, place.second_score) == (
-        "cond:SOL-USDC:stops",
+        "cond:{p0}:SOL-USDC:stops",
         "140",
-        "cond:SOL-USDC:take-profits",
+        "cond:{p0}:SOL-USDC:take-profits",
         "160",
     )
     assert place.second_member == place.member

@@ -26,8 +26,8 @@ from shared.store.scripts import (
     TransitionArgs,
 )
 
-# A realistic call of each script, and what its ARGV holds after the named slots (its variadic tail).
-CASES: list[tuple[Any, list[ScriptArg]]] = [
+# A realistic call of each script, and what its KEYS and ARGV hold after the named slots (their variadic tails).
+CASES: list[tuple[Any, list[str], list[ScriptArg]]] = [
     (
         CreateOrderArgs(
             order="order:1",
@@ -46,6 +46,7 @@ CASES: list[tuple[Any, list[ScriptArg]]] = [
             first_event_json=b'{"seq":1}',
             order_hash={"status": "pending", "seq": "1"},
         ),
+        [],
         ["status", "pending", "seq", "1"],
     ),
     (
@@ -62,14 +63,26 @@ CASES: list[tuple[Any, list[ScriptArg]]] = [
             event_jsons=[b'{"seq":2}', b'{"seq":3}'],
             order_hash={"status": "building"},
         ),
+        [],
         [b'{"seq":2}', b'{"seq":3}', "status", "building"],
     ),
-    (LeaseArgs(lease="lease:order:1", order="order:1", op="take", token="t", ttl_ms=5000), []),
-    (TakeCrossedArgs(bucket_index="i", hand_off_set="h", bucket_key_prefix="b:", price="150.5", now_ms=1), []),
+    (LeaseArgs(lease="lease:order:1", order="order:1", op="take", token="t", ttl_ms=5000), [], []),
+    (
+        TakeCrossedArgs(
+            bucket_index="i",
+            hand_off_set="h",
+            price="150.5",
+            now_ms=1,
+            buckets=[("b:1504", "1504"), ("b:1505", "1505")],
+        ),
+        ["b:1504", "b:1505"],
+        ["1504", "1505"],
+    ),
     (
         TakeRangeArgs(
             trigger_set="s", hand_off_set="h", index_of_non_empty_trigger_sets="i", max_score="+inf", now_ms=1
         ),
+        [],
         [],
     ),
     (
@@ -82,19 +95,23 @@ CASES: list[tuple[Any, list[ScriptArg]]] = [
             records_by_tick="rt",
             tick_state="ts",
             hand_off_set="h",
-            trail_key_prefix="trail:",
             now_ms=1,
+            trails=[("trail:50", "50"), ("trail:100", "100")],
             ticks=[("1-0", "150.5"), ("2-0", "149")],
         ),  # fmt: skip
-        ["1-0", "150.5", "2-0", "149"],
+        ["trail:50", "trail:100"],
+        ["50", "100", "1-0", "150.5", "2-0", "149"],
     ),
 ]
 
 #: Slots a script names that no field fills: the description computes them.
-DERIVED: dict[str, Callable[[Any], ScriptArg]] = {"n": lambda args: len(args.event_jsons)}
+DERIVED: dict[str, Callable[[Any], ScriptArg]] = {
+    "n": lambda args: len(args.event_jsons),
+    "widths": lambda args: len(args.trails),
+}
 
 #: Scripts without a description, and why none is needed.
-UNDESCRIBED = {"count_resting.lua": "one key and one prefix per pair, nothing positional to misplace"}
+UNDESCRIBED: dict[str, str] = {}
 
 
 def _names(section: str) -> tuple[list[str], bool]:
@@ -111,8 +128,8 @@ def _names(section: str) -> tuple[list[str], bool]:
     return names, False
 
 
-def lua_header(script: str) -> tuple[list[str], list[str], bool]:
-    """What the script's header comment names its KEYS and ARGV, and whether ARGV goes on past them."""
+def lua_header(script: str) -> tuple[list[str], bool, list[str], bool]:
+    """What the script's header comment names its KEYS and ARGV, and whether each goes on past them."""
     header = []
     for line in (LUA_DIR / script).read_text().splitlines():
         if not line.startswith("--"):
@@ -122,8 +139,7 @@ def lua_header(script: str) -> tuple[list[str], list[str], bool]:
     assert sections, f"{script} names no KEYS and ARGV in its header comment"
     keys, keys_go_on = _names(sections[1])
     argv, argv_goes_on = _names(sections[2])
-    assert not keys_go_on
-    return keys, argv, argv_goes_on
+    return keys, keys_go_on, argv, argv_goes_on
 
 
 def _other(value: object) -> object:
@@ -159,13 +175,17 @@ def landing(args: Any) -> tuple[dict[int, str], dict[int, str]]:
     return by_key, by_arg
 
 
-@pytest.mark.parametrize(("args", "tail"), CASES, ids=[args.SCRIPT for args, _ in CASES])
-def test_each_argument_is_rendered_in_the_slot_the_script_names_it(args: Any, tail: list[ScriptArg]) -> None:
-    lua_keys, lua_argv, argv_goes_on = lua_header(args.SCRIPT)
+@pytest.mark.parametrize(("args", "keys_tail", "tail"), CASES, ids=[args.SCRIPT for args, *_ in CASES])
+def test_each_argument_is_rendered_in_the_slot_the_script_names_it(
+    args: Any, keys_tail: list[str], tail: list[ScriptArg]
+) -> None:
+    lua_keys, keys_go_on, lua_argv, argv_goes_on = lua_header(args.SCRIPT)
     keys, argv = args.render()
     by_key, by_arg = landing(args)
 
-    assert [by_key.get(slot) for slot in range(len(keys))] == lua_keys
+    assert [by_key.get(slot) for slot in range(len(lua_keys))] == lua_keys
+    assert keys[len(lua_keys) :] == keys_tail
+    assert keys_go_on is bool(keys_tail)
     for slot, name in enumerate(lua_argv):
         if name in DERIVED:
             assert slot not in by_arg and argv[slot] == DERIVED[name](args), name
@@ -176,9 +196,11 @@ def test_each_argument_is_rendered_in_the_slot_the_script_names_it(args: Any, ta
     assert argv_goes_on is bool(tail)
 
 
-@pytest.mark.parametrize(("args", "tail"), CASES, ids=[args.SCRIPT for args, _ in CASES])
-def test_the_script_reads_no_slot_its_header_does_not_name(args: Any, tail: list[ScriptArg]) -> None:
-    lua_keys, lua_argv, argv_goes_on = lua_header(args.SCRIPT)
+@pytest.mark.parametrize(("args", "keys_tail", "tail"), CASES, ids=[args.SCRIPT for args, *_ in CASES])
+def test_the_script_reads_no_slot_its_header_does_not_name(
+    args: Any, keys_tail: list[str], tail: list[ScriptArg]
+) -> None:
+    lua_keys, _, lua_argv, argv_goes_on = lua_header(args.SCRIPT)
     body = (LUA_DIR / args.SCRIPT).read_text()
     assert max(int(i) for i in re.findall(r"KEYS\[(\d+)\]", body)) == len(lua_keys)
     assert max(int(i) for i in re.findall(r"ARGV\[(\d+)\]", body)) <= len(lua_argv)
@@ -187,5 +209,5 @@ def test_the_script_reads_no_slot_its_header_does_not_name(args: Any, tail: list
 
 
 def test_every_script_has_a_description() -> None:
-    described = {args.SCRIPT for args, _ in CASES}
+    described = {args.SCRIPT for args, *_ in CASES}
     assert {path.name for path in LUA_DIR.glob("*.lua")} == described | UNDESCRIBED.keys()

@@ -13,8 +13,9 @@
 --       8 first_event_json, 9 message_id ('' = none), 10 message_data,
 --       11 resting_event_json ('' = not resting), 12 rest_member, 13 rest_score, 14 index_member ('' = none),
 --       15 index_score, 16 expiry_score ('' = none), 17 rest_owner ('' = not counted),
---       18 max_resting (0 = no cap), 19 ring ('' = never, 'always', 'earlier' = when its expiry is the new
---       earliest), 20 second rest member ('' = none), 21 second rest score, then field/value pairs for the order hash
+--       18 max_resting (0 = no cap, < 0 = none left: the owner's other partitions hold all of it),
+--       19 ring ('' = never, 'always', 'earlier' = when its expiry is the new earliest),
+--       20 second rest member ('' = none), 21 second rest score, then field/value pairs for the order hash
 --       from 22
 -- The doorbell wakes the resting book's housekeeping, which otherwise sleeps until its next deadline
 -- (shared/store/doorbell.py); one element is enough to wake it.
@@ -30,7 +31,8 @@ if ARGV[9] ~= '' and max_depth > 0 and redis.call('LLEN', KEYS[5]) >= max_depth 
 end
 local counted = ARGV[11] ~= '' and ARGV[17] ~= ''
 local max_resting = tonumber(ARGV[18])
-if counted and max_resting > 0 and tonumber(redis.call('HGET', KEYS[10], ARGV[17]) or '0') >= max_resting then
+if counted and max_resting ~= 0
+    and (max_resting < 0 or tonumber(redis.call('HGET', KEYS[10], ARGV[17]) or '0') >= max_resting) then
   return {'too_many_resting', ''}
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 22))

@@ -5,9 +5,15 @@
 -- Design and proofs: docs/conditional-orders.md. One script, so replicas and restarts reading the same ticks
 -- apply each tick once (ticks at or before the pair's lastId are skipped) and take each order once.
 -- The slots below are named the same in TakeConditionalArgs (shared/store/scripts.py): change both together.
+-- The caller names the trailing-stop set of every width the index held when it read it, and the widths: a
+-- script touches only keys it was given (on a Redis Cluster, keys of one slot). If the index holds a width
+-- the caller did not name (an order of a new width was placed in between), it changes nothing and returns -1:
+-- read the widths again and retry. A width named but gone from the index (its last order ended) is harmless.
 -- KEYS: 1 stops, 2 take-profits, 3 activations, 4 trail widths (index), 5 records by price (member = tick),
---       6 records by tick (member = price), 7 tick state (hash: lastId, seq), 8 hand-off set
--- ARGV: 1 trail key prefix, 2 now_ms, then tick id, price pairs in stream order
+--       6 records by tick (member = price), 7 tick state (hash: lastId, seq), 8 hand-off set,
+--       then the trailing stops of each width
+-- ARGV: 1 now_ms, 2 widths (how many), then each width (in the index's order), then tick id, price pairs in
+--       stream order
 -- Returns the hand-off member of each order taken, in the order they fired.
 
 -- A Lua number sent to Redis is formatted with 14 digits; a threshold needs all 17 to compare exactly.
@@ -40,10 +46,18 @@ local function highest_first(pairs)
   return ordered
 end
 
+local tail = {unpack(ARGV, 3)}
+local widths = tonumber(ARGV[2])
+local trail = {}  -- width → its set's key
+for i = 1, widths do trail[tail[i]] = KEYS[8 + i] end
+for _, width in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  if not trail[width] then return -1 end
+end
+
 local taken = {}
 local function take(member, condition, price, high)
   local handed = condition .. '|' .. price .. '|' .. high .. '|' .. member
-  redis.call('ZADD', KEYS[8], ARGV[2], handed)
+  redis.call('ZADD', KEYS[8], ARGV[1], handed)
   taken[#taken + 1] = handed
 end
 
@@ -51,9 +65,8 @@ local state = redis.call('HMGET', KEYS[7], 'lastId', 'seq')
 local last_id, seq = state[1], tonumber(state[2] or '0')
 local applied = false
 
-local ticks = {unpack(ARGV, 3)}
-for at = 1, #ticks, 2 do
-  local id, price = ticks[at], ticks[at + 1]
+for at = widths + 1, #tail, 2 do
+  local id, price = tail[at], tail[at + 1]
   if stream_id_after(id, last_id) then
     last_id, seq, applied = id, seq + 1, true
     local p = tonumber(price)
@@ -94,7 +107,7 @@ for at = 1, #ticks, 2 do
       local bps, member = string.match(entry, '^(%d+)/(.*)$')
       if placed_by(member, tick_us) then
         redis.call('ZREM', KEYS[3], entry)
-        redis.call('ZADD', ARGV[1] .. bps, 'XX', seq, member)
+        if trail[bps] then redis.call('ZADD', trail[bps], 'XX', seq, member) end
       end
     end
 
@@ -106,7 +119,7 @@ for at = 1, #ticks, 2 do
       local threshold = p * 10000 / (10000 - tonumber(bps))
       if threshold > highest then break end
       local record = redis.call('ZRANGEBYSCORE', KEYS[5], exact(threshold), '+inf', 'LIMIT', 0, 1)[1]
-      local key = ARGV[1] .. bps
+      local key = trail[bps]
       local hit = redis.call('ZRANGEBYSCORE', key, '-inf', record, 'WITHSCORES')
       if #hit > 0 then
         redis.call('ZREMRANGEBYSCORE', key, '-inf', record)
@@ -125,7 +138,7 @@ if applied then
   -- Records before the oldest armed trailing stop cover nobody: keep the stack as short as the book needs.
   local oldest_armed = math.huge
   for _, bps in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
-    local first = redis.call('ZRANGE', ARGV[1] .. bps, 0, 0, 'WITHSCORES')[2]
+    local first = redis.call('ZRANGE', trail[bps], 0, 0, 'WITHSCORES')[2]
     if first and first ~= 'inf' and tonumber(first) < oldest_armed then oldest_armed = tonumber(first) end
   end
   local stale = redis.call('ZCOUNT', KEYS[6], '-inf', '(' .. exact(math.min(oldest_armed, seq)))
