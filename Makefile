@@ -25,7 +25,7 @@ PYTEST_ARGS ?= -q
 RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test browser browser-deps k8s-deps faults compose-test compose-clean deploy-check lint load
+.PHONY: help install run test browser browser-deps k8s-deps redis-deps faults compose-test compose-clean deploy-check lint load
 
 help:
 	@sed -n 's/^#   /  /p' $(MAKEFILE_LIST)
@@ -60,11 +60,20 @@ browser-deps:
 	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
 		$(APT_GET) install -y chromium || { $(APT_GET) update && $(APT_GET) install -y chromium; }; }
 
+# The Redis Cluster and Sentinel tests start Debian's Redis 7 (tests/support/redis_cluster.py), never the embedded
+# Redis 6.2 of `make run`: installed with apt when missing, as chromium is.
+REDIS_SERVER ?= /usr/bin/redis-server
+redis-deps:
+	@test -x $(REDIS_SERVER) || { echo "installing Debian's redis-server for the cluster and sentinel tests"; \
+		$(APT_GET) install -y redis-server || { $(APT_GET) update && $(APT_GET) install -y redis-server; }; }
+
+# The end-to-end suite runs a second time with the engines on a Redis Cluster the tests start (docs/sharding.md).
 # The browser, fault and compose suites are pytest runs of their own (pyproject's addopts leave them out of
 # the default one): a sync Playwright session breaks asyncio tests after it in the same process, the fault
 # suite starts and kills its own servers and takes minutes, and the compose test runs the engine in Docker.
-test: install lint deploy-check browser-deps k8s-deps
+test: install lint deploy-check browser-deps k8s-deps redis-deps
 	$(UV_RUN) pytest $(PYTEST_ARGS)
+	E2E_REDIS_CLUSTER=1 $(UV_RUN) pytest tests/e2e $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/browser $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/faults $(PYTEST_ARGS)
 	$(UV_RUN) pytest tests/compose $(PYTEST_ARGS)

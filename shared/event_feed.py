@@ -31,6 +31,7 @@ from shared.domain.lifecycle import is_terminal
 from shared.domain.partitions import all_partitions
 from shared.outage_log import OutageLog
 from shared.redis_client import REDIS_UNAVAILABLE
+from shared.redis_cluster import ClusterRedis
 from shared.redis_replicas import barrier
 from shared.store.order_store import OrderStore
 
@@ -136,7 +137,8 @@ class UserListener:
 
 
 class EventHub:
-    """Tails every partition's event stream (shared/domain/partitions.py) in one XREAD, from where it joined."""
+    """Tails every partition's event stream (shared/domain/partitions.py) from where it joined: in one XREAD of
+    them all on a single Redis, in one XREAD per stream on a cluster (a command names keys of one slot)."""
 
     def __init__(self, redis: Redis, *, partitions: int = 1) -> None:
         self.redis = redis
@@ -147,12 +149,18 @@ class EventHub:
         self._stopping = False
 
     async def run(self) -> None:
+        if isinstance(self.redis, ClusterRedis):
+            await asyncio.gather(*(self._tail([stream]) for stream in self.streams))
+        else:
+            await self._tail(self.streams)
+
+    async def _tail(self, streams: list[str]) -> None:
         last_ids: dict[str | bytes, bytes | str] | None = None
         outage = OutageLog("event reader lost Redis")
         while not self._stopping:
             try:
                 if last_ids is None:
-                    last_ids = await self._ends()
+                    last_ids = await self._ends(streams)
                 reply = await self.redis.xread(last_ids, count=READ_BATCH, block=READ_BLOCK_MS)  # type: ignore[arg-type]  # redis-py: invariant dict types
                 batches = cast(_XReadReply, reply)
                 if batches:  # hand on only what a failover cannot take back (shared/redis_replicas.py)
@@ -172,11 +180,11 @@ class EventHub:
             if read and read < READ_BATCH:
                 await asyncio.sleep(READ_LINGER_S)
 
-    async def _ends(self) -> dict[str | bytes, bytes | str]:
+    async def _ends(self, streams: list[str]) -> dict[str | bytes, bytes | str]:
         """Where each stream ends now: the reader starts there. Not `$`, which XREAD takes afresh at every call:
         a stream with nothing new in one read would skip whatever reached it before the next."""
         ends: dict[str | bytes, bytes | str] = {}
-        for stream in self.streams:
+        for stream in streams:
             last = await self.redis.xrevrange(stream, count=1)
             ends[stream] = (last[0][0] if last else None) or b"0-0"  # an empty stream (or none yet): from its start
         return ends

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from shared import redis_keys
 from shared.domain import tokens
+from shared.redis_cluster import ClusterRedis
 from shared.route_quote import CachedPool
 from shared.routing import choose_best
 from shared.venues.base import Dex, Quote, QuoteRequest, Venue, VenueUnavailable
@@ -110,7 +111,29 @@ class QuoteCache:
 
     async def publish(self, rounds: list[PairRound]) -> None:
         keys, argv = round_script_call(rounds)
-        await self._publish_round(keys=keys, args=argv)
+        if isinstance(self.redis, ClusterRedis):
+            await self._publish_per_key(keys, argv)
+        else:
+            await self._publish_round(keys=keys, args=argv)
+
+    async def _publish_per_key(self, keys: list[str], argv: list[str | int]) -> None:
+        """The round as one pipeline of a write per key: on a cluster the contract's quote keys (untagged,
+        `quotes:<pair>:<venue>`) are in slots of their own, so no script may write two. Each hash is still
+        written whole; a reader may see one hash from this round and the next from the last."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            at = 1
+            for key in keys[:-1]:
+                n = int(argv[at])
+                pipe.hset(
+                    key, mapping=dict(zip(argv[at + 1 : at + n + 1 : 2], argv[at + 2 : at + n + 1 : 2], strict=True))
+                )
+                at += n + 1
+            while at < len(argv):
+                pair, price, dex, ts = argv[at : at + 4]
+                fields = {"pair": pair, "price": price, "dex": dex, "ts": ts}
+                pipe.xadd(keys[-1], fields, maxlen=int(argv[0]), approximate=True)  # type: ignore[arg-type]
+                at += 4
+            await pipe.execute()
 
 
 class QuotePoller:

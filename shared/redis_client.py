@@ -11,7 +11,9 @@ Two costs dominate a service that talks to Redis a few times per order, and neit
   per-round-trip cost is paid once per turn instead of once per command.
 
 And one decision every client shares: **where Redis is.** With `REDIS_SENTINELS` unset it is `REDIS_URL`'s
-server; with it set, the master the sentinels name, followed through failovers (shared/redis_sentinel.py).
+server; with it set, the master the sentinels name, followed through failovers (shared/redis_sentinel.py);
+with `REDIS_CLUSTER`, the primary of each command's slot in the cluster `REDIS_URL` is a node of
+(shared/redis_cluster.py, shared/redis_slot_client.py).
 
 Build clients with `redis_client(settings, ...)` (asyncio) or `sync_redis_client(settings, ...)` (blocking) at
 a service's edge; nothing else needs to know. A plain URL in place of the settings means that server, no
@@ -21,25 +23,43 @@ sentinels (tests and tools that were handed one).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import redis as sync_redis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool
+from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.redis_cluster import ClusterRedis
 from shared.redis_packing import HIREDIS_VARIANT
-from shared.redis_replicas import AcknowledgedRedis, ReplicaCount, blocking_sentinel_counter, sentinel_counter
+from shared.redis_replicas import (
+    AcknowledgedRedis,
+    ReplicaCount,
+    blocking_sentinel_counter,
+    online_replicas,
+    sentinel_counter,
+)
 from shared.redis_sentinel import sentinel_master, sync_sentinel_master
+from shared.redis_slot_client import SlotPrimaryPool, slot_client
 from shared.settings import Settings, redacted
 
 #: What a caller that loops (a service loop, a retry, the CLI) treats as "Redis cannot serve us right now,
 #: try again": the connection failed or timed out, or the server we reached is a replica (`READONLY`: a
-#: demoted master, before its connection was dropped) — a failover in progress, never the command's fault.
+#: demoted master, before its connection was dropped), or a cluster cannot serve the slot yet (`CLUSTERDOWN`,
+#: `TRYAGAIN`) — a failover in progress, never the command's fault.
 #: `ReadOnlyError` is a `ResponseError`, not a `ConnectionError`, so it must be named; a Sentinel-managed
 #: client turns it into a `ConnectionError` itself, a plain one does not.
-REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    OSError,
+)
 
 #: How long a client waits for any reply before it gives up on the connection: redis-py's default (5 s),
 #: named here because a blocking read (XREAD BLOCK, BLPOP) must ask Redis for less, or the client gives up
@@ -171,6 +191,25 @@ def redis_client(
     (prices, the next tick rewrites them)."""
     client_class: type[AcknowledgedRedis] = AutoPipelineRedis if auto_pipeline else AcknowledgedRedis
     options.setdefault("socket_timeout", SOCKET_TIMEOUT_S)
+    if isinstance(source, Settings) and source.redis_cluster:
+        settings = source
+
+        def node_client(url: str) -> AcknowledgedRedis:
+            # One primary's client, as a single server's would be; `single_connection` is dropped: the
+            # router sends to several servers, and a blocking read holds one node connection anyway.
+            options.setdefault("socket_connect_timeout", SOCKET_TIMEOUT_S)
+            node = redis_client(
+                url,
+                max_connections=max_connections,
+                wait_for_connection_s=wait_for_connection_s,
+                auto_pipeline=auto_pipeline,
+                **options,
+            )
+            if acknowledged_writes:
+                node.replica_count = ReplicaCount.from_settings(settings, _online_replicas_of(node))
+            return node
+
+        return ClusterRedis(source.redis_url, node_client)
     if isinstance(source, Settings) and source.redis_sentinels:
         pool: ConnectionPool = sentinel_master(
             source,
@@ -197,17 +236,33 @@ def redis_client(
     return client
 
 
+def _online_replicas_of(node: AcknowledgedRedis) -> Callable[[], Awaitable[int]]:
+    async def count() -> int:
+        return online_replicas(await node.info("replication"))
+
+    return count
+
+
 def replica_count(settings: Settings, pool: Any) -> ReplicaCount | None:
     """How many replicas the writes and barriers of a client of `pool` wait for (None: none, ever)."""
+    if settings.redis_cluster and isinstance(pool, SlotPrimaryPool):
+        client = sync_redis.Redis(connection_pool=pool)
+        return ReplicaCount.from_settings(settings, lambda: online_replicas(client.info("replication")))
     if not settings.redis_sentinels:
         return ReplicaCount.from_settings(settings, None)
     counter = sentinel_counter(pool) if isinstance(pool, ConnectionPool) else blocking_sentinel_counter(pool)
     return ReplicaCount.from_settings(settings, counter)
 
 
-def sync_redis_client(source: Settings | str, **options: Any) -> sync_redis.Redis:
+def sync_redis_client(source: Settings | str, *, slot_of: str | None = None, **options: Any) -> sync_redis.Redis:
     """A blocking client of the Redis `source` names (dramatiq's broker, db-sync, the metrics scrapes);
-    Sentinel-managed like `redis_client`'s when the settings name sentinels."""
+    Sentinel-managed like `redis_client`'s when the settings name sentinels. On a cluster, the client of the
+    primary that serves the slot of the key `slot_of` (shared/redis_slot_client.py), or without one, redis-py's
+    own cluster client (reads that span slots: the scrapes)."""
+    if isinstance(source, Settings) and source.redis_cluster:
+        if slot_of is not None:
+            return slot_client(source.redis_url, slot_of, **options)
+        return cast(sync_redis.Redis, RedisCluster.from_url(source.redis_url, **options))
     if isinstance(source, Settings) and source.redis_sentinels:
         return sync_sentinel_master(source, **options)
     url = source.redis_url if isinstance(source, Settings) else source

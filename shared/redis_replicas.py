@@ -290,13 +290,27 @@ class AcknowledgedRedis(Redis):
         pipe.replica_count = self.replica_count
         return pipe
 
+    async def barrier(self) -> None:
+        """See the module-level `barrier`."""
+        if self.replica_count is not None:
+            await _barrier(self.connection_pool, self.response_callbacks, self.replica_count)
+
 
 async def barrier(client: Redis) -> None:
     """Return once the replicas hold everything `client`'s master held when this ran (NotReplicated if they
-    do not in time); at once for a client without acknowledged writes."""
-    count = client.replica_count if isinstance(client, AcknowledgedRedis) else None
-    if count is not None:
-        await _barrier(client.connection_pool, client.response_callbacks, count)
+    do not in time); at once for a client without acknowledged writes. A cluster client's: every primary's."""
+    if isinstance(client, AcknowledgedRedis):
+        await client.barrier()
+
+
+def online_replicas(info: dict[str, Any]) -> int:
+    """How many replicas an `INFO replication` reply shows attached and streaming (`state=online`): what a
+    cluster primary's writes wait for, as the sentinels' count does on Sentinel."""
+    return sum(1 for name, value in info.items() if name.startswith("slave") and _online(value))
+
+
+def _online(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("state") == "online"
 
 
 async def _barrier(pool: Any, response_callbacks: Any, count: ReplicaCount) -> None:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from functools import cached_property
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.domain.orders import DEFAULT_RESTING_MAX_LIFETIME_S
@@ -94,8 +94,13 @@ class Settings(BaseSettings):
     redis_sentinel_password: str | None = Field(
         None, description="the sentinels' own password (their requirepass), if they have one"
     )
+    # A Redis Cluster (docs/sharding.md): REDIS_URL names any one node; every client reads the slot map from it
+    # and sends each command to the primary of its keys' slot (shared/redis_cluster.py). Not with sentinels:
+    # a cluster fails over by itself.
+    redis_cluster: bool = Field(False, description="REDIS_URL is a node of a Redis Cluster; follow its slot map")
     # Writes that survive a failover (shared/redis_replicas.py): each is acknowledged by replicas (WAIT)
-    # before its caller goes on. With sentinels, by every replica they count healthy, and at least this many.
+    # before its caller goes on. With sentinels, by every replica they count healthy, and at least this many;
+    # on a cluster, by every replica its primary reports online, and at least this many.
     redis_min_replica_acks: int = Field(
         0, ge=0, le=16, description="replicas that must acknowledge each write before it counts as done"
     )
@@ -264,6 +269,12 @@ class Settings(BaseSettings):
     def _sentinels_are_addresses(cls, value: str) -> str:
         parse_sentinels(value)  # a typo fails at start-up, not at the first failover
         return value
+
+    @model_validator(mode="after")
+    def _cluster_or_sentinels(self) -> Settings:
+        if self.redis_cluster and self.redis_sentinels:
+            raise ValueError("REDIS_CLUSTER and REDIS_SENTINELS exclude each other: a cluster fails over by itself")
+        return self
 
     @property
     def redis_sentinel_addresses(self) -> list[tuple[str, int]]:

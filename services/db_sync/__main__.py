@@ -12,6 +12,7 @@ import sys
 import threading
 
 from loguru import logger
+from sqlalchemy import Engine
 
 from shared.domain.partitions import all_partitions
 from shared.logging import setup_logging
@@ -63,6 +64,26 @@ def main() -> int:
             server.close()
 
 
+def _syncer(settings: Settings, engine: Engine, stream: str, alive: Heartbeat) -> StreamSyncer:
+    """One partition's syncer, with a client of its own (on a cluster, bound to its stream's slot)."""
+    client = sync_redis_client(
+        settings,
+        slot_of=stream,
+        socket_timeout=max(10.0, settings.dbsync_block_ms / 1000 + 5),
+        socket_connect_timeout=5,
+    )
+    return StreamSyncer(
+        engine,
+        client,
+        stream=stream,
+        batch_size=settings.dbsync_batch_size,
+        block_ms=settings.dbsync_block_ms,
+        linger_ms=settings.dbsync_linger_ms,
+        heartbeat=alive,
+        replica_count=replica_count(settings, client.connection_pool),
+    )
+
+
 def _run(settings: Settings, stop: threading.Event, probes: ServiceProbes, alive: Heartbeat) -> int:
     if not _migrate(settings, stop, alive):
         return 0
@@ -73,24 +94,8 @@ def _run(settings: Settings, stop: threading.Event, probes: ServiceProbes, alive
         statement_timeout_ms=settings.dbsync_statement_timeout_ms,
         pool_size=max(2, settings.partitions),  # one syncer per partition, each with a batch in hand at times
     )
-    client = sync_redis_client(
-        settings,
-        socket_timeout=max(10.0, settings.dbsync_block_ms / 1000 + 5),
-        socket_connect_timeout=5,
-    )
-    acknowledged = replica_count(settings, client.connection_pool)
     syncers = [
-        StreamSyncer(
-            engine,
-            client,
-            stream=events_stream(partition),
-            batch_size=settings.dbsync_batch_size,
-            block_ms=settings.dbsync_block_ms,
-            linger_ms=settings.dbsync_linger_ms,
-            heartbeat=alive,
-            replica_count=acknowledged,
-        )
-        for partition in all_partitions(settings.partitions)
+        _syncer(settings, engine, events_stream(partition), alive) for partition in all_partitions(settings.partitions)
     ]
     probes.registry.register(SyncerMetrics(syncers))
     gauges = RedisGauges(settings, [dbsync_backlog(settings.partitions)])
@@ -112,7 +117,8 @@ def _run(settings: Settings, stop: threading.Event, probes: ServiceProbes, alive
             thread.join()
     finally:
         gauges.close()
-        client.close()
+        for syncer in syncers:
+            syncer.redis.close()
         engine.dispose()
     if failures:
         raise failures[0]

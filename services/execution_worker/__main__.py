@@ -26,7 +26,7 @@ from shared.logging import setup_logging
 from shared.observability.orders import ExecutionMetrics
 from shared.observability.probes import Heartbeat, ServiceProbes, start_probes
 from shared.observability.redis_gauges import RedisGauges, execution_backlog
-from shared.redis_client import redis_client, sync_redis_client
+from shared.redis_client import redis_client
 from shared.redis_keys import EXECUTION_QUEUE
 from shared.service import keep_running
 from shared.settings import Settings
@@ -129,11 +129,10 @@ def main() -> None:
 def partition_workers(settings: Settings, executor: OrderExecutor, loop: LoopThread, redis: Redis) -> list[AsyncWorker]:
     """One dramatiq worker per partition's queue (a namespace, hence a broker, each: shared/redis_keys.py), on
     one event loop and one executor, splitting WORKER_MAX_IN_FLIGHT between them (orders spread evenly)."""
-    client = sync_redis_client(settings)
     per_partition = max(1, math.ceil(settings.worker_max_in_flight / settings.partitions))
     workers = []
     for partition in all_partitions(settings.partitions):
-        broker = build_broker(settings, partition, client)
+        broker = build_broker(settings, partition)
         declare_actor(broker, executor, settings)
         workers.append(
             AsyncWorker(

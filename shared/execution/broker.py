@@ -145,10 +145,11 @@ class EngineBroker(RedisBroker):
 
 
 def build_broker(settings: Settings, partition: int = 0, client: redis.Redis | None = None) -> EngineBroker:
-    """The broker of `partition`'s execution queue; brokers of several partitions may share one `client`."""
+    """The broker of `partition`'s execution queue; brokers of several partitions may share one `client` (not on
+    a cluster, where each client is bound to its partition's slot)."""
     # TimeLimit, ShutDown and Callbacks are left out on purpose: they track work per worker thread,
     # and our coroutine actors do not run on the thread that picked their message up.
-    client = client or sync_redis_client(settings)
+    client = client or sync_redis_client(settings, slot_of=redis_keys.dramatiq_namespace(partition))
     middleware = [
         AgeLimit(),
         DurableRetries(
@@ -160,7 +161,8 @@ def build_broker(settings: Settings, partition: int = 0, client: redis.Redis | N
         KeepDelayedMessagesOnReconnect(),
     ]
     return EngineBroker(
-        # The factory's client: Sentinel-managed when the settings say so (dramatiq takes any redis.Redis).
+        # The factory's client: Sentinel-managed or bound to the partition's cluster slot when the settings say so
+        # (dramatiq takes any redis.Redis).
         client=client,
         partition=partition,
         fetch_linger_ms=settings.worker_fetch_linger_ms,

@@ -137,10 +137,9 @@ async def test_history_comes_from_postgresql_once_db_sync_has_it(engine, http):
     assert detail["status"] == "confirmed" and [e["seq"] for e in detail["events"]] == [1, 2, 3, 4, 5]
 
 
-async def test_an_order_gone_from_redis_is_served_from_postgresql(engine, http, redis_url):
-    from redis.asyncio import Redis
-
+async def test_an_order_gone_from_redis_is_served_from_postgresql(engine, http, engine_redis_settings):
     from shared import redis_keys
+    from shared.redis_client import redis_client
 
     order_id = await submit(http)
     live, _ = await collect(f"{engine.ws_url}/ws/orders/{order_id}")
@@ -149,7 +148,7 @@ async def test_an_order_gone_from_redis_is_served_from_postgresql(engine, http, 
             "orderId"
         ] != order_id:
             await asyncio.sleep(0.1)
-    client = Redis.from_url(redis_url)
+    client = redis_client(engine_redis_settings)
     await client.delete(redis_keys.order(order_id), redis_keys.order_events(order_id))  # as retention would
     await client.aclose()
     detail = (await http.get(f"/api/orders/{order_id}")).json()

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from shared import redis_keys
+from shared.redis_client import redis_client
 from tests.support.orders import assert_gapless_and_legal
 from tests.support.ws import collect
 
@@ -22,8 +23,9 @@ def engine(engines):
 
 
 @pytest.fixture
-async def quotes(redis_url):
-    client = Redis.from_url(redis_url)  # not the `redis` fixture: that one empties the engine's database
+async def quotes(engine_redis_settings):
+    # Not the `redis` fixture: that one empties the suite's database, which may be the engine's.
+    client = redis_client(engine_redis_settings)
     yield client
     await client.aclose()
 

@@ -164,14 +164,17 @@ def start_engine(
     scheduled events happen after the services are up, however long they take to start. `replicas` runs
     that many processes of a service (default one each).
     """
-    import redis
+    from shared.redis_client import sync_redis_client
+    from shared.settings import Settings
 
-    client = redis.Redis.from_url(redis_url)
+    # On a cluster (REDIS_CLUSTER in `env`), redis-py's cluster client: FLUSHDB on every primary.
+    client = sync_redis_client(Settings(redis_url=redis_url, redis_cluster=env.get("REDIS_CLUSTER") == "true"))
     client.flushdb()
     if epoch_in_s:
         from shared.redis_keys import SIM_EPOCH
 
         client.set(SIM_EPOCH, repr(time.time() + epoch_in_s))
+    client.close()
     engine = Engine(
         env={
             "REDIS_URL": redis_url,

@@ -2,6 +2,7 @@
 
 import pytest
 from redis.asyncio.connection import Connection
+from redis.crc import key_slot
 from redis.exceptions import DataError
 
 from shared.redis_client import redis_client
@@ -166,3 +167,22 @@ def test_readonly_is_an_outage_for_the_api_the_cli_and_the_service_loops():
         return len(rounds), alive.verdict(0)
 
     assert asyncio.run(loop_through_two_refusals()) == (3, (True, "ok"))
+
+
+# --- a Redis Cluster: a router over one client per primary, and blocking clients bound to a slot -------------
+def test_with_a_cluster_every_client_follows_the_slot_map_and_sentinels_are_refused():
+    from pydantic import ValidationError
+
+    from shared.redis_client import sync_redis_client
+    from shared.redis_cluster import ClusterRedis
+    from shared.redis_slot_client import SlotPrimaryPool
+    from shared.settings import Settings
+
+    settings = Settings(redis_url="redis://:pw@10.0.0.9:7000/0", redis_cluster=True)
+    asyncio_client = redis_client(settings, auto_pipeline=True)
+    assert isinstance(asyncio_client, ClusterRedis) and asyncio_client.seed_url == settings.redis_url
+    bound = sync_redis_client(settings, slot_of="dramatiq:{p2}")
+    assert isinstance(bound.connection_pool, SlotPrimaryPool)
+    assert bound.connection_pool.slot == key_slot(b"p2") and bound.connection_pool.slots.seeds[0] == ("10.0.0.9", 7000)
+    with pytest.raises(ValidationError, match="exclude each other"):
+        Settings(redis_cluster=True, redis_sentinels="10.0.0.1:26379")

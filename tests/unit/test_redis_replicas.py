@@ -162,3 +162,18 @@ def test_a_shortfall_is_a_connection_error_every_retry_loop_already_handles():
 def test_the_blocking_count_uses_a_plain_counter():
     count = ReplicaCount(min_acks=0, timeout_ms=100, counter=lambda: 2)
     assert count.required_blocking() == 2
+
+
+def test_a_cluster_primary_waits_for_the_replicas_it_reports_streaming():
+    from shared.redis_replicas import online_replicas
+
+    info = {
+        "role": "master",
+        "connected_slaves": 3,
+        "slave0": {"ip": "127.0.0.1", "port": 7003, "state": "online", "offset": 10, "lag": 0},
+        "slave1": {"ip": "127.0.0.1", "port": 7004, "state": "wait_bgsave", "offset": 0, "lag": 0},
+        "slave2": {"ip": "127.0.0.1", "port": 7005, "state": "online", "offset": 9, "lag": 1},
+        "master_repl_offset": 10,
+    }
+    assert online_replicas(info) == 2
+    assert online_replicas({"role": "master", "connected_slaves": 0}) == 0

@@ -18,11 +18,12 @@ import math
 import time
 
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
 from shared import redis_keys
+from shared.redis_cluster import ClusterRedis
 
 #: The least a refused client is told to wait: Retry-After is in whole seconds.
 MIN_RETRY_AFTER_S = 1
@@ -34,13 +35,19 @@ MAX_TRACKED_CLIENTS = 10_000
 
 class RateLimit:
     def __init__(self, redis: Redis, per_s: int, window_s: int) -> None:
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix=redis_keys.RATE_LIMIT_PREFIX,
-            # limits documents `connection_pool` but types every extra option as float | str | bool.
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
-        )
+        storage: RedisStorage
+        if isinstance(redis, ClusterRedis):
+            # limits' own cluster client (its keys carry hash tags); counts need no replica acknowledgement.
+            uri = redis.seed_url.replace("redis://", "async+redis+cluster://", 1)
+            storage = RedisClusterStorage(uri, implementation="redispy", key_prefix=redis_keys.RATE_LIMIT_PREFIX)
+        else:
+            storage = RedisStorage(
+                "async+redis://",
+                implementation="redispy",
+                key_prefix=redis_keys.RATE_LIMIT_PREFIX,
+                # limits documents `connection_pool` but types every extra option as float | str | bool.
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+            )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._item = RateLimitItemPerSecond(per_s * window_s, window_s)
         self.per_s = per_s
