@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loguru import logger
+from redis.asyncio import ConnectionPool
 from redis.asyncio.client import Pipeline
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import AskError, ClusterCrossSlotError, ClusterDownError, MovedError, RedisError, TryAgainError
@@ -109,12 +110,20 @@ def slot_map(reply: Iterable[Sequence[Any]]) -> list[Address | None]:
     return owners
 
 
+class _NoConnections(ConnectionPool):
+    """The router's own pool, which must never connect: every command goes through a node's client. (A default
+    pool would reach localhost:6379, some other Redis, without a word.)"""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a ClusterRedis sends every command through the client of its slot's primary")
+
+
 class ClusterRedis(AcknowledgedRedis):
     """An asyncio Redis client of a whole cluster, routing each command to its slot's primary (see the module's
     docstring). Made by `shared.redis_client.redis_client` when the settings say `REDIS_CLUSTER`."""
 
     def __init__(self, seed_url: str, node_client: NodeFactory) -> None:
-        super().__init__()  # a pool of its own is never used: every command goes to a node's client
+        super().__init__(connection_pool=_NoConnections())
         self.seed_url = seed_url
         parts = urlsplit(seed_url)
         self._scheme, self._userinfo, self._db_path = parts.scheme, parts.netloc.rpartition("@")[0], parts.path

@@ -65,6 +65,7 @@ READ_ONLY_COMMANDS = frozenset(
         *("ZRANK", "ZREVRANK", "XRANGE", "XREVRANGE", "XLEN", "XINFO", "XPENDING", "XREAD"),
         *("EVALSHA_RO", "EVAL_RO", "SCRIPT", "PING", "INFO", "TIME", "ROLE", "MEMORY", "OBJECT", "CLIENT"),
         *("CONFIG", "COMMAND", "HELLO", "AUTH", "SELECT", "ECHO", "SLOWLOG", "WAIT", "WAITAOF", "SENTINEL"),
+        *("CLUSTER", "READONLY", "ASKING"),
     }
 )
 
@@ -80,8 +81,9 @@ class NotReplicated(RedisConnectionError):
 
 
 def command_name(args: tuple[Any, ...]) -> str:
+    """A command's name without its subcommand: redis-py sends `XINFO GROUPS` or `SCRIPT LOAD` as one argument."""
     name = args[0]
-    return (name.decode() if isinstance(name, bytes) else str(name)).upper()
+    return (name.decode() if isinstance(name, bytes) else str(name)).split(" ", 1)[0].upper()
 
 
 def writes(commands: Iterable[tuple[Any, ...]]) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from redis.asyncio import Redis
+from redis.exceptions import TryAgainError
 
 from shared import redis_keys
 from shared.domain.conditional import Taken, trail_level
@@ -31,6 +32,12 @@ WIDTHS_CHANGED = -1
 #: Reads of the widths before giving up: each retry needs an order of a width new to the pair's book placed
 #: between one read and its script.
 STALE_WIDTHS_RETRIES = 100
+
+
+class WidthsKeptChanging(TryAgainError):
+    """The batch could not be applied this round: a Redis error like any other to the tick loop, which reads
+    the same ticks again next round (books that applied them skip them)."""
+
 
 #: Score of a trailing stop not armed yet in its width's set: no tick number reaches it.
 NOT_ARMED = "+inf"
@@ -129,7 +136,7 @@ class ConditionalBook(RestingBook):
             reply = await run(self._take, args)
             if reply != WIDTHS_CHANGED:
                 return [Taken.from_member(member) for member in members(reply)]
-        raise RuntimeError(f"{pair}: trail widths kept changing while its ticks were applied")
+        raise WidthsKeptChanging(f"{pair}: trail widths kept changing while its ticks were applied")
 
     async def hand_over_taken(self, taken: Sequence[Taken]) -> list[tuple[Taken, OrderType]]:
         """Append `triggered` (with the condition, price and high that fired it) and enqueue execution; what
