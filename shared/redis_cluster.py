@@ -100,11 +100,16 @@ def slot_of(args: Sequence[Any]) -> int | None:
     return next(iter(slots), None)
 
 
-def slot_map(reply: Iterable[Sequence[Any]]) -> list[Address | None]:
-    """Each slot's primary, from a `CLUSTER SLOTS` reply (None where no primary serves it)."""
+def slot_map(reply: Iterable[Sequence[Any]], asked_host: str) -> list[Address | None]:
+    """Each slot's primary, from a `CLUSTER SLOTS` reply got from `asked_host` (None where no primary serves
+    it). An empty host is the one asked (a node that has met no other may not know its own address); `?`, an
+    endpoint the node does not know, serves nothing we could reach."""
     owners: list[Address | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
     for start, end, primary, *_replicas in reply:
-        address = (_text(primary[0]), int(primary[1]))
+        host = _text(primary[0]) or asked_host
+        if host == "?":
+            continue
+        address = (host, int(primary[1]))
         for slot in range(int(start), int(end) + 1):
             owners[slot] = address
     return owners
@@ -165,7 +170,7 @@ class ClusterRedis(AcknowledgedRedis):
             except (RedisError, OSError) as exc:
                 failures.append(f"{address[0]}:{address[1]} {exc!r}")
                 continue
-            self._slots = slot_map(reply)
+            self._slots = slot_map(reply, address[0])
             self._refreshed_at = time.monotonic()
             return
         raise RedisConnectionError(f"no cluster node answered CLUSTER SLOTS: {'; '.join(failures)}")

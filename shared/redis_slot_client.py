@@ -67,7 +67,7 @@ class SlotMap:
                 **self.options,
             )  # fmt: skip
             try:
-                self._slots = slot_map(client.execute_command("CLUSTER SLOTS"))  # type: ignore[no-untyped-call]
+                self._slots = slot_map(client.execute_command("CLUSTER SLOTS"), host)  # type: ignore[no-untyped-call]
                 self._read_at = time.monotonic()
                 for address in self._slots:
                     if address is not None and address not in self.seeds:

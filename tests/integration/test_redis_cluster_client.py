@@ -172,3 +172,17 @@ async def test_both_clients_ride_out_a_primary_killed_with_kill_9(cluster, setti
         blocking.close()
         await client.aclose()
         cluster.restart(victim)  # back as the heir's replica, for whatever runs next
+
+
+async def test_a_cluster_of_one_primary_that_met_no_other_node_is_reached_too(tmp_path):
+    # Such a node does not know its own address: CLUSTER SLOTS names its host as "" (the one asked).
+    with redis_cluster(tmp_path, primaries=1, replicas_per_primary=0) as alone:
+        settings = Settings(redis_url=alone.url, redis_cluster=True)
+        client = redis_client(settings)
+        blocking = sync_redis_client(settings, slot_of="{p0}:k")
+        try:
+            await client.set("{p0}:k", "routed")
+            assert blocking.get("{p0}:k") == b"routed"
+        finally:
+            blocking.close()
+            await client.aclose()

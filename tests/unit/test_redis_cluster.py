@@ -46,11 +46,18 @@ def test_the_slot_map_names_each_slot_s_primary_and_none_where_uncovered():
         [0, 5460, [b"127.0.0.1", 7000, b"id1"], [b"127.0.0.1", 7003, b"id4"]],
         [5461, 10922, ["127.0.0.1", 7001, "id2"]],
     ]
-    owners = slot_map(reply)
+    owners = slot_map(reply, "10.0.0.1")
     assert len(owners) == REDIS_CLUSTER_HASH_SLOTS
     assert owners[0] == owners[5460] == ("127.0.0.1", 7000)
     assert owners[5461] == owners[10922] == ("127.0.0.1", 7001)
     assert owners[10923] is None and owners[-1] is None
+
+
+def test_an_empty_host_is_the_node_asked_and_an_unknown_one_serves_nothing():
+    # A node that never met another does not know its own address: CLUSTER SLOTS says "" for it.
+    owners = slot_map([[0, 100, [b"", 7000, b"id1"]], [101, 200, [b"?", 7001, b"id2"]]], "10.0.0.1")
+    assert owners[0] == owners[100] == ("10.0.0.1", 7000)
+    assert owners[101] is None and owners[200] is None
 
 
 def test_info_answers_for_the_fullest_primary():
