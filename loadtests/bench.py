@@ -155,7 +155,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         plans.append(plan)
         first += n
-    sampler = LagSampler(redis_url) if redis_url else None
+    sampler = LagSampler(redis_url, cluster=bool(engine and engine.redis_cluster)) if redis_url else None
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop)) if sampler else None
     cpu_before = engine_cpu.cpu_seconds(engine) if engine else {}
@@ -182,7 +182,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     }
     report["machine"] = {"calibration_ms": calibration, **usage}
     if usage and engine:
-        measured_s = sum(after - cpu_before.get(name, 0.0) for name, after in cpu_after.items() if name != "runner")
+        measured_s = sum(
+            after - cpu_before.get(name, 0.0)
+            for name, after in cpu_after.items()
+            if name != "runner" and not name.startswith("redis:")  # a cluster's nodes are in "redis" already
+        )
         client_s = sum(r.cpu_s for r in results)
         report["machine"]["other_load_cpu_s"] = max(usage["busy_cpu_s"] - measured_s - client_s, 0.0)
     if engine:
@@ -192,6 +196,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "services": services,
             "services_total": sum(services.values()),
             "redis": per_order.get("redis", 0.0),
+            # A cluster's nodes one by one (by port): the shard benchmark's per-shard cost.
+            "redis_nodes": {k.partition(":")[2]: v for k, v in per_order.items() if k.startswith("redis:")},
             "postgres": per_order.get("postgres", 0.0),
             "runner": per_order.get("runner", 0.0),
             "window_s": report["last_terminal_at"] - start_at,

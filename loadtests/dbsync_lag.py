@@ -15,7 +15,9 @@ import time
 
 from redis.asyncio import Redis
 
+from shared.redis_client import redis_client
 from shared.redis_keys import DBSYNC_GROUP, events_stream
+from shared.settings import Settings
 
 EVENTS_STREAM = events_stream(0)  # the engine's default: one partition
 
@@ -47,8 +49,10 @@ def _id_text(entry_id: bytes | str) -> str:
 
 
 class LagSampler:
-    def __init__(self, redis_url: str, interval_s: float = 0.1) -> None:
-        self.redis = Redis.from_url(redis_url)
+    def __init__(self, redis_url: str, interval_s: float = 0.1, *, cluster: bool = False) -> None:
+        self.redis: Redis = redis_client(
+            Settings(redis_url=redis_url, redis_cluster=cluster), acknowledged_writes=False
+        )
         self.interval_s = interval_s
         self.samples: list[float] = []
 

@@ -28,6 +28,8 @@ class EngineProcesses:
 
     redis_url: str = ""
     database_url: str = ""
+    #: REDIS_URL is one node of a Redis Cluster: "redis" is then every node, and "redis:<port>" each one.
+    redis_cluster: bool = False
     services: dict[str, list[int]] = field(default_factory=dict)
     #: Processes whose own CPU, plus that of their reaped children, belongs to a server.
     servers: dict[str, list[int]] = field(default_factory=dict)
@@ -80,7 +82,11 @@ def find_engine(api_port: int) -> EngineProcesses:
     if not api_pids:
         raise SystemExit(f"no process listens on port {api_port}: is the engine running?")
     env = _environ(psutil.Process(api_pids[0]))
-    engine = EngineProcesses(redis_url=env.get("REDIS_URL", ""), database_url=env.get("DATABASE_URL", ""))
+    engine = EngineProcesses(
+        redis_url=env.get("REDIS_URL", ""),
+        database_url=env.get("DATABASE_URL", ""),
+        redis_cluster=env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes", "on"),
+    )
     for process in psutil.process_iter():
         cmdline = _cmdline(process)
         match = SERVICE_MODULE.search(cmdline)
@@ -89,12 +95,32 @@ def find_engine(api_port: int) -> EngineProcesses:
         elif f"-m {RUNNER_MODULE}" in cmdline and process.pid == _runner_of(api_pids[0]):
             engine.servers.setdefault("runner", []).append(process.pid)
     redis_port = urlparse(engine.redis_url).port
-    if redis_port:
+    if redis_port and engine.redis_cluster:
+        for port in cluster_ports(engine.redis_url):
+            engine.servers[f"redis:{port}"] = sorted(_listeners(port, None))
+        engine.servers["redis"] = sorted(
+            pid for name, pids in engine.servers.items() if name.startswith("redis:") for pid in pids
+        )
+    elif redis_port:
         engine.servers["redis"] = sorted(_listeners(redis_port, None))
     if engine.database_url:
         pg_port, pg_socket = _postgres_socket(engine.database_url)
         engine.servers["postgres"] = sorted(_listeners(pg_port, pg_socket))
     return engine
+
+
+def cluster_ports(redis_url: str) -> list[int]:
+    """The ports of every node of the cluster `redis_url` names a node of (this machine's, by CLUSTER NODES)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        nodes = client.execute_command("CLUSTER NODES")  # redis-py parses it: `ip:port[@bus]` → its fields
+    finally:
+        client.close()
+    port = urlparse(redis_url).port
+    # A node that met no other does not know its own address: `:port`.
+    return sorted({int(address.split("@")[0].rpartition(":")[2] or port or 0) for address in nodes})
 
 
 def _runner_of(pid: int) -> int | None:

@@ -34,6 +34,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import AskError, ClusterCrossSlotError, ClusterDownError, MovedError, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from shared.domain.partitions import all_partitions, tag
 from shared.redis_replicas import AcknowledgedRedis
 
 #: The map is read again at most this often, however many commands find it stale at once.
@@ -98,6 +99,22 @@ def slot_of(args: Sequence[Any]) -> int | None:
     if len(slots) > 1:
         raise ClusterCrossSlotError(f"{command_name(args)} names keys of {len(slots)} hash slots")
     return next(iter(slots), None)
+
+
+def partition_slot_ranges(partitions: int, primaries: int) -> list[tuple[int, int]]:
+    """Contiguous slot ranges, one per primary in order, covering every slot, that give each primary as many of
+    the first `partitions` partitions as they can (each partition is one slot: its tag's). A cluster made with
+    equal ranges gives three primaries 1, 1 and 4 of six partitions: the tags' slots are not spread evenly."""
+    if partitions < primaries:  # some primaries serve no partition whatever the ranges: equal ones
+        bounds = [i * REDIS_CLUSTER_HASH_SLOTS // primaries for i in range(primaries + 1)]
+        return [(bounds[i], bounds[i + 1] - 1) for i in range(primaries)]
+    slots = sorted(key_slot(tag(partition).encode()) for partition in all_partitions(partitions))
+    starts = [0]
+    for primary in range(1, primaries):
+        first = primary * partitions // primaries  # the first partition (in slot order) of this primary
+        starts.append((slots[first - 1] + slots[first]) // 2 + 1)
+    ends = [start - 1 for start in starts[1:]] + [REDIS_CLUSTER_HASH_SLOTS - 1]
+    return list(zip(starts, ends, strict=True))
 
 
 def slot_map(reply: Iterable[Sequence[Any]], asked_host: str) -> list[Address | None]:

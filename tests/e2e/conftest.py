@@ -12,7 +12,8 @@ flow with the orders of one run in different partitions, each with its own event
 
 With `E2E_REDIS_CLUSTER=1` in the environment, the engines run on a Redis Cluster the package starts
 (tests/support/redis_cluster.py: three primaries, a replica each) instead of the suite's Redis, with
-`REDIS_CLUSTER=true`: the same tests prove the same flows with the partitions spread over three shards.
+`REDIS_CLUSTER=true`: the same tests prove the same flows with the partitions spread over three shards, one
+each (`partition_slot_ranges`).
 Tests that read the engine's Redis themselves use `engine_redis_url` and `engine_redis_settings`."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from contextlib import ExitStack
 
 import pytest
 
+from shared.redis_cluster import partition_slot_ranges
 from shared.settings import Settings
 from tests.support.processes import Engine, running_engine
 from tests.support.redis_cluster import redis_cluster
@@ -67,7 +69,8 @@ def engine_redis_url(redis_url, tmp_path_factory) -> Iterator[str]:
     if not E2E_REDIS_CLUSTER:
         yield redis_url
         return
-    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+    ranges = partition_slot_ranges(E2E_PARTITIONS, 3)  # one partition per primary
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster"), slot_ranges=ranges) as cluster:
         yield cluster.url
 
 

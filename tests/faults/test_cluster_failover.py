@@ -32,6 +32,7 @@ from redis.cluster import RedisCluster
 from shared.domain.partitions import tag
 from shared.persistence.batch import make_engine
 from shared.persistence.migrate import upgrade
+from shared.redis_cluster import partition_slot_ranges
 from tests.faults import report
 from tests.faults.invariants import settle
 from tests.faults.load import LoadDriver
@@ -42,7 +43,7 @@ from tests.support.redis_cluster import CLUSTER_SERVER, RedisClusterNodes, clust
 
 pytestmark = pytest.mark.skipif(not cluster_server_usable(), reason=f"needs Redis 7 at {CLUSTER_SERVER}")
 
-#: Partitions over three shards: two or more on each primary, whatever the slots' owners.
+#: Partitions over three shards: two on each primary.
 PARTITIONS = 6
 RATE_PER_S = 10
 STEADY_S = 6.0
@@ -100,7 +101,8 @@ def test_accepted_orders_survive_a_primary_killed_in_a_redis_cluster(fault_serve
     db = make_engine(database_url)
     engine = load = client = None
     try:
-        with redis_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        ranges = partition_slot_ranges(PARTITIONS, 3)  # two partitions on each primary
+        with redis_cluster(tmp_path_factory.mktemp("cluster"), slot_ranges=ranges) as cluster:
             env = {**ENGINE_ENV, "REDIS_CLUSTER": "true", "PARTITIONS": str(PARTITIONS)}
             engine = start_engine(cluster.url, database_url, log_dir, epoch_in_s=10, replicas=REPLICAS, **env)
             load = LoadDriver(engine.api_url, rate_per_s=RATE_PER_S, give_up_after_s=30)

@@ -135,6 +135,8 @@ class RedisClusterNodes:
     primaries_count: int = 3
     replicas_per_primary: int = 1
     password: str | None = None
+    #: The slot range of each primary, in order; None: equal ranges (`partition_slot_ranges` spreads partitions).
+    slot_ranges: list[tuple[int, int]] | None = None
     nodes: list[Node] = field(default_factory=list, init=False)
     #: Each node's cluster id (CLUSTER MYID) by name: kept in its nodes.conf, so the same across restarts.
     ids: dict[str, str] = field(default_factory=dict, init=False)
@@ -230,6 +232,8 @@ class RedisClusterNodes:
         for index, node in enumerate(primaries):
             start = index * REDIS_CLUSTER_HASH_SLOTS // self.primaries_count
             end = (index + 1) * REDIS_CLUSTER_HASH_SLOTS // self.primaries_count - 1
+            if self.slot_ranges is not None:
+                start, end = self.slot_ranges[index]
             self.ask(node, "CLUSTER", "ADDSLOTSRANGE", start, end)
         replicas = self.nodes[self.primaries_count :]
         for index, node in enumerate(replicas):
@@ -477,9 +481,13 @@ def _serves(seen: Seen, start: int, end: int) -> bool:
 
 @contextlib.contextmanager
 def redis_cluster(
-    tmp_dir: Path, primaries: int = 3, replicas_per_primary: int = 1, password: str | None = None
+    tmp_dir: Path,
+    primaries: int = 3,
+    replicas_per_primary: int = 1,
+    password: str | None = None,
+    slot_ranges: list[tuple[int, int]] | None = None,
 ) -> Iterator[RedisClusterNodes]:
-    cluster = RedisClusterNodes(tmp_dir, primaries, replicas_per_primary, password)
+    cluster = RedisClusterNodes(tmp_dir, primaries, replicas_per_primary, password, slot_ranges)
     try:
         cluster.start()
         yield cluster

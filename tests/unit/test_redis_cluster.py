@@ -65,3 +65,18 @@ def test_info_answers_for_the_fullest_primary():
     assert _fullest([low, high]) is high
     assert _fullest([{"used_memory": 5, "maxmemory": 0}, {"used_memory": 9, "maxmemory": 0}])["used_memory"] == 9
     assert _fullest(["x", "y"]) == "x"
+
+
+@pytest.mark.parametrize(("partitions", "primaries"), [(6, 3), (12, 3), (16, 3), (8, 2), (6, 1), (256, 7), (2, 3)])
+def test_slot_ranges_cover_every_slot_and_spread_the_partitions_evenly(partitions, primaries):
+    from shared.domain.partitions import tag
+    from shared.redis_cluster import partition_slot_ranges
+
+    ranges = partition_slot_ranges(partitions, primaries)
+    assert ranges[0][0] == 0 and ranges[-1][1] == REDIS_CLUSTER_HASH_SLOTS - 1
+    assert all(end + 1 == next_start for (_, end), (next_start, _) in zip(ranges, ranges[1:], strict=False))
+    slots = [key_slot(tag(partition).encode()) for partition in range(partitions)]
+    counts = [sum(start <= slot <= end for slot in slots) for start, end in ranges]
+    assert sum(counts) == partitions
+    if partitions >= primaries:
+        assert max(counts) - min(counts) <= 1, counts
