@@ -4,10 +4,11 @@
 
 For each shard count it starts a cluster on loopback (tests/support/redis_cluster.py: Debian's Redis 7, no
 replicas, so that the box's CPU goes to the engine; slot ranges from `partition_slot_ranges`, so that the
-partitions spread evenly), every service of the engine against it
-(`REDIS_CLUSTER=true`, `PARTITIONS`, the default simulated latencies and failure rate, one WebSocket per
-order), runs loadtests/bench.py against it, and reports per primary: CPU ms per completed order, commands per
-order, the partitions whose slots it serves and its keys at the end; and the engine's own CPU per order.
+partitions spread evenly), every service of the engine against it (`REDIS_CLUSTER=true`, `PARTITIONS`, the
+default simulated latencies and failure rate, one WebSocket per order; `--no-latencies --ws user` for the
+throughput regime), runs loadtests/bench.py against it, and reports per primary: CPU ms per completed order,
+commands per order, the partitions whose slots it serves and its keys at the end; and the engine's own CPU
+per order.
 A PostgreSQL database of its own is created on `--database-url` for each run and dropped after.
 """
 
@@ -62,8 +63,9 @@ def run_once(shards: int, args: argparse.Namespace, work: Path) -> dict[str, Any
     env = {
         "REDIS_CLUSTER": "true",
         "PARTITIONS": str(args.partitions),
-        "SIM_LATENCY_SCALE": str(defaults.sim_latency_scale),
-        "SIM_FAILURE_RATE": str(defaults.sim_failure_rate),
+        "SIM_LATENCY_SCALE": str(defaults.sim_latency_scale if args.latencies else 0),
+        "SIM_FAILURE_RATE": str(defaults.sim_failure_rate if args.latencies else 0),
+        "RATE_LIMIT_PER_S": "100000",
         "QUOTE_INTERVAL_MS": str(defaults.quote_interval_ms),
         "LOG_LEVEL": "WARNING",
     }
@@ -85,7 +87,7 @@ def run_once(shards: int, args: argparse.Namespace, work: Path) -> dict[str, Any
             report_path = work / f"bench-{shards}.json"
             bench = [
                 sys.executable, str(ROOT / "loadtests" / "bench.py"), "--api", engine.api_url,
-                "--rate", str(args.rate), "--duration", str(args.duration), "--ws", "order",
+                "--rate", str(args.rate), "--duration", str(args.duration), "--ws", args.ws,
                 "--idle-s", "0", "--json", str(report_path),
             ]  # fmt: skip
             subprocess.run(bench, check=True, cwd=ROOT)
@@ -149,6 +151,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=60)
     parser.add_argument("--duration", type=float, default=40)
     parser.add_argument("--settle-s", type=float, default=5)
+    parser.add_argument("--ws", choices=("order", "user"), default="order", help="bench.py's --ws")
+    parser.add_argument(
+        "--no-latencies",
+        dest="latencies",
+        action="store_false",
+        help="SIM_LATENCY_SCALE=0 and SIM_FAILURE_RATE=0: the throughput regime, where only CPU limits",
+    )
     parser.add_argument(
         "--equal-ranges",
         dest="spread",
