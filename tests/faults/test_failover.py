@@ -29,20 +29,17 @@ and to reports/failover.json; the bound asserted on them is generous (they are f
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shared.persistence.batch import make_engine
 from shared.persistence.migrate import upgrade
 from tests.faults import report
+from tests.faults.failovers import Fault, accepted_in, conclude, now_text, unavailability
 from tests.faults.invariants import settle
-from tests.faults.load import LoadDriver, Submission
+from tests.faults.load import LoadDriver
 from tests.faults.test_fault_injection import ENGINE_ENV as FAULT_ENGINE_ENV
 from tests.support.databases import create_scratch_database, drop_database
 from tests.support.processes import start_engine
@@ -64,59 +61,6 @@ STEADY_S = 5.0
 REPLICAS_FROZEN_S = 0.5
 AFTER_FAULT_S = 4.0
 SETTLE_TIMEOUT_S = 45
-#: Orders accepted in each phase, at least: less would make "nothing lost" vacuous.
-MIN_ACCEPTED_PER_PHASE = 10
-#: Generous: the sentinels fail over within a few seconds (down-after 1 s); this only catches a hang.
-WINDOW_LIMIT_S = 20.0
-
-
-@dataclass
-class Fault:
-    name: str
-    at: float  # time.monotonic() when it hit
-    until: float  # the next fault, or the end of the load: what the window is looked for in
-    notes: dict[str, Any]
-
-
-def unavailability(submissions: list[Submission], fault: Fault) -> dict[str, Any]:
-    """What a client saw of `fault`: the longest stretch without a 200 (from the last 200 before the fault to
-    the end of its phase), when the first 200 after it came, and the slowest submission in its phase."""
-    oks = sorted(answered for s in submissions for _, answered, status in s.answers if status == 200)
-    before = [t for t in oks if t <= fault.at]
-    after = [t for t in oks if fault.at < t <= fault.until]
-    window, window_from = 0.0, fault.at
-    points = before[-1:] + after
-    for earlier, later in zip(points, points[1:], strict=False):
-        if later - earlier > window:
-            window, window_from = later - earlier, earlier
-    # Each submission answered after the fault and sent before the next one: first try to final answer.
-    latencies = [
-        (s.answered_at - s.sent_at, s)
-        for s in submissions
-        if s.sent_at is not None and s.answered_at is not None and s.answered_at > fault.at and s.sent_at < fault.until
-    ]
-    slowest_s, slowest = max(latencies, key=lambda pair: pair[0], default=(None, None))
-    statuses: dict[str, int] = {}
-    for s in submissions:
-        for sent, _, status in s.answers:
-            if fault.at <= sent < fault.until and status != 200:
-                statuses[str(status)] = statuses.get(str(status), 0) + 1
-    return {
-        "noAcceptanceWindowS": round(window, 3),
-        "windowStartsAfterFaultS": round(window_from - fault.at, 3),
-        "firstAcceptanceAfterFaultS": round(after[0] - fault.at, 3) if after else None,
-        "slowestSubmissionS": None if slowest_s is None else round(slowest_s, 3),
-        "slowestSubmission": None
-        if slowest is None
-        else {"kind": slowest.kind, "tries": slowest.tries, "outcome": slowest.outcome, "id": slowest.order_id},
-        "answersOtherThan200": statuses,  # "None": no answer (refused, reset, timed out)
-        **fault.notes,
-    }
-
-
-def _now() -> str:
-    """Wall-clock time, as the services' log lines print it: to find a fault in their logs."""
-    return datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _repl_offset(node) -> int:
@@ -125,7 +69,7 @@ def _repl_offset(node) -> int:
 
 def kill_with_replicas_behind(cluster: SentinelCluster) -> Fault:
     old = cluster.master()
-    wall = _now()
+    wall = now_text()
     offset_frozen = _repl_offset(old)
     frozen_at = time.monotonic()
     with cluster.replicas_frozen() as replicas:
@@ -159,7 +103,7 @@ def kill_with_replicas_behind(cluster: SentinelCluster) -> Fault:
 
 def manual_failover(cluster: SentinelCluster) -> Fault:
     old = cluster.master()
-    wall = _now()
+    wall = now_text()
     failover_at = time.monotonic()
     cluster.manual_failover()
     new_port = cluster.promoted_other_than(old.port)
@@ -182,14 +126,6 @@ def manual_failover(cluster: SentinelCluster) -> Fault:
             "atUtc": wall,
         },
     )
-
-
-def _accepted_in(load: LoadDriver, start: float, end: float) -> set[str]:
-    return {
-        s.order_id
-        for s in load.submissions
-        if s.outcome == "accepted" and s.order_id and s.sent_at is not None and start <= s.sent_at < end
-    }
 
 
 def test_accepted_orders_survive_a_sentinel_failover(fault_servers, tmp_path_factory):
@@ -260,9 +196,9 @@ def test_accepted_orders_survive_a_sentinel_failover(fault_servers, tmp_path_fac
         drop_database(database_url)
 
     phases = {
-        "steady": _accepted_in(load, load_began, killed.at),
-        "kill -9 and rejoin": _accepted_in(load, killed.at, switched.at),
-        "SENTINEL FAILOVER": _accepted_in(load, switched.at, load_stopped),
+        "steady": accepted_in(load, load_began, killed.at),
+        "kill -9 and rejoin": accepted_in(load, killed.at, switched.at),
+        "SENTINEL FAILOVER": accepted_in(load, switched.at, load_stopped),
     }
     # Answered 200 between the freeze and the kill: on a master whose replicas had none of it.
     answered_while_frozen = {
@@ -284,25 +220,10 @@ def test_accepted_orders_survive_a_sentinel_failover(fault_servers, tmp_path_fac
     data["lostAcknowledged"] = len(lost & set(load.accepted))
     data["lostInPostgresOnly"] = len(lost - set(load.accepted))
     data["unavailability"] = {fault.name: unavailability(load.submissions, fault) for fault in faults}
-    data["logs"] = str(log_dir)
-    # Not report.save: that would replace the main fault run's report in the terminal summary.
-    for path in (report.ROOT / "reports" / "failover.json", Path(log_dir) / "failover.json"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    lines = report.render(data) + [
+    extra = [
         f"accepted by phase {data['acceptedByPhase']}, lost by phase {data['lostByPhase']}; "
         f"answered 200 while the replicas were frozen: {data['answered200WhileReplicasFrozen']}, "
         f"of which lost {data['lostOfThose']}; lost after a 200: {data['lostAcknowledged']}, "
         f"never answered 200 but in PostgreSQL: {data['lostInPostgresOnly']}",
-        *(f"UNAVAILABILITY ({name}): {json.dumps(w)}" for name, w in data["unavailability"].items()),
     ]
-    print("\n" + "\n".join(lines))
-    if not verdict.ok or dead:
-        print(engine.logs()[-12000:])
-
-    assert not dead, f"services exited on their own: {dead}"
-    for name, ids in phases.items():
-        assert len(ids) >= MIN_ACCEPTED_PER_PHASE, f"only {len(ids)} orders accepted in phase {name!r}"
-    assert verdict.ok, f"{verdict.counts()}: {data['violationExamples'][:10]}"
-    for name, window in data["unavailability"].items():
-        assert window["noAcceptanceWindowS"] < WINDOW_LIMIT_S, f"{name}: {window}"
+    conclude("failover", data, verdict, dead, log_dir, engine, phases, extra)
