@@ -164,7 +164,8 @@ class EventHub:
                 reply = await self.redis.xread(last_ids, count=READ_BATCH, block=READ_BLOCK_MS)  # type: ignore[arg-type]  # redis-py: invariant dict types
                 batches = cast(_XReadReply, reply)
                 if batches:  # hand on only what a failover cannot take back (shared/redis_replicas.py)
-                    await barrier(self.redis)
+                    # On a cluster each stream is tailed alone: its own primary's replicas are the ones to wait for.
+                    await barrier(self.redis, streams[0] if len(streams) == 1 else None)
             except REDIS_UNAVAILABLE as exc:  # reconnects (through the sentinels, if any) on the next read
                 outage.failed(exc)
                 await asyncio.sleep(0.5)

@@ -78,30 +78,38 @@ return #KEYS - 1
 """
 
 
-def round_script_call(rounds: list[PairRound]) -> tuple[list[str], list[str | int]]:
-    """KEYS and ARGV of `_PUBLISH_ROUND` for one round: each pair's venue hashes (fresh, or stale with their
-    original `ts`), its BEST hash and its tick; BEST and the tick only for pairs some venue answered."""
-    keys: list[str] = []
-    argv: list[str | int] = [redis_keys.TICKS_MAXLEN]
-    ticks: list[str] = []
+#: One round's writes: each hash (key, fields) in write order, and each pair's tick (stream fields).
+RoundWrites = tuple[list[tuple[str, dict[str, str]]], list[dict[str, str]]]
 
-    def hash_of(key: str, fields: dict[str, str]) -> None:
-        keys.append(key)
-        argv.append(2 * len(fields))
-        argv.extend(item for pair in fields.items() for item in pair)
 
+def round_writes(rounds: list[PairRound]) -> RoundWrites:
+    """What one round writes: each pair's venue hashes (fresh, or stale with their original `ts`), its BEST
+    hash and its tick; BEST and the tick only for pairs some venue answered."""
+    hashes: list[tuple[str, dict[str, str]]] = []
+    ticks: list[dict[str, str]] = []
     for result in rounds:
         for quote, stale in [*((q, False) for q in result.fresh), *((q, True) for q in result.stale)]:
-            hash_of(
-                redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex]),
-                quote_fields(quote, stale=stale),
-            )
+            key = redis_keys.quotes(result.token_in, result.token_out, VENUE_KEYS[quote.dex])
+            hashes.append((key, quote_fields(quote, stale=stale)))
         if not result.fresh:
             continue
         best = choose_best(result.fresh).best  # BEST is what the router would pick
-        hash_of(redis_keys.quotes(result.token_in, result.token_out, "BEST"), quote_fields(best))
-        ticks.extend((f"{result.token_in}-{result.token_out}", str(best.price), best.dex.value, repr(best.ts)))
-    return [*keys, redis_keys.TICKS_STREAM], [*argv, *ticks]
+        hashes.append((redis_keys.quotes(result.token_in, result.token_out, "BEST"), quote_fields(best)))
+        pair = f"{result.token_in}-{result.token_out}"
+        ticks.append({"pair": pair, "price": str(best.price), "dex": best.dex.value, "ts": repr(best.ts)})
+    return hashes, ticks
+
+
+def round_script_call(rounds: list[PairRound]) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of `_PUBLISH_ROUND` for one round (`round_writes`)."""
+    hashes, ticks = round_writes(rounds)
+    argv: list[str | int] = [redis_keys.TICKS_MAXLEN]
+    for _key, fields in hashes:
+        argv.append(2 * len(fields))
+        argv.extend(item for pair in fields.items() for item in pair)
+    for tick in ticks:
+        argv.extend((tick["pair"], tick["price"], tick["dex"], tick["ts"]))
+    return [*(key for key, _ in hashes), redis_keys.TICKS_STREAM], argv
 
 
 class QuoteCache:
@@ -110,29 +118,22 @@ class QuoteCache:
         self._publish_round = redis.register_script(_PUBLISH_ROUND)
 
     async def publish(self, rounds: list[PairRound]) -> None:
-        keys, argv = round_script_call(rounds)
         if isinstance(self.redis, ClusterRedis):
-            await self._publish_per_key(keys, argv)
+            await self._publish_per_key(rounds)
         else:
+            keys, argv = round_script_call(rounds)
             await self._publish_round(keys=keys, args=argv)
 
-    async def _publish_per_key(self, keys: list[str], argv: list[str | int]) -> None:
+    async def _publish_per_key(self, rounds: list[PairRound]) -> None:
         """The round as one pipeline of a write per key: on a cluster the contract's quote keys (untagged,
         `quotes:<pair>:<venue>`) are in slots of their own, so no script may write two. Each hash is still
         written whole; a reader may see one hash from this round and the next from the last."""
+        hashes, ticks = round_writes(rounds)
         async with self.redis.pipeline(transaction=False) as pipe:
-            at = 1
-            for key in keys[:-1]:
-                n = int(argv[at])
-                pipe.hset(
-                    key, mapping=dict(zip(argv[at + 1 : at + n + 1 : 2], argv[at + 2 : at + n + 1 : 2], strict=True))
-                )
-                at += n + 1
-            while at < len(argv):
-                pair, price, dex, ts = argv[at : at + 4]
-                fields = {"pair": pair, "price": price, "dex": dex, "ts": ts}
-                pipe.xadd(keys[-1], fields, maxlen=int(argv[0]), approximate=True)  # type: ignore[arg-type]
-                at += 4
+            for key, fields in hashes:
+                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # redis-py: invariant dict types
+            for tick in ticks:
+                pipe.xadd(redis_keys.TICKS_STREAM, tick, maxlen=redis_keys.TICKS_MAXLEN, approximate=True)  # type: ignore[arg-type]  # the same
             await pipe.execute()
 
 

@@ -35,7 +35,7 @@ from redis.exceptions import AskError, ClusterCrossSlotError, ClusterDownError, 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared.domain.partitions import all_partitions, tag
-from shared.redis_replicas import AcknowledgedRedis
+from shared.redis_replicas import AcknowledgedRedis, command_name
 
 #: The map is read again at most this often, however many commands find it stale at once.
 REFRESH_MIN_INTERVAL_S = 0.1
@@ -66,11 +66,6 @@ NodeFactory = Callable[[str], AcknowledgedRedis]
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def command_name(args: Sequence[Any]) -> str:
-    """A command's name, without its subcommand (redis-py sends `SCRIPT LOAD` as one argument)."""
-    return _text(args[0]).split(" ", 1)[0].upper()
 
 
 def command_keys(args: Sequence[Any]) -> list[Any]:
@@ -253,8 +248,12 @@ class ClusterRedis(AcknowledgedRedis):
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> ClusterPipeline:
         return ClusterPipeline(self, transaction)
 
-    async def barrier(self) -> None:
-        """Every primary's `barrier()` (shared/redis_replicas.py): all it holds now is on its replicas."""
+    async def barrier(self, key: str | None = None) -> None:
+        """`barrier()` (shared/redis_replicas.py) on the primary of `key`'s slot, or without one on every primary:
+        what it holds now is on its replicas."""
+        if key is not None:
+            await (await self.primary_of(key_slot(key.encode()))).barrier()
+            return
         if not self._slots:
             await self.refresh(force=True)
         await asyncio.gather(*(self.node(address).barrier() for address in self.primaries))

@@ -229,6 +229,12 @@ def sniper_listing(pair: str, partition: int) -> str:
     return f"{SNIPER_SET_PREFIX}{tag(partition)}:listing:{pair}"
 
 
+def sniper_set_trigger(key: str, partition: int) -> tuple[str, str]:
+    """What a partition's sniper trigger set (`sniper_listing`, `sniper_liquidity`) waits for: (kind, pair)."""
+    kind, _, pair = key.removeprefix(f"{SNIPER_SET_PREFIX}{tag(partition)}:").partition(":")
+    return kind, pair
+
+
 def sniper_liquidity(pair: str, partition: int) -> str:
     """Sorted set: orders waiting for liquidity, member = rest member, score = minLiquidity in tokenOut."""
     return f"{SNIPER_SET_PREFIX}{tag(partition)}:liquidity:{pair}"

@@ -36,7 +36,7 @@ the replicas hold it, they hold everything the master held when it ran, the even
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,7 @@ class NotReplicated(RedisConnectionError):
         self.required = required
 
 
-def command_name(args: tuple[Any, ...]) -> str:
+def command_name(args: Sequence[Any]) -> str:
     """A command's name without its subcommand: redis-py sends `XINFO GROUPS` or `SCRIPT LOAD` as one argument."""
     name = args[0]
     return (name.decode() if isinstance(name, bytes) else str(name)).split(" ", 1)[0].upper()
@@ -292,17 +292,18 @@ class AcknowledgedRedis(Redis):
         pipe.replica_count = self.replica_count
         return pipe
 
-    async def barrier(self) -> None:
-        """See the module-level `barrier`."""
+    async def barrier(self, key: str | None = None) -> None:
+        """See the module-level `barrier` (`key` matters only to a cluster client)."""
         if self.replica_count is not None:
             await _barrier(self.connection_pool, self.response_callbacks, self.replica_count)
 
 
-async def barrier(client: Redis) -> None:
+async def barrier(client: Redis, key: str | None = None) -> None:
     """Return once the replicas hold everything `client`'s master held when this ran (NotReplicated if they
-    do not in time); at once for a client without acknowledged writes. A cluster client's: every primary's."""
+    do not in time); at once for a client without acknowledged writes. A cluster client's: the primary of
+    `key`'s slot, or every primary without one."""
     if isinstance(client, AcknowledgedRedis):
-        await client.barrier()
+        await client.barrier(key)
 
 
 def online_replicas(info: dict[str, Any]) -> int:

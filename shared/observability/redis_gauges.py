@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shared import redis_keys
-from shared.domain.partitions import all_partitions, tag
+from shared.domain.partitions import all_partitions
 from shared.execution.backlog import ExecutionBacklog, read_backlog_sync
 from shared.redis_client import sync_redis_client
 from shared.settings import Settings
@@ -171,7 +171,7 @@ def armed_sniper_orders(partitions: int = 1) -> Reader:
             sizes = pipe.execute() if sets else []
         counts: dict[tuple[str, str], int] = {}
         for (key, p), size in zip(sets, sizes, strict=True):
-            kind, _, pair = key.removeprefix(f"{redis_keys.SNIPER_SET_PREFIX}{tag(p)}:").partition(":")
+            kind, pair = redis_keys.sniper_set_trigger(key, p)
             counts[kind, pair] = counts.get((kind, pair), 0) + size
         family = GaugeMetricFamily(
             "engine_sniper_orders_armed",

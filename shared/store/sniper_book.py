@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from shared import redis_keys
 from shared.domain.limits import rest_member
 from shared.domain.orders import Order
-from shared.domain.partitions import partition_of, tag
+from shared.domain.partitions import partition_of
 from shared.store.order_store import OrderState, OrderStore, RestingPlace
 from shared.store.replies import members, text
 from shared.store.resting import RestingBook, TriggerFields
@@ -107,9 +107,8 @@ class SniperBook(RestingBook):
     async def sweep(self, sim: LaunchParams, now: float) -> int:
         """Fire orders whose condition already holds (placed after their event, or events missed while down)."""
         fired = 0
-        set_prefix = f"{redis_keys.SNIPER_SET_PREFIX}{tag(self.partition)}:"
         for key in await self.resting_sets():
-            kind, _, pair = key.removeprefix(set_prefix).partition(":")
+            kind, pair = redis_keys.sniper_set_trigger(key, self.partition)
             token_in, _, token_out = pair.partition("-")
             if kind == "listing":
                 members = await self.take_listing(pair) if is_listed(token_in, token_out, now, sim) else []

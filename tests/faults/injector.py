@@ -69,9 +69,4 @@ class FaultInjector:
 
     def dead_services(self) -> list[str]:
         """Replicas that exited on their own (not killed by us): a service that gave up is a bug."""
-        return [
-            f"{name}[{index}] rc={slot.process.returncode}"
-            for name, slots in self.engine.processes.items()
-            for index, slot in enumerate(slots)
-            if not slot.alive
-        ]
+        return self.engine.dead_services()

@@ -124,12 +124,7 @@ def test_accepted_orders_survive_a_primary_killed_in_a_redis_cluster(fault_serve
 
             client = RedisCluster.from_url(cluster.url, socket_timeout=10)
             verdict, drained_s = settle(client, db, set(load.accepted), SETTLE_TIMEOUT_S)
-            dead = [
-                f"{name}[{index}] rc={slot.process.returncode}"
-                for name, slots in engine.processes.items()
-                for index, slot in enumerate(slots)
-                if not slot.alive
-            ]
+            dead = engine.dead_services()
             engine.stop_all()  # while the cluster is still up, so no service logs the servers' going away
     finally:
         if load is not None:

@@ -177,12 +177,7 @@ def test_accepted_orders_survive_a_sentinel_failover(fault_servers, tmp_path_fac
 
             client = cluster.master().client(DATA_PASSWORD, socket_timeout=10)
             verdict, drained_s = settle(client, db, set(load.accepted), SETTLE_TIMEOUT_S)
-            dead = [
-                f"{name}[{index}] rc={slot.process.returncode}"
-                for name, slots in engine.processes.items()
-                for index, slot in enumerate(slots)
-                if not slot.alive
-            ]
+            dead = engine.dead_services()
             # Stopped while the cluster is still up, so that no service logs the servers' going away.
             engine.stop_all()
     finally:

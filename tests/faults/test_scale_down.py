@@ -295,12 +295,7 @@ def test_sigterm_scale_down_hands_back_or_finishes_every_order(fault_servers, tm
         loaded_s = time.monotonic() - load_began
         verdict, drained_s = settle(client, db, set(load.accepted), SETTLE_TIMEOUT_S)
         stopped = {(t.service, 0) for t in terminated if t.service != "api"}
-        dead = [
-            f"{name}[{index}] rc={slot.process.returncode}"
-            for name, slots in engine.processes.items()
-            for index, slot in enumerate(slots)
-            if not slot.alive and (name, index) not in stopped
-        ]
+        dead = engine.dead_services(excluding=stopped)
     finally:
         engine.stop_all()
         client.close()

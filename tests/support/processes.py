@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +135,15 @@ class Engine:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"api did not come up:\n{service.log()}")
+
+    def dead_services(self, excluding: Collection[tuple[str, int]] = ()) -> list[str]:
+        """Every service process that exited on its own (`name[index] rc=…`), but those in `excluding`."""
+        return [
+            f"{name}[{index}] rc={slot.process.returncode}"
+            for name, slots in self.processes.items()
+            for index, slot in enumerate(slots)
+            if not slot.alive and (name, index) not in excluding
+        ]
 
     def stop_all(self) -> None:
         for services in self.processes.values():
